@@ -1,0 +1,96 @@
+//! Contract errors: `{"error": {"code", "message"}}` with the matching
+//! status. Domain and store errors map here and nowhere else.
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::engine::Reply;
+use crate::queue::QueueError;
+use crate::store::StoreError;
+
+/// A refused request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400: malformed JSON or field.
+    pub fn bad_request(m: impl Into<String>) -> Self {
+        Self::new(400, "bad_request", m)
+    }
+    /// 401: no or unknown credentials.
+    pub fn unauthorized(m: impl Into<String>) -> Self {
+        Self::new(401, "unauthorized", m)
+    }
+    /// 403: credentials that may not do this.
+    pub fn forbidden(m: impl Into<String>) -> Self {
+        Self::new(403, "forbidden", m)
+    }
+    /// 404: unknown hall, floor, service, window, ticket or route.
+    pub fn not_found(m: impl Into<String>) -> Self {
+        Self::new(404, "not_found", m)
+    }
+    /// 405: the route exists, the method does not.
+    pub fn method_not_allowed(m: impl Into<String>) -> Self {
+        Self::new(405, "method_not_allowed", m)
+    }
+    /// 413: body over the limit.
+    pub fn payload_too_large(m: impl Into<String>) -> Self {
+        Self::new(413, "payload_too_large", m)
+    }
+    /// 503: the store cannot take writes.
+    pub fn unavailable(m: impl Into<String>) -> Self {
+        Self::new(503, "unavailable", m)
+    }
+
+    /// The contract's JSON body.
+    pub fn reply(&self) -> Reply {
+        #[derive(Serialize)]
+        struct Inner<'a> {
+            code: &'a str,
+            message: &'a str,
+        }
+        #[derive(Serialize)]
+        struct Outer<'a> {
+            error: Inner<'a>,
+        }
+        let body = serde_json::to_vec(&Outer {
+            error: Inner {
+                code: self.code,
+                message: &self.message,
+            },
+        })
+        .expect("error bodies serialize");
+        Reply {
+            status: self.status,
+            body: Bytes::from(body),
+        }
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> Self {
+        match e {
+            QueueError::NotFound(m) => ApiError::not_found(m),
+            QueueError::Conflict(m) => ApiError::new(409, "conflict", m),
+            QueueError::BadRequest(m) => ApiError::bad_request(m),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::unavailable(e.0)
+    }
+}

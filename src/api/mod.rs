@@ -1,0 +1,258 @@
+//! HTTP routes (contract §1 health, §3 API). Requests are routed by hand
+//! from the path segments: one place shows every route, and every miss gets
+//! the contract's JSON error rather than a framework default.
+
+mod auth;
+mod boards;
+mod body;
+pub mod error;
+mod tickets;
+mod windows;
+
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes};
+use futures_util::Stream;
+use tracing::Instrument;
+use warp::http::{HeaderMap, Method, Response, StatusCode};
+use warp::Filter;
+
+use crate::engine::{Engine, Reply};
+use error::ApiError;
+
+/// Request bodies over this are refused with 413 (contract §3).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// What every handler needs.
+pub struct Api {
+    pub engine: Arc<Engine>,
+    /// Base of links in QR codes, e.g. `http://127.0.0.1:8080`.
+    pub public_url: String,
+}
+
+/// A handler's answer: a JSON reply or another content type.
+pub enum Answer {
+    Json(Reply),
+    Other {
+        content_type: &'static str,
+        cache: Option<&'static str>,
+        body: Bytes,
+    },
+}
+
+impl From<ApiError> for Answer {
+    fn from(e: ApiError) -> Self {
+        Answer::Json(e.reply())
+    }
+}
+
+impl From<Reply> for Answer {
+    fn from(r: Reply) -> Self {
+        Answer::Json(r)
+    }
+}
+
+/// A request as the handlers see it.
+pub struct Request<'a> {
+    pub method: &'a Method,
+    pub headers: &'a HeaderMap,
+    pub body: Bytes,
+}
+
+impl Request<'_> {
+    /// A header as text, if present and readable.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The `Idempotency-Key` header, checked against the contract's form.
+    pub fn idempotency_key(&self) -> Result<Option<&str>, ApiError> {
+        let Some(v) = self.headers.get("idempotency-key") else {
+            return Ok(None);
+        };
+        let k = v.to_str().unwrap_or("");
+        if k.is_empty() || k.len() > 64 || !k.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ApiError::bad_request(
+                "Idempotency-Key must be 1 to 64 visible ASCII characters",
+            ));
+        }
+        Ok(Some(k))
+    }
+}
+
+/// `/healthz`, `/readyz` and everything under `/api/v1`.
+pub fn routes(
+    api: Arc<Api>,
+) -> impl Filter<Extract = (Response<Bytes>,), Error = warp::Rejection> + Clone {
+    let health = warp::path("healthz")
+        .and(warp::path::end())
+        .map(|| text(200, "ok"));
+    let ready_api = api.clone();
+    let ready = warp::path("readyz").and(warp::path::end()).map(move || {
+        if ready_api.engine.is_ready() {
+            text(200, "ready")
+        } else {
+            text(503, "store not writable")
+        }
+    });
+    let v1 = warp::path("api")
+        .and(warp::path("v1"))
+        .and(warp::method())
+        .and(warp::path::tail())
+        .and(warp::header::headers_cloned())
+        .and(warp::body::stream())
+        .then(
+            move |method: Method, tail: warp::path::Tail, headers: HeaderMap, body| {
+                let api = api.clone();
+                async move { handle(&api, method, tail.as_str().to_string(), headers, body).await }
+            },
+        );
+    health.or(ready).unify().or(v1).unify()
+}
+
+fn text(status: u16, body: &'static str) -> Response<Bytes> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(Bytes::from_static(body.as_bytes()))
+        .expect("static response builds")
+}
+
+async fn handle<S, B>(
+    api: &Api,
+    method: Method,
+    path: String,
+    headers: HeaderMap,
+    body: S,
+) -> Response<Bytes>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send,
+    B: Buf,
+{
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let route = route_name(&segs);
+    let span = tracing::debug_span!("request", %method, route);
+    async move {
+        let body = if method == Method::POST {
+            match body::read_limited(body, MAX_BODY).await {
+                Ok(b) => b,
+                Err(e) => return respond(e.into(), route),
+            }
+        } else {
+            Bytes::new()
+        };
+        let req = Request {
+            method: &method,
+            headers: &headers,
+            body,
+        };
+        let answer = dispatch(api, &req, &segs).await;
+        respond(answer, route)
+    }
+    .instrument(span)
+    .await
+}
+
+/// The route's shape without ids or tokens, for logs.
+fn route_name(segs: &[&str]) -> &'static str {
+    match segs {
+        ["halls"] => "halls",
+        ["halls", _] => "hall",
+        ["halls", _, "floors", _] => "floor",
+        ["halls", _, "tickets"] => "issue",
+        ["halls", _, "windows", _] => "window",
+        ["halls", _, "windows", _, _] => "window_action",
+        ["tickets", _] => "ticket",
+        ["tickets", _, "qr.svg"] => "ticket_qr",
+        ["tickets", _, "cancel"] => "ticket_cancel",
+        ["announcements", _] => "announcement",
+        _ => "unknown",
+    }
+}
+
+async fn dispatch(api: &Api, req: &Request<'_>, segs: &[&str]) -> Answer {
+    let m = req.method;
+    let result: Result<Answer, ApiError> = match segs {
+        ["halls"] => only(m, Method::GET).map(|_| boards::list(api)),
+        ["halls", hall] => only(m, Method::GET).and_then(|_| boards::hall(api, hall)),
+        ["halls", hall, "floors", floor] => {
+            only(m, Method::GET).and_then(|_| boards::floor(api, hall, floor))
+        }
+        ["halls", hall, "tickets"] => match only(m, Method::POST) {
+            Ok(()) => tickets::issue(api, req, hall).await,
+            Err(e) => Err(e),
+        },
+        ["halls", hall, "windows", window] => {
+            only(m, Method::GET).and_then(|_| windows::show(api, req, hall, window))
+        }
+        ["halls", hall, "windows", window, action] => match only(m, Method::POST) {
+            Ok(()) => windows::act(api, req, hall, window, action).await,
+            Err(e) => Err(e),
+        },
+        ["tickets", token] => only(m, Method::GET).and_then(|_| tickets::show(api, token)),
+        ["tickets", token, "qr.svg"] => only(m, Method::GET).and_then(|_| tickets::qr(api, token)),
+        ["tickets", token, "cancel"] => match only(m, Method::POST) {
+            Ok(()) => tickets::cancel(api, req, token).await,
+            Err(e) => Err(e),
+        },
+        _ => Err(ApiError::not_found(
+            "no such API route; see the contract, section 3",
+        )),
+    };
+    result.unwrap_or_else(Answer::from)
+}
+
+fn only(m: &Method, want: Method) -> Result<(), ApiError> {
+    if *m == want {
+        Ok(())
+    } else {
+        Err(ApiError::method_not_allowed(format!(
+            "this route takes {want}, not {m}"
+        )))
+    }
+}
+
+fn respond(answer: Answer, route: &'static str) -> Response<Bytes> {
+    let (status, content_type, cache, body) = match answer {
+        Answer::Json(r) => (r.status, "application/json", None, r.body),
+        Answer::Other {
+            content_type,
+            cache,
+            body,
+        } => (200, content_type, cache, body),
+    };
+    if status >= 400 {
+        // The body names ids and rules, never personal data.
+        tracing::debug!(route, status, body = %String::from_utf8_lossy(&body), "request refused");
+    }
+    let mut b = Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header("content-type", content_type);
+    if let Some(c) = cache {
+        b = b.header("cache-control", c);
+    } else {
+        b = b.header("cache-control", "no-store");
+    }
+    let body = if status == 204 { Bytes::new() } else { body };
+    b.body(body).expect("response builds")
+}
+
+/// Serializes a JSON body with a status.
+pub fn json<T: serde::Serialize>(status: u16, v: &T) -> Reply {
+    Reply {
+        status,
+        body: Bytes::from(serde_json::to_vec(v).expect("API types serialize")),
+    }
+}
+
+/// Parses a JSON body; an empty body is `{}`.
+pub fn parse_body<T: serde::de::DeserializeOwned>(req: &Request<'_>) -> Result<T, ApiError> {
+    let body: &[u8] = if req.body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        &req.body
+    };
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!("the request body is not the expected JSON: {e}"))
+    })
+}

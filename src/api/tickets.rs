@@ -1,0 +1,157 @@
+//! Tickets: issue, read, QR code, cancel.
+
+use bytes::Bytes;
+use qrcode::render::svg;
+use qrcode::QrCode;
+use serde::Deserialize;
+
+use super::auth::{authenticate, require_issuer};
+use super::error::ApiError;
+use super::{json, parse_body, Answer, Api, Request};
+use crate::engine::{new_token, Reply};
+use crate::gateway::wire;
+use crate::queue::{Channel, IssueRequest, Priority};
+
+#[derive(Deserialize)]
+struct IssueBody {
+    service: Option<String>,
+    priority: Option<String>,
+    channel: Option<String>,
+    notify: Option<Notify>,
+}
+
+#[derive(Deserialize)]
+struct Notify {
+    phone: Option<String>,
+}
+
+/// A phone number as SMS gateways take it: optional `+`, 5 to 20 digits.
+fn valid_phone(p: &str) -> bool {
+    let digits = p.strip_prefix('+').unwrap_or(p);
+    (5..=20).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn issue_request(body: IssueBody) -> Result<IssueRequest, ApiError> {
+    let service = body.service.filter(|s| !s.is_empty()).ok_or_else(|| {
+        ApiError::bad_request("'service' is required: the id of a service of this hall")
+    })?;
+    let priority = match body.priority.as_deref() {
+        None => Priority::Normal,
+        Some(p) => Priority::parse(p).ok_or_else(|| {
+            ApiError::bad_request("'priority' must be \"normal\" or \"priority\"")
+        })?,
+    };
+    let channel = match body.channel.as_deref() {
+        None => Channel::Kiosk,
+        Some(c) => Channel::parse(c).ok_or_else(|| {
+            ApiError::bad_request("'channel' must be \"kiosk\", \"mobile\" or \"appointment\"")
+        })?,
+    };
+    let notify_phone = match body.notify.and_then(|n| n.phone) {
+        None => None,
+        Some(p) if valid_phone(&p) => Some(p),
+        // The message must not echo the number: it is personal data.
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "'notify.phone' must be 5 to 20 digits, optionally after a '+'",
+            ))
+        }
+    };
+    Ok(IssueRequest {
+        service,
+        priority,
+        channel,
+        notify_phone,
+    })
+}
+
+/// `POST /halls/{hall}/tickets`
+pub async fn issue(api: &Api, req: &Request<'_>, hall: &str) -> Result<Answer, ApiError> {
+    let h = api
+        .engine
+        .hall(hall)
+        .ok_or_else(|| ApiError::not_found(format!("no hall '{hall}'")))?;
+    let caller = authenticate(&api.engine, &h.spec, req.header("authorization"))?;
+    require_issuer(caller)?;
+    let key = req.idempotency_key()?;
+    let issue = issue_request(parse_body(req)?)?;
+    let token = new_token();
+    let reply = api
+        .engine
+        .execute(
+            h,
+            &caller.id(&h.spec),
+            key,
+            move |hall, now| hall.issue(issue, token, now),
+            |hall, result| match result {
+                Ok(out) => {
+                    let t = hall
+                        .ticket(out.ticket.expect("issue names its ticket"))
+                        .expect("issued ticket is live");
+                    json(201, &wire::ticket_view(hall, t, true))
+                }
+                Err(e) => ApiError::from(e.clone()).reply(),
+            },
+        )
+        .await?;
+    Ok(reply.into())
+}
+
+/// `GET /tickets/{token}`
+pub fn show(api: &Api, token: &str) -> Result<Answer, ApiError> {
+    let h = api.engine.hall_of_token(token).ok_or_else(no_ticket)?;
+    h.read(|hall| {
+        let t = hall.ticket_by_token(token).ok_or_else(no_ticket)?;
+        Ok(json(200, &wire::ticket_view(hall, t, true)).into())
+    })
+}
+
+/// `GET /tickets/{token}/qr.svg`: a QR code of the ticket's page.
+pub fn qr(api: &Api, token: &str) -> Result<Answer, ApiError> {
+    api.engine.hall_of_token(token).ok_or_else(no_ticket)?;
+    let url = format!("{}/t/{}", api.public_url, token);
+    let code = QrCode::new(url.as_bytes())
+        .map_err(|e| ApiError::bad_request(format!("cannot encode a QR code: {e}")))?;
+    let svg = code
+        .render::<svg::Color<'_>>()
+        .min_dimensions(240, 240)
+        .quiet_zone(true)
+        .build();
+    Ok(Answer::Other {
+        content_type: "image/svg+xml",
+        // The code of a token never changes.
+        cache: Some("private, max-age=86400"),
+        body: Bytes::from(svg),
+    })
+}
+
+/// `POST /tickets/{token}/cancel`: the token is the credential.
+pub async fn cancel(api: &Api, req: &Request<'_>, token: &str) -> Result<Answer, ApiError> {
+    let h = api.engine.hall_of_token(token).ok_or_else(no_ticket)?;
+    let key = req.idempotency_key()?;
+    let token = token.to_string();
+    let caller = format!("ticket:{token}");
+    let reply: Reply = api
+        .engine
+        .execute(
+            h,
+            &caller,
+            key,
+            |hall, now| hall.cancel(&token, now),
+            |hall, result| match result {
+                Ok(out) => {
+                    let t = hall
+                        .ticket(out.ticket.expect("cancel names its ticket"))
+                        .expect("cancelled ticket is live");
+                    json(200, &wire::ticket_view(hall, t, true))
+                }
+                Err(e) => ApiError::from(e.clone()).reply(),
+            },
+        )
+        .await?;
+    Ok(reply.into())
+}
+
+fn no_ticket() -> ApiError {
+    ApiError::not_found("no ticket has this token; check the link or take a new number")
+}

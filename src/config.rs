@@ -1,0 +1,461 @@
+//! The config file (contract §2): raw TOML → a validated [`Config`].
+//!
+//! Every rule is checked here, once, so the rest of the program can trust
+//! the indices and names inside a [`HallSpec`]. An error names the file, the
+//! entry and the rule, so the person installing the hall can fix it.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::queue::{Announce, FloorSpec, HallSpec, KioskSpec, Language, ServiceSpec, WindowSpec};
+
+/// Where the server listens unless told otherwise (contract §1).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Where state is kept unless told otherwise (contract §1).
+pub const DEFAULT_DATA_DIR: &str = "./hallcast-data";
+/// Tokens shorter than this are guessable (contract §2).
+pub const MIN_TOKEN_LEN: usize = 16;
+/// Service-time estimate when the config gives none: ten minutes is typical
+/// for a counter service in a government hall.
+pub const DEFAULT_AVG_SERVICE_SECONDS: u32 = 600;
+
+/// The whole validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Base of links put into QR codes; `None` means "http://{listen}".
+    pub public_url: Option<String>,
+    pub halls: Vec<Arc<HallSpec>>,
+}
+
+impl Config {
+    /// The base URL for links shown to citizens.
+    pub fn public_url(&self, listen: SocketAddr) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => format!("http://{listen}"),
+        }
+    }
+}
+
+/// A config file that breaks a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub entry: String,
+    pub rule: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.entry.is_empty() {
+            write!(f, "config file {}: {}", self.file, self.rule)
+        } else {
+            write!(
+                f,
+                "config file {}: {}: {}",
+                self.file, self.entry, self.rule
+            )
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    halls: Vec<RawHall>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    data_dir: Option<String>,
+    public_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHall {
+    id: String,
+    name: String,
+    timezone: String,
+    admin_token: String,
+    #[serde(default)]
+    floors: Vec<RawFloor>,
+    #[serde(default)]
+    services: Vec<RawService>,
+    #[serde(default)]
+    windows: Vec<RawWindow>,
+    #[serde(default)]
+    kiosks: Vec<RawKiosk>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFloor {
+    number: i32,
+    name: String,
+    announce: String,
+    languages: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    id: String,
+    name: String,
+    name_en: Option<String>,
+    prefix: String,
+    floor: i32,
+    zone: String,
+    avg_service_seconds: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWindow {
+    id: String,
+    label: String,
+    floor: i32,
+    zone: String,
+    services: Vec<String>,
+    token: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKiosk {
+    id: String,
+    token: String,
+}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: file.clone(),
+        entry: String::new(),
+        rule: format!("cannot be read: {e}"),
+    })?;
+    parse(&file, &text)
+}
+
+/// Validates config text; `file` names it in errors.
+pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
+    let raw: RawFile = toml::from_str(text).map_err(|e| ConfigError {
+        file: file.to_string(),
+        entry: String::new(),
+        rule: format!("is not valid hallcast TOML: {}", e.to_string().trim_end()),
+    })?;
+    let err = |entry: String, rule: String| ConfigError {
+        file: file.to_string(),
+        entry,
+        rule,
+    };
+    let listen = match &raw.server.listen {
+        Some(l) => l.parse().map_err(|_| {
+            err(
+                "[server] listen".into(),
+                format!("'{l}' is not an IP:PORT address such as 127.0.0.1:8080"),
+            )
+        })?,
+        None => DEFAULT_LISTEN
+            .parse()
+            .expect("default listen address parses"),
+    };
+    if let Some(u) = &raw.server.public_url {
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            return Err(err(
+                "[server] public_url".into(),
+                format!("'{u}' must start with http:// or https://"),
+            ));
+        }
+    }
+    if raw.halls.is_empty() {
+        return Err(err(
+            String::new(),
+            "has no [[halls]]; declare at least one hall".into(),
+        ));
+    }
+    let mut halls = Vec::new();
+    let mut hall_ids = HashSet::new();
+    for (i, h) in raw.halls.into_iter().enumerate() {
+        let entry = format!("halls[{i}] (id '{}')", h.id);
+        if !hall_ids.insert(h.id.clone()) {
+            return Err(err(
+                entry,
+                "hall id is used twice; hall ids must be unique".into(),
+            ));
+        }
+        let spec = validate_hall(h).map_err(|(sub, rule)| {
+            err(
+                if sub.is_empty() {
+                    entry.clone()
+                } else {
+                    format!("{entry} {sub}")
+                },
+                rule,
+            )
+        })?;
+        halls.push(Arc::new(spec));
+    }
+    Ok(Config {
+        listen,
+        data_dir: PathBuf::from(
+            raw.server
+                .data_dir
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.to_string()),
+        ),
+        public_url: raw.server.public_url,
+        halls,
+    })
+}
+
+type Rule = (String, String);
+
+fn validate_hall(h: RawHall) -> Result<HallSpec, Rule> {
+    let top = |rule: String| (String::new(), rule);
+    if !valid_id(&h.id, 32, |c| {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'
+    }) {
+        return Err(top("id must match [a-z0-9-]{1,32}".into()));
+    }
+    if h.name.trim().is_empty() {
+        return Err(top("name must not be empty".into()));
+    }
+    let timezone: chrono_tz::Tz = h.timezone.parse().map_err(|_| {
+        top(format!(
+            "timezone '{}' is not an IANA time zone name such as Asia/Shanghai",
+            h.timezone
+        ))
+    })?;
+    check_token(&h.admin_token).map_err(|rule| top(format!("admin_{rule}")))?;
+    if h.floors.is_empty() {
+        return Err(top(
+            "has no [[halls.floors]]; declare at least one floor".into()
+        ));
+    }
+
+    let mut floors: Vec<FloorSpec> = Vec::new();
+    for (i, f) in h.floors.into_iter().enumerate() {
+        let at = |rule: String| (format!("floors[{i}] (number {})", f.number), rule);
+        if floors.iter().any(|g| g.number == f.number) {
+            return Err(at("floor number is used twice".into()));
+        }
+        if !(-9..=199).contains(&f.number) {
+            return Err(at("number must be between -9 and 199".into()));
+        }
+        let announce = match f.announce.as_str() {
+            "voice" => Announce::Voice,
+            "silent" => Announce::Silent,
+            other => {
+                return Err(at(format!(
+                    "announce '{other}' must be \"voice\" or \"silent\""
+                )))
+            }
+        };
+        let mut languages = Vec::new();
+        for l in f.languages.unwrap_or_else(|| vec!["zh".into()]) {
+            let lang = Language::parse(&l).ok_or_else(|| {
+                at(format!(
+                    "language '{l}' is not supported; use \"zh\" or \"en\""
+                ))
+            })?;
+            if languages.contains(&lang) {
+                return Err(at(format!("language '{l}' is listed twice")));
+            }
+            languages.push(lang);
+        }
+        if announce == Announce::Voice && languages.is_empty() {
+            return Err(at("a voice floor needs at least one language".into()));
+        }
+        floors.push(FloorSpec {
+            number: f.number,
+            name: f.name,
+            announce,
+            languages,
+        });
+    }
+    let has_floor = |n: i32| floors.iter().any(|f| f.number == n);
+
+    let mut services: Vec<ServiceSpec> = Vec::new();
+    for (i, s) in h.services.into_iter().enumerate() {
+        let at = |rule: String| (format!("services[{i}] (id '{}')", s.id), rule);
+        if !valid_id(&s.id, 32, |c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'
+        }) {
+            return Err(at("id must match [a-z0-9_-]{1,32}".into()));
+        }
+        if services.iter().any(|o| o.id == s.id) {
+            return Err(at("service id is used twice in this hall".into()));
+        }
+        if !(1..=2).contains(&s.prefix.len()) || !s.prefix.chars().all(|c| c.is_ascii_uppercase()) {
+            return Err(at(format!(
+                "prefix '{}' must be one or two ASCII capital letters",
+                s.prefix
+            )));
+        }
+        if let Some(o) = services.iter().find(|o| o.prefix == s.prefix) {
+            return Err(at(format!(
+                "prefix '{}' is already used by service '{}'; prefixes must be unique in the hall",
+                s.prefix, o.id
+            )));
+        }
+        // "A" and "AB" would make "AB001" ambiguous on a screen.
+        if let Some(o) = services
+            .iter()
+            .find(|o| o.prefix.starts_with(&s.prefix) || s.prefix.starts_with(&o.prefix))
+        {
+            return Err(at(format!(
+                "prefix '{}' overlaps prefix '{}' of service '{}'; numbers would be ambiguous",
+                s.prefix, o.prefix, o.id
+            )));
+        }
+        if !has_floor(s.floor) {
+            return Err(at(format!(
+                "floor {} is not a floor of this hall; add it to [[halls.floors]]",
+                s.floor
+            )));
+        }
+        check_text(&s.name, "name").map_err(at)?;
+        check_text(&s.zone, "zone").map_err(at)?;
+        let avg = s.avg_service_seconds.unwrap_or(DEFAULT_AVG_SERVICE_SECONDS);
+        if avg == 0 || avg > 86_400 {
+            return Err(at("avg_service_seconds must be between 1 and 86400".into()));
+        }
+        services.push(ServiceSpec {
+            id: s.id,
+            name: s.name,
+            name_en: s.name_en,
+            prefix: s.prefix,
+            floor: s.floor,
+            zone: s.zone,
+            avg_service_seconds: avg,
+        });
+    }
+    if services.is_empty() {
+        return Err(top(
+            "has no [[halls.services]]; declare at least one service".into(),
+        ));
+    }
+
+    let mut tokens: HashSet<String> = HashSet::from([h.admin_token.clone()]);
+    let mut windows: Vec<WindowSpec> = Vec::new();
+    for (i, w) in h.windows.into_iter().enumerate() {
+        let at = |rule: String| (format!("windows[{i}] (id '{}')", w.id), rule);
+        if !valid_id(&w.id, 16, |c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(at("id must match [A-Za-z0-9-]{1,16}".into()));
+        }
+        if windows.iter().any(|o| o.id == w.id) {
+            return Err(at("window id is used twice in this hall".into()));
+        }
+        check_text(&w.label, "label").map_err(at)?;
+        check_text(&w.zone, "zone").map_err(at)?;
+        if !has_floor(w.floor) {
+            return Err(at(format!(
+                "floor {} is not a floor of this hall; add it to [[halls.floors]]",
+                w.floor
+            )));
+        }
+        if w.services.is_empty() {
+            return Err(at("services must list at least one service".into()));
+        }
+        let mut idx = Vec::new();
+        for sid in &w.services {
+            let s = services.iter().position(|s| &s.id == sid).ok_or_else(|| {
+                at(format!(
+                    "serves unknown service '{sid}'; declare it in [[halls.services]]"
+                ))
+            })?;
+            if idx.contains(&s) {
+                return Err(at(format!("service '{sid}' is listed twice")));
+            }
+            idx.push(s);
+        }
+        check_token(&w.token).map_err(at)?;
+        if !tokens.insert(w.token.clone()) {
+            return Err(at("token is already used by another window, kiosk or the admin; every token must be unique".into()));
+        }
+        windows.push(WindowSpec {
+            id: w.id,
+            label: w.label,
+            floor: w.floor,
+            zone: w.zone,
+            services: idx,
+            token: w.token,
+        });
+    }
+    for (i, s) in services.iter().enumerate() {
+        if !windows.iter().any(|w| w.services.contains(&i)) {
+            return Err((
+                format!("services[{i}] (id '{}')", s.id),
+                "no window serves this service, so its tickets could never be called; add it to a window's services".into(),
+            ));
+        }
+    }
+
+    let mut kiosks: Vec<KioskSpec> = Vec::new();
+    for (i, k) in h.kiosks.into_iter().enumerate() {
+        let at = |rule: String| (format!("kiosks[{i}] (id '{}')", k.id), rule);
+        if !valid_id(&k.id, 32, |c| {
+            c.is_ascii_alphanumeric() || c == '-' || c == '_'
+        }) {
+            return Err(at("id must match [A-Za-z0-9_-]{1,32}".into()));
+        }
+        if kiosks.iter().any(|o| o.id == k.id) {
+            return Err(at("kiosk id is used twice in this hall".into()));
+        }
+        check_token(&k.token).map_err(at)?;
+        if !tokens.insert(k.token.clone()) {
+            return Err(at("token is already used by a window, another kiosk or the admin; every token must be unique".into()));
+        }
+        kiosks.push(KioskSpec {
+            id: k.id,
+            token: k.token,
+        });
+    }
+
+    Ok(HallSpec {
+        id: h.id,
+        name: h.name,
+        timezone,
+        admin_token: h.admin_token,
+        floors,
+        services,
+        windows,
+        kiosks,
+    })
+}
+
+fn valid_id(id: &str, max: usize, ok: impl Fn(char) -> bool) -> bool {
+    !id.is_empty() && id.len() <= max && id.chars().all(ok)
+}
+
+fn check_text(value: &str, field: &str) -> Result<(), String> {
+    if value.trim().is_empty() || value.chars().count() > 64 {
+        return Err(format!("{field} must be 1 to 64 characters"));
+    }
+    Ok(())
+}
+
+fn check_token(token: &str) -> Result<(), String> {
+    if token.chars().count() < MIN_TOKEN_LEN {
+        return Err(format!("token must be at least {MIN_TOKEN_LEN} characters"));
+    }
+    if !token.chars().all(|c| c.is_ascii_graphic()) {
+        return Err("token must be visible ASCII characters (it travels in an HTTP header)".into());
+    }
+    Ok(())
+}

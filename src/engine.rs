@@ -1,0 +1,318 @@
+//! The hall engine: where a command meets the journal and the hub.
+//!
+//! A command runs against a hall's in-memory state under that hall's lock
+//! (microseconds: the domain is pure), is rendered into its HTTP answer,
+//! and its batch is queued to the store writer while the lock is still
+//! held, so batches — and so events — reach the writer in sequence order.
+//! The caller gets its answer only after the commit; subscribers get the
+//! events only after the commit, from the writer thread, in order.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use chrono::{DateTime, Duration, Utc};
+use rand::RngCore;
+use tokio::sync::oneshot;
+
+use crate::announcer::Announcer;
+use crate::gateway::wire;
+use crate::hub::{Hub, Sequenced};
+use crate::queue::{EventKind, Hall, HallSpec, Outcome, QueueError, Status};
+use crate::store::Job;
+use crate::store::{
+    Backend, Batch, IdempotencyRecord, StoreError, StoredEvent, WriterHandle, IDEMPOTENCY_HOURS,
+};
+
+/// An HTTP answer made by the API's renderer, kept verbatim for
+/// idempotent repeats.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+/// Who sent a command, for idempotency scoping.
+pub type CallerId = String;
+
+/// One hall's live state and its idempotency memory.
+pub struct HallCell {
+    pub hall: Hall,
+    idempotency: HashMap<(CallerId, String), IdempotencyRecord>,
+}
+
+/// One hall.
+pub struct HallEngine {
+    pub spec: Arc<HallSpec>,
+    cell: Mutex<HallCell>,
+}
+
+impl HallEngine {
+    /// Locks the hall's state. A poisoned lock means a panic inside a
+    /// command; the domain mutates only after its checks, so the state is
+    /// still whole and serving goes on.
+    pub fn lock(&self) -> MutexGuard<'_, HallCell> {
+        self.cell.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads the hall's state.
+    pub fn read<R>(&self, f: impl FnOnce(&Hall) -> R) -> R {
+        f(&self.lock().hall)
+    }
+}
+
+/// Every hall, the writer and the hub.
+pub struct Engine {
+    halls: Vec<HallEngine>,
+    writer: WriterHandle,
+    hub: Arc<Hub>,
+    announcer: Arc<Announcer>,
+}
+
+/// A new ticket token: 144 random bits, URL-safe.
+pub fn new_token() -> String {
+    let mut b = [0u8; 18];
+    rand::rng().fill_bytes(&mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+impl Engine {
+    /// Loads every hall from the store and fills the hub's rings.
+    pub fn load(
+        specs: &[Arc<HallSpec>],
+        backend: &mut dyn Backend,
+        writer: WriterHandle,
+        hub: Arc<Hub>,
+        announcer: Arc<Announcer>,
+        now: DateTime<Utc>,
+    ) -> Result<Engine, StoreError> {
+        let mut halls = Vec::new();
+        for spec in specs {
+            let loaded = backend.load(spec, now)?;
+            hub.preload(&spec.id, &loaded.events);
+            let idempotency = loaded
+                .idempotency
+                .into_iter()
+                .map(|r| ((r.caller.clone(), r.key.clone()), r))
+                .collect();
+            let hall = Hall::restore(spec.clone(), loaded.state);
+            tracing::info!(
+                hall = %spec.id,
+                hall_seq = hall.hall_seq(),
+                "hall state loaded"
+            );
+            halls.push(HallEngine {
+                spec: spec.clone(),
+                cell: Mutex::new(HallCell { hall, idempotency }),
+            });
+        }
+        Ok(Engine {
+            halls,
+            writer,
+            hub,
+            announcer,
+        })
+    }
+
+    /// A hall by id.
+    pub fn hall(&self, id: &str) -> Option<&HallEngine> {
+        self.halls.iter().find(|h| h.spec.id == id)
+    }
+
+    /// Every hall, in config order.
+    pub fn halls(&self) -> &[HallEngine] {
+        &self.halls
+    }
+
+    /// The hub that fans events out.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// The announcer that voices calls.
+    pub fn announcer(&self) -> &Arc<Announcer> {
+        &self.announcer
+    }
+
+    /// State is loaded and the store takes writes.
+    pub fn is_ready(&self) -> bool {
+        !self.writer.is_failed()
+    }
+
+    /// The hall that issued a ticket token.
+    pub fn hall_of_token(&self, token: &str) -> Option<&HallEngine> {
+        self.halls
+            .iter()
+            .find(|h| h.lock().hall.ticket_by_token(token).is_some())
+    }
+
+    /// Runs one command: `apply` changes the hall, `render` makes the
+    /// answer from the result. With an idempotency key, a repeat by the same
+    /// caller gets the first answer and changes nothing.
+    pub async fn execute(
+        &self,
+        h: &HallEngine,
+        caller: &str,
+        key: Option<&str>,
+        apply: impl FnOnce(&mut Hall, DateTime<Utc>) -> Result<Outcome, QueueError>,
+        render: impl FnOnce(&Hall, &Result<Outcome, QueueError>) -> Reply,
+    ) -> Result<Reply, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let reply = {
+            let permit = self.writer.reserve()?;
+            let mut cell = h.lock();
+            let now = Utc::now();
+            let id = key.map(|k| (caller.to_string(), k.to_string()));
+            let fresh = now - Duration::hours(IDEMPOTENCY_HOURS);
+            let seen = id.as_ref().and_then(|id| cell.idempotency.get(id));
+            if let Some(rec) = seen.filter(|r| r.created_at >= fresh) {
+                // The first answer may still be on its way to the disk: an
+                // empty batch commits after it, so waiting for this one
+                // waits for that.
+                let reply = Reply {
+                    status: rec.status,
+                    body: rec.body.clone(),
+                };
+                permit.send(Job::Commit(
+                    Batch::new(h.spec.clone()),
+                    Box::new(move |r| {
+                        let _ = tx.send(r);
+                    }),
+                ));
+                reply
+            } else {
+                let result = apply(&mut cell.hall, now);
+                let reply = render(&cell.hall, &result);
+                let mut batch = Batch::new(h.spec.clone());
+                let mut tickets = Vec::new();
+                if let Ok(out) = &result {
+                    self.fill_batch(&cell.hall, out, &mut batch);
+                    tickets = self.ticket_messages(&cell.hall, out);
+                }
+                if let Some((caller, key)) = id {
+                    let rec = IdempotencyRecord {
+                        caller: caller.clone(),
+                        key: key.clone(),
+                        created_at: now,
+                        status: reply.status,
+                        body: reply.body.clone(),
+                    };
+                    cell.idempotency.insert((caller, key), rec.clone());
+                    batch.idempotency = Some(rec);
+                }
+                if batch.is_empty() {
+                    // A refusal without a key writes nothing, waits for nothing.
+                    return Ok(reply);
+                }
+                let hub = self.hub.clone();
+                let hall_id = h.spec.id.clone();
+                let events = batch.events.clone();
+                permit.send(Job::Commit(
+                    batch,
+                    Box::new(move |r| {
+                        if r.is_ok() {
+                            hub.publish(&hall_id, &events, &tickets);
+                        }
+                        let _ = tx.send(r);
+                    }),
+                ));
+                reply
+            }
+        };
+        match rx.await {
+            Ok(Ok(())) => Ok(reply),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(StoreError("hallcast is shutting down".into())),
+        }
+    }
+
+    fn fill_batch(&self, hall: &Hall, out: &Outcome, batch: &mut Batch) {
+        let spec = hall.spec();
+        batch.tickets = out
+            .tickets
+            .iter()
+            .filter_map(|id| hall.ticket(*id).cloned())
+            .collect();
+        let mut windows = out.windows.clone();
+        windows.sort_unstable();
+        windows.dedup();
+        batch.windows = windows
+            .into_iter()
+            .map(|w| (w, hall.window(w).clone()))
+            .collect();
+        batch.counter = out.counter;
+        batch.clocks = out.clocks.iter().map(|&s| (s, hall.clock(s))).collect();
+        batch.recent = out.recent.clone();
+        batch.events = out
+            .events
+            .iter()
+            .map(|e| {
+                let announcement = match &e.kind {
+                    EventKind::Called {
+                        number,
+                        window,
+                        voice: true,
+                        ..
+                    } => self.announcer.announce(spec, e.floor, number, *window),
+                    _ => None,
+                };
+                let (floor_msg, hall_msg) = wire::event_messages(spec, e, announcement.as_ref());
+                StoredEvent {
+                    floor: e.floor,
+                    floor_seq: e.floor_seq,
+                    hall_seq: e.hall_seq,
+                    at: e.at,
+                    floor_msg,
+                    hall_msg,
+                }
+            })
+            .collect();
+    }
+
+    /// Ticket-channel messages for the tickets this command touched and for
+    /// followed tickets whose place in line or ETA moved.
+    fn ticket_messages(&self, hall: &Hall, out: &Outcome) -> Vec<(String, Sequenced)> {
+        let seq = hall.hall_seq();
+        let spec_id = &hall.spec().id;
+        let mut msgs = Vec::new();
+        let mut seen = HashSet::new();
+        let called: HashSet<&str> = out
+            .events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Called { number, .. } => Some(number.as_str()),
+                _ => None,
+            })
+            .collect();
+        let touched = out.tickets.iter().filter_map(|id| hall.ticket(*id));
+        let moved = out.lines.iter().flat_map(|&s| hall.line(s));
+        for t in touched.chain(moved) {
+            if !seen.insert(t.id) || !self.hub.has_ticket_subscribers(spec_id, &t.token) {
+                continue;
+            }
+            msgs.push((t.token.clone(), (seq, wire::ticket_message(hall, t))));
+            if t.status == Status::Called && called.contains(t.number.as_str()) {
+                if let Some(m) = wire::ticket_called_message(hall, t) {
+                    msgs.push((t.token.clone(), (seq, m)));
+                }
+            }
+        }
+        msgs
+    }
+
+    /// Housekeeping: expired idempotency keys, empty ticket topics.
+    pub fn maintain(&self, now: DateTime<Utc>) {
+        let cutoff = now - Duration::hours(IDEMPOTENCY_HOURS);
+        for h in &self.halls {
+            h.lock().idempotency.retain(|_, r| r.created_at >= cutoff);
+        }
+        self.hub.prune();
+        self.writer.maintain(now);
+    }
+
+    /// Stops the writer after everything queued so far is committed.
+    pub async fn stop_writer(&self) {
+        self.writer.stop().await;
+    }
+}

@@ -1,0 +1,148 @@
+//! Topic fan-out: every floor channel, hall channel and ticket channel is a
+//! topic with a list of subscribers and, for floors and halls, a ring of
+//! the newest events for `?after` catch-up.
+//!
+//! The store writer publishes here after each commit, in sequence order.
+//! Publishing never waits: each subscriber has a bounded queue, and one
+//! that falls [`SUBSCRIBER_QUEUE`] messages behind is dropped and told why,
+//! so a slow screen never delays a window's call or another screen.
+
+mod topic;
+
+pub use topic::{Kick, Sequenced, Subscription, Topic};
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::queue::HallSpec;
+use crate::store::StoredEvent;
+
+/// Messages a subscriber may have queued before it is dropped as slow. A
+/// lobby screen sees a few events a second; 1,024 is minutes of a busy
+/// hall — a screen that far behind is stalled, and resumes with `?after`.
+pub const SUBSCRIBER_QUEUE: usize = 1024;
+
+/// The topics of one hall.
+pub struct HallTopics {
+    pub hall: Mutex<Topic>,
+    pub floors: HashMap<i32, Mutex<Topic>>,
+    tickets: Mutex<HashMap<String, Topic>>,
+}
+
+/// All topics of all halls. Halls and floors are fixed at start.
+pub struct Hub {
+    halls: HashMap<String, HallTopics>,
+}
+
+impl Hub {
+    /// Topics for every hall and floor.
+    pub fn new<'a>(halls: impl IntoIterator<Item = &'a HallSpec>) -> Hub {
+        let halls = halls
+            .into_iter()
+            .map(|h| {
+                let floors = h
+                    .floors
+                    .iter()
+                    .map(|f| (f.number, Mutex::new(Topic::with_ring())))
+                    .collect();
+                (
+                    h.id.clone(),
+                    HallTopics {
+                        hall: Mutex::new(Topic::with_ring()),
+                        floors,
+                        tickets: Mutex::new(HashMap::new()),
+                    },
+                )
+            })
+            .collect();
+        Hub { halls }
+    }
+
+    /// A hall's topics.
+    pub fn hall(&self, hall: &str) -> Option<&HallTopics> {
+        self.halls.get(hall)
+    }
+
+    /// Fills the rings from the store at start, without subscribers yet.
+    pub fn preload(&self, hall: &str, events: &[StoredEvent]) {
+        self.publish(hall, events, &[]);
+    }
+
+    /// Delivers committed events (in sequence order) and ticket-channel
+    /// messages. Called only by the store writer's continuations.
+    pub fn publish(&self, hall: &str, events: &[StoredEvent], tickets: &[(String, Sequenced)]) {
+        let Some(t) = self.halls.get(hall) else {
+            return;
+        };
+        if !events.is_empty() {
+            let mut h = lock(&t.hall);
+            for e in events {
+                h.publish(e.hall_seq, &e.hall_msg);
+            }
+        }
+        for e in events {
+            if let Some(f) = t.floors.get(&e.floor) {
+                lock(f).publish(e.floor_seq, &e.floor_msg);
+            }
+        }
+        if !tickets.is_empty() {
+            let mut map = lock(&t.tickets);
+            for (token, (seq, msg)) in tickets {
+                if let Some(topic) = map.get_mut(token) {
+                    topic.publish(*seq, msg);
+                    if topic.is_idle() {
+                        map.remove(token);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Someone follows this ticket right now.
+    pub fn has_ticket_subscribers(&self, hall: &str, token: &str) -> bool {
+        self.halls.get(hall).is_some_and(|t| {
+            lock(&t.tickets)
+                .get(token)
+                .is_some_and(|topic| !topic.is_idle())
+        })
+    }
+
+    /// Follows a ticket. The caller then reads the ticket's state and
+    /// sends it first, skipping queued messages it already reflects.
+    pub fn subscribe_ticket(&self, hall: &str, token: &str) -> Option<Subscription> {
+        let t = self.halls.get(hall)?;
+        let mut map = lock(&t.tickets);
+        let topic = map
+            .entry(token.to_string())
+            .or_insert_with(Topic::without_ring);
+        Some(topic.subscribe(Vec::new(), 0))
+    }
+
+    /// Ends every subscription: connections close with "going away".
+    pub fn close_all(&self) {
+        for t in self.halls.values() {
+            lock(&t.hall).close_all();
+            for f in t.floors.values() {
+                lock(f).close_all();
+            }
+            lock(&t.tickets).clear();
+        }
+    }
+
+    /// Forgets ticket topics whose subscribers all left.
+    pub fn prune(&self) {
+        for t in self.halls.values() {
+            lock(&t.tickets).retain(|_, topic| !topic.is_idle());
+            for f in t.floors.values() {
+                lock(f).prune();
+            }
+            lock(&t.hall).prune();
+        }
+    }
+}
+
+/// A poisoned topic lock means a panic mid-publish; the ring and list are
+/// still structurally sound, so keep serving rather than cascade the panic.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

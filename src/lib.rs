@@ -1,0 +1,90 @@
+//! hallcast: a real-time call-number broadcast server for government
+//! service halls (政务服务大厅).
+//!
+//! Windows publish calls over HTTP; hallcast journals them and fans them out
+//! over WebSockets to lobby screens and citizens' phones.
+//!
+//! # Layout
+//!
+//! - [`queue`]: the pure domain — halls, tickets, windows, call rules.
+//! - [`config`]: config file → validated hall specs; [`demo`] is built in.
+//! - [`store`]: durable journal (SQLite) with a group-committing writer.
+//! - [`engine`]: runs commands against the domain, journals them, publishes.
+//! - [`hub`]: topic fan-out with per-floor rings for catch-up.
+//! - [`gateway`]: WebSocket channels; `wire` holds every message shape.
+//! - [`api`]: HTTP routes and contract errors.
+//! - [`announcer`]: spoken announcements.
+//! - [`server`]: wiring and shutdown order.
+#![forbid(unsafe_code)]
+
+pub mod announcer;
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod gateway;
+pub mod hub;
+pub mod queue;
+pub mod server;
+pub mod store;
+
+/// The built-in demo hall: a complete example config.
+pub mod demo {
+    /// The demo hall's config text.
+    pub const CONFIG: &str = include_str!("demo.toml");
+}
+
+use std::future::Future;
+
+/// Why `run` failed; the binary maps it to an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The config file breaks a rule (exit code 2).
+    #[error("{0}")]
+    Config(#[from] config::ConfigError),
+    /// Anything else (exit code 1).
+    #[error("{0:#}")]
+    Other(#[from] anyhow::Error),
+}
+
+/// Loads the config the arguments name and serves it until `shutdown`.
+pub async fn run(
+    args: cli::Args,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let (mut config, demo) = match &args.config {
+        Some(path) => (config::load(path)?, false),
+        None => (config::parse("<built-in demo hall>", demo::CONFIG)?, true),
+    };
+    if let Some(l) = args.listen {
+        config.listen = l;
+    }
+    if let Some(d) = args.data_dir {
+        config.data_dir = d;
+    }
+    server::serve(config, demo, shutdown).await?;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}

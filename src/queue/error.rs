@@ -1,0 +1,27 @@
+//! Why a command was refused. Each variant maps to one contract error code;
+//! the message tells the caller what to do.
+
+use std::fmt;
+
+/// A refused command. Refusal changes nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueueError {
+    /// Unknown hall, floor, service, window or ticket (404).
+    NotFound(String),
+    /// The action does not fit the current state (409).
+    Conflict(String),
+    /// A field has a value the domain cannot accept (400).
+    BadRequest(String),
+}
+
+impl fmt::Display for QueueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QueueError::NotFound(m) | QueueError::Conflict(m) | QueueError::BadRequest(m) => {
+                f.write_str(m)
+            }
+        }
+    }
+}
+
+impl std::error::Error for QueueError {}

@@ -1,0 +1,773 @@
+//! The live state of one hall and every command that changes it.
+//!
+//! Each command checks everything first and mutates only when it will
+//! succeed, so a refused command changes nothing. Time comes in as an
+//! argument; tokens are made by the caller. The result of a command is an
+//! [`Outcome`]: the events it emitted (with their sequence numbers) and the
+//! records it touched, which the engine journals before anyone sees them.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::error::QueueError;
+use super::eta::ServiceClock;
+use super::event::{Event, EventKind};
+use super::spec::{Announce, HallSpec};
+use super::ticket::{CallMark, Channel, Priority, Status, Ticket};
+
+/// How many calls a floor's "recent calls" list keeps (contract §4: 10).
+pub const RECENT_CALLS: usize = 10;
+
+/// A window's changing state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WindowState {
+    pub paused: bool,
+    /// The ticket called to this window and not yet finished.
+    pub current: Option<u64>,
+}
+
+/// One entry of a floor's recent-calls list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecentCall {
+    pub floor: i32,
+    pub seq: u64,
+    pub number: String,
+    pub window: usize,
+    pub at: DateTime<Utc>,
+}
+
+/// The day's counter of a service's numbers after a ticket was issued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counter {
+    pub service: usize,
+    pub day: NaiveDate,
+    pub last: u32,
+}
+
+/// What a command did.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// The ticket the command was about (issued, called, finished …).
+    pub ticket: Option<u64>,
+    /// Events in sequence order.
+    pub events: Vec<Event>,
+    /// Tickets whose records changed.
+    pub tickets: Vec<u64>,
+    /// Windows whose state changed.
+    pub windows: Vec<usize>,
+    /// Numbering counter after an issue.
+    pub counter: Option<Counter>,
+    /// Service whose service-time estimate changed.
+    pub clocks: Vec<usize>,
+    /// Calls to add to floors' recent lists.
+    pub recent: Vec<RecentCall>,
+    /// Services whose line changed, so `ahead`/ETA of their tickets moved.
+    pub lines: Vec<usize>,
+    /// `call` found nothing waiting.
+    pub idle: bool,
+}
+
+/// A new ticket's fields chosen by the caller.
+#[derive(Clone, Debug)]
+pub struct IssueRequest {
+    pub service: String,
+    pub priority: Priority,
+    pub channel: Channel,
+    pub notify_phone: Option<String>,
+}
+
+/// Everything the store keeps of a hall, to rebuild it exactly.
+#[derive(Clone, Debug, Default)]
+pub struct Restored {
+    pub tickets: Vec<Ticket>,
+    /// Window index → state.
+    pub windows: Vec<(usize, WindowState)>,
+    pub counters: Vec<Counter>,
+    pub floor_seqs: Vec<(i32, u64)>,
+    pub hall_seq: u64,
+    /// Service index → clock.
+    pub clocks: Vec<(usize, ServiceClock)>,
+    /// Recent calls, oldest first.
+    pub recent: Vec<RecentCall>,
+    /// Highest ticket id and line position ever used, also of tickets not
+    /// loaded, so that ids are never reused.
+    pub max_ticket_id: u64,
+    pub max_line_pos: u64,
+}
+
+/// The live state of one hall.
+#[derive(Clone, Debug)]
+pub struct Hall {
+    spec: Arc<HallSpec>,
+    tickets: HashMap<u64, Ticket>,
+    by_token: HashMap<String, u64>,
+    by_number: HashMap<(NaiveDate, String), u64>,
+    /// Per service: line key → ticket id, in call order.
+    lines: Vec<BTreeMap<(Priority, u64), u64>>,
+    windows: Vec<WindowState>,
+    counters: HashMap<(usize, NaiveDate), u32>,
+    floor_seqs: BTreeMap<i32, u64>,
+    hall_seq: u64,
+    next_ticket_id: u64,
+    next_line_pos: u64,
+    clocks: Vec<ServiceClock>,
+    /// Per floor, newest first, one entry per number.
+    recent: BTreeMap<i32, VecDeque<RecentCall>>,
+    service_floors: Vec<Vec<i32>>,
+    floor_services: BTreeMap<i32, Vec<usize>>,
+}
+
+impl Hall {
+    /// An empty hall.
+    pub fn new(spec: Arc<HallSpec>) -> Hall {
+        Hall::restore(spec, Restored::default())
+    }
+
+    /// Rebuilds a hall from what the store kept. Records that no longer fit
+    /// the configuration (a removed window, say) are left out of the live
+    /// state but stay in the store.
+    pub fn restore(spec: Arc<HallSpec>, r: Restored) -> Hall {
+        let service_floors: Vec<Vec<i32>> = (0..spec.services.len())
+            .map(|s| spec.floors_of_service(s))
+            .collect();
+        let floor_services = spec
+            .floors
+            .iter()
+            .map(|f| (f.number, spec.services_of_floor(f.number)))
+            .collect();
+        let mut hall = Hall {
+            tickets: HashMap::new(),
+            by_token: HashMap::new(),
+            by_number: HashMap::new(),
+            lines: vec![BTreeMap::new(); spec.services.len()],
+            windows: vec![WindowState::default(); spec.windows.len()],
+            counters: HashMap::new(),
+            floor_seqs: spec.floors.iter().map(|f| (f.number, 0)).collect(),
+            hall_seq: r.hall_seq,
+            next_ticket_id: r.max_ticket_id + 1,
+            next_line_pos: r.max_line_pos + 1,
+            clocks: spec
+                .services
+                .iter()
+                .map(|s| ServiceClock::seeded(s.avg_service_seconds))
+                .collect(),
+            recent: spec
+                .floors
+                .iter()
+                .map(|f| (f.number, VecDeque::new()))
+                .collect(),
+            service_floors,
+            floor_services,
+            spec,
+        };
+        for (floor, seq) in r.floor_seqs {
+            // Sequences of a floor removed from the config are kept in the
+            // store; a floor that comes back continues where it stopped.
+            hall.floor_seqs.insert(floor, seq);
+        }
+        for c in r.counters {
+            hall.counters.insert((c.service, c.day), c.last);
+        }
+        for (s, clock) in r.clocks {
+            if s < hall.clocks.len() {
+                hall.clocks[s] = clock;
+            }
+        }
+        for t in r.tickets {
+            if t.service >= hall.spec.services.len() {
+                continue;
+            }
+            hall.next_ticket_id = hall.next_ticket_id.max(t.id + 1);
+            hall.next_line_pos = hall.next_line_pos.max(t.line_pos + 1);
+            if t.status == Status::Waiting {
+                hall.lines[t.service].insert(t.line_key(), t.id);
+            }
+            hall.by_token.insert(t.token.clone(), t.id);
+            hall.by_number.insert((t.day, t.number.clone()), t.id);
+            hall.tickets.insert(t.id, t);
+        }
+        for (w, state) in r.windows {
+            if w >= hall.windows.len() {
+                continue;
+            }
+            let current = state.current.filter(|id| {
+                hall.tickets
+                    .get(id)
+                    .is_some_and(|t| t.status.is_at_window() && t.window == Some(w))
+            });
+            hall.windows[w] = WindowState {
+                paused: state.paused,
+                current,
+            };
+        }
+        for call in r.recent {
+            hall.push_recent(call);
+        }
+        hall
+    }
+
+    // ----- reading -----
+
+    /// The hall's static shape.
+    pub fn spec(&self) -> &Arc<HallSpec> {
+        &self.spec
+    }
+
+    /// A ticket by internal id.
+    pub fn ticket(&self, id: u64) -> Option<&Ticket> {
+        self.tickets.get(&id)
+    }
+
+    /// A ticket by its citizen token.
+    pub fn ticket_by_token(&self, token: &str) -> Option<&Ticket> {
+        self.by_token.get(token).and_then(|id| self.tickets.get(id))
+    }
+
+    /// A window's state.
+    pub fn window(&self, w: usize) -> &WindowState {
+        &self.windows[w]
+    }
+
+    /// Tickets waiting for a service.
+    pub fn waiting_count(&self, service: usize) -> usize {
+        self.lines[service].len()
+    }
+
+    /// A service's waiting tickets in call order.
+    pub fn line(&self, service: usize) -> impl Iterator<Item = &Ticket> + '_ {
+        self.lines[service].values().map(|id| &self.tickets[id])
+    }
+
+    /// The tickets a window would call next, in the order it would call them.
+    pub fn window_line(&self, w: usize, limit: usize) -> Vec<&Ticket> {
+        let prefs = &self.spec.windows[w].services;
+        let mut all: Vec<(Priority, usize, u64, u64)> = Vec::new();
+        for (pref, &s) in prefs.iter().enumerate() {
+            for (&(prio, pos), &id) in self.lines[s].iter().take(limit) {
+                all.push((prio, pref, pos, id));
+            }
+        }
+        all.sort_unstable();
+        all.into_iter()
+            .take(limit)
+            .map(|(_, _, _, id)| &self.tickets[&id])
+            .collect()
+    }
+
+    /// Tickets before this one in its line; 0 once it left the line.
+    pub fn ahead(&self, t: &Ticket) -> usize {
+        if t.status != Status::Waiting {
+            return 0;
+        }
+        self.lines[t.service].range(..t.line_key()).count()
+    }
+
+    /// Estimated seconds until the ticket is called, given `ahead`.
+    pub fn eta_seconds(&self, t: &Ticket, ahead: usize) -> u64 {
+        if t.status != Status::Waiting {
+            return 0;
+        }
+        self.clocks[t.service].eta_seconds(ahead, self.open_windows(t.service))
+    }
+
+    /// A service's service-time estimate.
+    pub fn clock(&self, service: usize) -> ServiceClock {
+        self.clocks[service]
+    }
+
+    /// Windows taking calls for a service now.
+    pub fn open_windows(&self, service: usize) -> usize {
+        let serving = |(i, w): &(usize, &crate::queue::spec::WindowSpec)| {
+            w.services.contains(&service) && !self.windows[*i].paused
+        };
+        self.spec.windows.iter().enumerate().filter(serving).count()
+    }
+
+    /// The last sequence number of a floor (0 before its first event).
+    pub fn floor_seq(&self, floor: i32) -> u64 {
+        self.floor_seqs.get(&floor).copied().unwrap_or(0)
+    }
+
+    /// The last sequence number of the hall.
+    pub fn hall_seq(&self) -> u64 {
+        self.hall_seq
+    }
+
+    /// A floor's recent calls, newest first.
+    pub fn recent(&self, floor: i32) -> impl Iterator<Item = &RecentCall> + '_ {
+        self.recent.get(&floor).into_iter().flatten()
+    }
+
+    /// Services whose waiting counts a floor shows.
+    pub fn floor_services(&self, floor: i32) -> &[usize] {
+        self.floor_services
+            .get(&floor)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// The numbering counter of a service on a day.
+    pub fn counter(&self, service: usize, day: NaiveDate) -> u32 {
+        self.counters.get(&(service, day)).copied().unwrap_or(0)
+    }
+
+    /// The hall-local calendar day at `now`; numbering restarts with it.
+    pub fn local_day(&self, now: DateTime<Utc>) -> NaiveDate {
+        now.with_timezone(&self.spec.timezone).date_naive()
+    }
+
+    // ----- commands -----
+
+    /// Issues a new ticket (kiosk, phone or appointment).
+    pub fn issue(
+        &mut self,
+        req: IssueRequest,
+        token: String,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, QueueError> {
+        let service = self.service_by_id(&req.service)?;
+        if self.by_token.contains_key(&token) {
+            // 144 random bits make this unreachable in practice; refusing is
+            // still better than handing one citizen another's ticket.
+            return Err(QueueError::Conflict(
+                "ticket token collision; retry the request".into(),
+            ));
+        }
+        let day = self.local_day(now);
+        let last = self.counter(service, day) + 1;
+        let number = format!("{}{:03}", self.spec.services[service].prefix, last);
+        if self.by_number.contains_key(&(day, number.clone())) {
+            return Err(QueueError::Conflict(format!(
+                "number {number} was already issued today; check the hall's prefixes"
+            )));
+        }
+        self.counters.insert((service, day), last);
+        let id = self.next_ticket_id;
+        self.next_ticket_id += 1;
+        let line_pos = self.next_line_pos;
+        self.next_line_pos += 1;
+        let ticket = Ticket {
+            id,
+            token: token.clone(),
+            number: number.clone(),
+            day,
+            service,
+            priority: req.priority,
+            channel: req.channel,
+            status: Status::Waiting,
+            window: None,
+            recall: 0,
+            line_pos,
+            created_at: now,
+            called_at: None,
+            started_at: None,
+            finished_at: None,
+            last_call: None,
+            notify_phone: req.notify_phone,
+        };
+        self.lines[service].insert(ticket.line_key(), id);
+        self.by_token.insert(token, id);
+        self.by_number.insert((day, number), id);
+        self.tickets.insert(id, ticket);
+
+        let mut out = Outcome {
+            ticket: Some(id),
+            tickets: vec![id],
+            counter: Some(Counter { service, day, last }),
+            lines: vec![service],
+            ..Outcome::default()
+        };
+        self.emit_waiting(&mut out, service, now);
+        Ok(out)
+    }
+
+    /// Calls the next ticket the window may serve, or the waiting ticket with
+    /// `number`. The window's previous ticket, if still at the window, is done.
+    pub fn call(
+        &mut self,
+        w: usize,
+        number: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, QueueError> {
+        let window = &self.spec.windows[w];
+        if self.windows[w].paused {
+            return Err(QueueError::Conflict(format!(
+                "window {} is paused; resume it before calling",
+                window.id
+            )));
+        }
+        let next = match number {
+            Some(number) => Some(self.callable_by_number(w, number, now)?),
+            None => self.next_for(w),
+        };
+
+        let mut out = Outcome::default();
+        if let Some(prev) = self.windows[w].current {
+            self.finish(&mut out, w, prev, Status::Done, None, now);
+        }
+        let Some(id) = next else {
+            out.idle = true;
+            return Ok(out);
+        };
+        let t = self.tickets.get_mut(&id).expect("line holds live tickets");
+        let service = t.service;
+        self.lines[service].remove(&t.line_key());
+        t.status = Status::Called;
+        t.window = Some(w);
+        t.recall = 0;
+        t.called_at = Some(now);
+        t.started_at = None;
+        self.windows[w].current = Some(id);
+        out.ticket = Some(id);
+        out.windows.push(w);
+        out.lines.push(service);
+        self.emit_called(&mut out, w, id, now);
+        self.emit_waiting(&mut out, service, now);
+        Ok(out)
+    }
+
+    /// Announces the window's current ticket again.
+    pub fn recall(&mut self, w: usize, now: DateTime<Utc>) -> Result<Outcome, QueueError> {
+        let id = self.current_in(w, &[Status::Called], "recall")?;
+        let t = self.tickets.get_mut(&id).expect("current ticket is live");
+        t.recall += 1;
+        let mut out = Outcome {
+            ticket: Some(id),
+            ..Outcome::default()
+        };
+        self.emit_called(&mut out, w, id, now);
+        Ok(out)
+    }
+
+    /// The citizen arrived at the window.
+    pub fn start(&mut self, w: usize, now: DateTime<Utc>) -> Result<Outcome, QueueError> {
+        let id = self.current_in(w, &[Status::Called], "start")?;
+        let t = self.tickets.get_mut(&id).expect("current ticket is live");
+        t.status = Status::Serving;
+        t.started_at = Some(now);
+        let number = t.number.clone();
+        let mut out = Outcome {
+            ticket: Some(id),
+            tickets: vec![id],
+            ..Outcome::default()
+        };
+        let kind = EventKind::Ticket {
+            number,
+            window: w,
+            status: Status::Serving,
+            transferred_to: None,
+        };
+        self.emit(&mut out, self.spec.windows[w].floor, now, kind);
+        Ok(out)
+    }
+
+    /// The window finished with its current ticket.
+    pub fn complete(&mut self, w: usize, now: DateTime<Utc>) -> Result<Outcome, QueueError> {
+        let id = self.current_in(w, &[Status::Called, Status::Serving], "complete")?;
+        let mut out = Outcome {
+            ticket: Some(id),
+            ..Outcome::default()
+        };
+        self.finish(&mut out, w, id, Status::Done, None, now);
+        Ok(out)
+    }
+
+    /// The called citizen did not come.
+    pub fn no_show(&mut self, w: usize, now: DateTime<Utc>) -> Result<Outcome, QueueError> {
+        let id = self.current_in(w, &[Status::Called], "mark as no-show")?;
+        let mut out = Outcome {
+            ticket: Some(id),
+            ..Outcome::default()
+        };
+        self.finish(&mut out, w, id, Status::NoShow, None, now);
+        Ok(out)
+    }
+
+    /// The current ticket keeps its number and waits again for `service`.
+    pub fn transfer(
+        &mut self,
+        w: usize,
+        service_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, QueueError> {
+        let id = self.current_in(w, &[Status::Called, Status::Serving], "transfer")?;
+        let to = self.service_by_id(service_id)?;
+        if self.tickets[&id].service == to {
+            return Err(QueueError::Conflict(format!(
+                "ticket {} is already for {}; choose another service",
+                self.tickets[&id].number, service_id
+            )));
+        }
+        let mut out = Outcome {
+            ticket: Some(id),
+            ..Outcome::default()
+        };
+        self.finish(&mut out, w, id, Status::Waiting, Some(to), now);
+        let t = self.tickets.get_mut(&id).expect("current ticket is live");
+        t.service = to;
+        t.window = None;
+        t.recall = 0;
+        t.called_at = None;
+        t.started_at = None;
+        t.finished_at = None;
+        self.lines[to].insert(t.line_key(), id);
+        out.lines.push(to);
+        self.emit_waiting(&mut out, to, now);
+        Ok(out)
+    }
+
+    /// The window stops taking calls.
+    pub fn pause(&mut self, w: usize, now: DateTime<Utc>) -> Result<Outcome, QueueError> {
+        self.set_paused(w, true, now)
+    }
+
+    /// The window takes calls again.
+    pub fn resume(&mut self, w: usize, now: DateTime<Utc>) -> Result<Outcome, QueueError> {
+        self.set_paused(w, false, now)
+    }
+
+    /// The citizen leaves the line.
+    pub fn cancel(&mut self, token: &str, now: DateTime<Utc>) -> Result<Outcome, QueueError> {
+        let id = *self
+            .by_token
+            .get(token)
+            .ok_or_else(|| QueueError::NotFound("no ticket has this token".into()))?;
+        let t = self.tickets.get_mut(&id).expect("indexed ticket is live");
+        if t.status != Status::Waiting {
+            return Err(QueueError::Conflict(format!(
+                "ticket {} is {}; only a waiting ticket can be cancelled",
+                t.number,
+                t.status.as_str()
+            )));
+        }
+        self.lines[t.service].remove(&t.line_key());
+        t.status = Status::Cancelled;
+        t.finished_at = Some(now);
+        let service = t.service;
+        let mut out = Outcome {
+            ticket: Some(id),
+            tickets: vec![id],
+            lines: vec![service],
+            ..Outcome::default()
+        };
+        self.emit_waiting(&mut out, service, now);
+        Ok(out)
+    }
+
+    // ----- helpers -----
+
+    fn service_by_id(&self, id: &str) -> Result<usize, QueueError> {
+        self.spec.service_index(id).ok_or_else(|| {
+            QueueError::NotFound(format!(
+                "no service '{id}' in hall {}; GET /api/v1/halls/{} lists them",
+                self.spec.id, self.spec.id
+            ))
+        })
+    }
+
+    /// Best waiting ticket for a window: green channel first, then the
+    /// window's order of services, then oldest.
+    fn next_for(&self, w: usize) -> Option<u64> {
+        self.spec.windows[w]
+            .services
+            .iter()
+            .enumerate()
+            .filter_map(|(pref, &s)| {
+                let (&(prio, pos), &id) = self.lines[s].first_key_value()?;
+                Some(((prio, pref, pos), id))
+            })
+            .min_by_key(|(key, _)| *key)
+            .map(|(_, id)| id)
+    }
+
+    fn callable_by_number(
+        &self,
+        w: usize,
+        number: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, QueueError> {
+        let window = &self.spec.windows[w];
+        let day = self.local_day(now);
+        let id = *self
+            .by_number
+            .get(&(day, number.to_string()))
+            .ok_or_else(|| QueueError::NotFound(format!("no ticket {number} was issued today")))?;
+        let t = &self.tickets[&id];
+        if t.status != Status::Waiting {
+            return Err(QueueError::Conflict(format!(
+                "ticket {number} is {}, not waiting",
+                t.status.as_str()
+            )));
+        }
+        if !window.services.contains(&t.service) {
+            return Err(QueueError::Conflict(format!(
+                "window {} does not serve '{}', the service ticket {number} waits for",
+                window.id, self.spec.services[t.service].id
+            )));
+        }
+        Ok(id)
+    }
+
+    fn current_in(&self, w: usize, fits: &[Status], action: &str) -> Result<u64, QueueError> {
+        let window = &self.spec.windows[w];
+        let id = self.windows[w].current.ok_or_else(|| {
+            QueueError::Conflict(format!(
+                "window {} has no current ticket to {action}; call one first",
+                window.id
+            ))
+        })?;
+        let t = &self.tickets[&id];
+        if !fits.contains(&t.status) {
+            return Err(QueueError::Conflict(format!(
+                "cannot {action} ticket {}: it is {}",
+                t.number,
+                t.status.as_str()
+            )));
+        }
+        Ok(id)
+    }
+
+    /// Ends a window's part in a ticket: `status` is `Done`, `NoShow`, or
+    /// `Waiting` for a transfer to `transferred_to`.
+    fn finish(
+        &mut self,
+        out: &mut Outcome,
+        w: usize,
+        id: u64,
+        status: Status,
+        transferred_to: Option<usize>,
+        now: DateTime<Utc>,
+    ) {
+        let t = self.tickets.get_mut(&id).expect("finished ticket is live");
+        if status != Status::NoShow {
+            // Service time runs from the arrival (or, unrecorded, the call).
+            if let Some(from) = t.started_at.or(t.called_at) {
+                let ms = (now - from).num_milliseconds().max(0) as u64;
+                self.clocks[t.service].observe(ms);
+                out.clocks.push(t.service);
+            }
+        }
+        t.status = status;
+        if status.is_final() {
+            t.finished_at = Some(now);
+        }
+        let number = t.number.clone();
+        self.windows[w].current = None;
+        out.tickets.push(id);
+        out.windows.push(w);
+        let kind = EventKind::Ticket {
+            number,
+            window: w,
+            status: if status == Status::Waiting {
+                Status::Done
+            } else {
+                status
+            },
+            transferred_to,
+        };
+        self.emit(out, self.spec.windows[w].floor, now, kind);
+    }
+
+    fn set_paused(
+        &mut self,
+        w: usize,
+        paused: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, QueueError> {
+        if self.windows[w].paused == paused {
+            return Err(QueueError::Conflict(format!(
+                "window {} is already {}",
+                self.spec.windows[w].id,
+                if paused { "paused" } else { "open" }
+            )));
+        }
+        self.windows[w].paused = paused;
+        let mut out = Outcome {
+            windows: vec![w],
+            ..Outcome::default()
+        };
+        // Open windows divide ETAs: every line this window takes from moves.
+        out.lines = self.spec.windows[w].services.clone();
+        self.emit(
+            &mut out,
+            self.spec.windows[w].floor,
+            now,
+            EventKind::Window { window: w, paused },
+        );
+        Ok(out)
+    }
+
+    fn emit_called(&mut self, out: &mut Outcome, w: usize, id: u64, now: DateTime<Utc>) {
+        let floor = self.spec.windows[w].floor;
+        let voice = self
+            .spec
+            .floor(floor)
+            .is_some_and(|f| f.announce == Announce::Voice);
+        let t = &self.tickets[&id];
+        let kind = EventKind::Called {
+            number: t.number.clone(),
+            window: w,
+            service: t.service,
+            recall: t.recall,
+            voice,
+        };
+        let number = t.number.clone();
+        let seq = self.emit(out, floor, now, kind);
+        let mark = CallMark {
+            floor,
+            seq,
+            at: now,
+        };
+        self.tickets
+            .get_mut(&id)
+            .expect("called ticket is live")
+            .last_call = Some(mark);
+        if !out.tickets.contains(&id) {
+            out.tickets.push(id);
+        }
+        let call = RecentCall {
+            floor,
+            seq,
+            number,
+            window: w,
+            at: now,
+        };
+        self.push_recent(call.clone());
+        out.recent.push(call);
+    }
+
+    fn emit_waiting(&mut self, out: &mut Outcome, service: usize, now: DateTime<Utc>) {
+        let count = self.lines[service].len();
+        for floor in self.service_floors[service].clone() {
+            self.emit(out, floor, now, EventKind::Waiting { service, count });
+        }
+    }
+
+    /// Appends an event with the floor's and the hall's next sequence number;
+    /// returns the floor sequence.
+    fn emit(&mut self, out: &mut Outcome, floor: i32, at: DateTime<Utc>, kind: EventKind) -> u64 {
+        let floor_seq = {
+            let s = self.floor_seqs.entry(floor).or_insert(0);
+            *s += 1;
+            *s
+        };
+        self.hall_seq += 1;
+        out.events.push(Event {
+            floor,
+            floor_seq,
+            hall_seq: self.hall_seq,
+            at,
+            kind,
+        });
+        floor_seq
+    }
+
+    fn push_recent(&mut self, call: RecentCall) {
+        let list = self.recent.entry(call.floor).or_default();
+        list.retain(|c| c.number != call.number);
+        list.push_front(call);
+        list.truncate(RECENT_CALLS);
+    }
+}

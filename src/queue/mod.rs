@@ -1,0 +1,21 @@
+//! The queue domain: halls, tickets, windows and the rules of calling.
+//!
+//! Pure code: no I/O, no clock (time is an argument), no JSON, no
+//! randomness (tokens come from the caller). Everything here is tested by
+//! fast unit tests; see `tests.rs`.
+
+pub mod error;
+pub mod eta;
+pub mod event;
+pub mod hall;
+pub mod spec;
+pub mod ticket;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::QueueError;
+pub use event::{Event, EventKind};
+pub use hall::{Counter, Hall, IssueRequest, Outcome, RecentCall, Restored, WindowState};
+pub use spec::{Announce, FloorSpec, HallSpec, KioskSpec, Language, ServiceSpec, WindowSpec};
+pub use ticket::{CallMark, Channel, Priority, Status, Ticket};

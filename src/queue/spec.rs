@@ -1,0 +1,140 @@
+//! The static shape of a hall: floors, services, windows and kiosks, as
+//! validated from the config file. Nothing here changes while the server runs.
+
+use chrono_tz::Tz;
+
+/// How a floor announces calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Announce {
+    /// Spoken calls over the floor's loudspeakers, in the floor's languages.
+    Voice,
+    /// Screens and phones only (无声叫号).
+    Silent,
+}
+
+impl Announce {
+    /// The config and wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Announce::Voice => "voice",
+            Announce::Silent => "silent",
+        }
+    }
+}
+
+/// A language the announcer can speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Language {
+    Zh,
+    En,
+}
+
+impl Language {
+    /// The config and wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::Zh => "zh",
+            Language::En => "en",
+        }
+    }
+
+    /// Parses the config spelling.
+    pub fn parse(s: &str) -> Option<Language> {
+        match s {
+            "zh" => Some(Language::Zh),
+            "en" => Some(Language::En),
+            _ => None,
+        }
+    }
+}
+
+/// One floor of a hall.
+#[derive(Clone, Debug)]
+pub struct FloorSpec {
+    pub number: i32,
+    pub name: String,
+    pub announce: Announce,
+    pub languages: Vec<Language>,
+}
+
+/// A service (业务) that issues numbers with its own prefix.
+#[derive(Clone, Debug)]
+pub struct ServiceSpec {
+    pub id: String,
+    pub name: String,
+    pub name_en: Option<String>,
+    pub prefix: String,
+    pub floor: i32,
+    pub zone: String,
+    pub avg_service_seconds: u32,
+}
+
+/// A window (窗口); `services` are indices into [`HallSpec::services`], in
+/// the window's order of preference.
+#[derive(Clone, Debug)]
+pub struct WindowSpec {
+    pub id: String,
+    pub label: String,
+    pub floor: i32,
+    pub zone: String,
+    pub services: Vec<usize>,
+    pub token: String,
+}
+
+/// A kiosk that may issue tickets.
+#[derive(Clone, Debug)]
+pub struct KioskSpec {
+    pub id: String,
+    pub token: String,
+}
+
+/// A validated hall. Built only by `config`, so every index inside is valid.
+#[derive(Clone, Debug)]
+pub struct HallSpec {
+    pub id: String,
+    pub name: String,
+    pub timezone: Tz,
+    pub admin_token: String,
+    pub floors: Vec<FloorSpec>,
+    pub services: Vec<ServiceSpec>,
+    pub windows: Vec<WindowSpec>,
+    pub kiosks: Vec<KioskSpec>,
+}
+
+impl HallSpec {
+    /// Index of the service with this id.
+    pub fn service_index(&self, id: &str) -> Option<usize> {
+        self.services.iter().position(|s| s.id == id)
+    }
+
+    /// Index of the window with this id.
+    pub fn window_index(&self, id: &str) -> Option<usize> {
+        self.windows.iter().position(|w| w.id == id)
+    }
+
+    /// The floor with this number.
+    pub fn floor(&self, number: i32) -> Option<&FloorSpec> {
+        self.floors.iter().find(|f| f.number == number)
+    }
+
+    /// Floors whose screens show this service's waiting count: the floor the
+    /// service is located on, and every floor with a window serving it (a
+    /// floor of comprehensive windows shows every line it takes from).
+    pub fn floors_of_service(&self, service: usize) -> Vec<i32> {
+        let mut floors = vec![self.services[service].floor];
+        for w in &self.windows {
+            if w.services.contains(&service) && !floors.contains(&w.floor) {
+                floors.push(w.floor);
+            }
+        }
+        floors.sort_unstable();
+        floors
+    }
+
+    /// Services whose waiting counts a floor's screen shows, in config order.
+    pub fn services_of_floor(&self, floor: i32) -> Vec<usize> {
+        (0..self.services.len())
+            .filter(|&s| self.floors_of_service(s).contains(&floor))
+            .collect()
+    }
+}

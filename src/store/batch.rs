@@ -1,0 +1,74 @@
+//! What one command writes.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+use crate::queue::eta::ServiceClock;
+use crate::queue::{Counter, HallSpec, RecentCall, Ticket, WindowState};
+
+/// An event as journaled: both encodings, so a replay after a restart sends
+/// exactly the bytes the first delivery sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub floor: i32,
+    pub floor_seq: u64,
+    pub hall_seq: u64,
+    pub at: DateTime<Utc>,
+    /// The floor channel's message (carries `floor_seq`).
+    pub floor_msg: Bytes,
+    /// The hall channel's message (carries `hall_seq` and `floor`).
+    pub hall_msg: Bytes,
+}
+
+/// The first answer to a request with an `Idempotency-Key`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// Who asked: "admin", "window:3-01", "kiosk:lobby-1" or "ticket:…".
+    pub caller: String,
+    pub key: String,
+    pub created_at: DateTime<Utc>,
+    pub status: u16,
+    pub body: Bytes,
+}
+
+/// After-images of everything one command changed in one hall.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    pub hall: Arc<HallSpec>,
+    pub tickets: Vec<Ticket>,
+    pub windows: Vec<(usize, WindowState)>,
+    pub counter: Option<Counter>,
+    pub clocks: Vec<(usize, ServiceClock)>,
+    pub recent: Vec<RecentCall>,
+    pub events: Vec<StoredEvent>,
+    pub idempotency: Option<IdempotencyRecord>,
+}
+
+impl Batch {
+    /// An empty batch for a hall.
+    pub fn new(hall: Arc<HallSpec>) -> Batch {
+        Batch {
+            hall,
+            tickets: Vec::new(),
+            windows: Vec::new(),
+            counter: None,
+            clocks: Vec::new(),
+            recent: Vec::new(),
+            events: Vec::new(),
+            idempotency: None,
+        }
+    }
+
+    /// Writes nothing: committing it only waits for earlier batches.
+    pub fn is_empty(&self) -> bool {
+        self.tickets.is_empty()
+            && self.windows.is_empty()
+            && self.counter.is_none()
+            && self.clocks.is_empty()
+            && self.recent.is_empty()
+            && self.events.is_empty()
+            && self.idempotency.is_none()
+    }
+}

@@ -1,0 +1,528 @@
+//! The embedded store: one SQLite file in WAL mode with `synchronous=FULL`,
+//! so a commit survives `kill -9` and power loss.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use super::{Backend, Batch, IdempotencyRecord, Loaded, StoreError, StoredEvent};
+use super::{EVENT_RING, IDEMPOTENCY_HOURS, LOAD_FINISHED_HOURS};
+use crate::queue::eta::ServiceClock;
+use crate::queue::{
+    CallMark, Channel, Counter, HallSpec, Priority, RecentCall, Status, Ticket, WindowState,
+};
+
+/// Bumped when the schema changes; an older binary refuses a newer file.
+const SCHEMA_VERSION: i64 = 1;
+
+/// Recent calls kept per floor in the store: enough to rebuild the list of
+/// ten even when the newest entries repeat numbers (recalls).
+const RECENT_KEPT: i64 = 100;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tickets(
+  hall TEXT NOT NULL, id INTEGER NOT NULL, token TEXT NOT NULL,
+  number TEXT NOT NULL, day TEXT NOT NULL, service TEXT NOT NULL,
+  priority TEXT NOT NULL, channel TEXT NOT NULL, status TEXT NOT NULL,
+  window TEXT, recall INTEGER NOT NULL, line_pos INTEGER NOT NULL,
+  created_at INTEGER NOT NULL, called_at INTEGER, started_at INTEGER,
+  finished_at INTEGER, call_floor INTEGER, call_seq INTEGER, call_at INTEGER,
+  notify_phone TEXT,
+  PRIMARY KEY(hall, id));
+CREATE UNIQUE INDEX IF NOT EXISTS tickets_token ON tickets(token);
+CREATE INDEX IF NOT EXISTS tickets_status ON tickets(hall, status);
+CREATE INDEX IF NOT EXISTS tickets_created ON tickets(hall, created_at);
+CREATE TABLE IF NOT EXISTS windows(
+  hall TEXT NOT NULL, id TEXT NOT NULL, paused INTEGER NOT NULL, current INTEGER,
+  PRIMARY KEY(hall, id));
+CREATE TABLE IF NOT EXISTS counters(
+  hall TEXT NOT NULL, service TEXT NOT NULL, day TEXT NOT NULL, last INTEGER NOT NULL,
+  PRIMARY KEY(hall, service, day));
+CREATE TABLE IF NOT EXISTS sequences(
+  hall TEXT NOT NULL, scope TEXT NOT NULL, seq INTEGER NOT NULL,
+  PRIMARY KEY(hall, scope));
+CREATE TABLE IF NOT EXISTS clocks(
+  hall TEXT NOT NULL, service TEXT NOT NULL, avg_ms INTEGER NOT NULL,
+  PRIMARY KEY(hall, service));
+CREATE TABLE IF NOT EXISTS recent_calls(
+  hall TEXT NOT NULL, floor INTEGER NOT NULL, seq INTEGER NOT NULL,
+  number TEXT NOT NULL, window TEXT NOT NULL, at INTEGER NOT NULL,
+  PRIMARY KEY(hall, floor, seq));
+CREATE TABLE IF NOT EXISTS events(
+  hall TEXT NOT NULL, hall_seq INTEGER NOT NULL, floor INTEGER NOT NULL,
+  floor_seq INTEGER NOT NULL, at INTEGER NOT NULL,
+  floor_msg TEXT NOT NULL, hall_msg TEXT NOT NULL,
+  PRIMARY KEY(hall, hall_seq));
+CREATE UNIQUE INDEX IF NOT EXISTS events_floor ON events(hall, floor, floor_seq);
+CREATE TABLE IF NOT EXISTS idempotency(
+  hall TEXT NOT NULL, caller TEXT NOT NULL, key TEXT NOT NULL,
+  created_at INTEGER NOT NULL, status INTEGER NOT NULL, body BLOB NOT NULL,
+  PRIMARY KEY(hall, caller, key));
+CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency(created_at);
+";
+
+/// The SQLite backend.
+pub struct Sqlite {
+    conn: Connection,
+}
+
+impl Sqlite {
+    /// Opens (creating if needed) `hallcast.db` in `dir`.
+    pub fn open(dir: &Path) -> Result<Sqlite, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError(format!(
+                "cannot create data dir {}: {e}; check the path and its permissions",
+                dir.display()
+            ))
+        })?;
+        let path = dir.join("hallcast.db");
+        let conn = Connection::open(&path)
+            .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+        // WAL lets readers run beside the one writer; FULL syncs the WAL on
+        // every commit, which is what makes an answered command survive
+        // power loss. Group commit pays for the fsync once per batch group.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "OFF")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        let version: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key='schema'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        match version.and_then(|v| v.parse::<i64>().ok()) {
+            None => {
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES('schema', ?1)",
+                    [SCHEMA_VERSION.to_string()],
+                )?;
+            }
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(StoreError(format!(
+                    "{} was written by a newer hallcast (schema {v}); run that version",
+                    path.display()
+                )))
+            }
+            Some(_) => {}
+        }
+        Ok(Sqlite { conn })
+    }
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(v)
+        .single()
+        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+}
+
+fn day_str(d: NaiveDate) -> String {
+    d.format("%Y-%m-%d").to_string()
+}
+
+fn parse_day(s: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+}
+
+fn floor_scope(floor: i32) -> String {
+    format!("floor:{floor}")
+}
+
+fn write_batch(tx: &Transaction<'_>, b: &Batch) -> Result<(), StoreError> {
+    let hall = &b.hall.id;
+    let spec = &b.hall;
+    if !b.tickets.is_empty() {
+        let mut st = tx.prepare_cached(
+            "INSERT OR REPLACE INTO tickets(hall, id, token, number, day, service, priority,
+               channel, status, window, recall, line_pos, created_at, called_at, started_at,
+               finished_at, call_floor, call_seq, call_at, notify_phone)
+             VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)",
+        )?;
+        for t in &b.tickets {
+            st.execute(params![
+                hall,
+                t.id as i64,
+                t.token,
+                t.number,
+                day_str(t.day),
+                spec.services[t.service].id,
+                t.priority.as_str(),
+                t.channel.as_str(),
+                t.status.as_str(),
+                t.window.map(|w| spec.windows[w].id.as_str()),
+                t.recall,
+                t.line_pos as i64,
+                ms(t.created_at),
+                t.called_at.map(ms),
+                t.started_at.map(ms),
+                t.finished_at.map(ms),
+                t.last_call.map(|c| c.floor),
+                t.last_call.map(|c| c.seq as i64),
+                t.last_call.map(|c| ms(c.at)),
+                t.notify_phone,
+            ])?;
+        }
+    }
+    for (w, state) in &b.windows {
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO windows(hall, id, paused, current) VALUES(?1,?2,?3,?4)",
+        )?
+        .execute(params![
+            hall,
+            spec.windows[*w].id,
+            state.paused,
+            state.current.map(|c| c as i64)
+        ])?;
+    }
+    if let Some(c) = &b.counter {
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO counters(hall, service, day, last) VALUES(?1,?2,?3,?4)",
+        )?
+        .execute(params![
+            hall,
+            spec.services[c.service].id,
+            day_str(c.day),
+            c.last
+        ])?;
+    }
+    for (s, clock) in &b.clocks {
+        tx.prepare_cached("INSERT OR REPLACE INTO clocks(hall, service, avg_ms) VALUES(?1,?2,?3)")?
+            .execute(params![hall, spec.services[*s].id, clock.avg_ms as i64])?;
+    }
+    for r in &b.recent {
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO recent_calls(hall, floor, seq, number, window, at)
+             VALUES(?1,?2,?3,?4,?5,?6)",
+        )?
+        .execute(params![
+            hall,
+            r.floor,
+            r.seq as i64,
+            r.number,
+            spec.windows[r.window].id,
+            ms(r.at)
+        ])?;
+    }
+    if !b.events.is_empty() {
+        let mut ev = tx.prepare_cached(
+            "INSERT INTO events(hall, hall_seq, floor, floor_seq, at, floor_msg, hall_msg)
+             VALUES(?1,?2,?3,?4,?5,?6,?7)",
+        )?;
+        let mut seq = tx.prepare_cached(
+            "INSERT OR REPLACE INTO sequences(hall, scope, seq) VALUES(?1,?2,?3)",
+        )?;
+        for e in &b.events {
+            ev.execute(params![
+                hall,
+                e.hall_seq as i64,
+                e.floor,
+                e.floor_seq as i64,
+                ms(e.at),
+                std::str::from_utf8(&e.floor_msg).unwrap_or_default(),
+                std::str::from_utf8(&e.hall_msg).unwrap_or_default(),
+            ])?;
+            seq.execute(params![hall, floor_scope(e.floor), e.floor_seq as i64])?;
+        }
+        let last = b.events.last().map(|e| e.hall_seq as i64);
+        seq.execute(params![hall, "hall", last])?;
+    }
+    if let Some(i) = &b.idempotency {
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO idempotency(hall, caller, key, created_at, status, body)
+             VALUES(?1,?2,?3,?4,?5,?6)",
+        )?
+        .execute(params![
+            hall,
+            i.caller,
+            i.key,
+            ms(i.created_at),
+            i.status,
+            &i.body[..]
+        ])?;
+    }
+    Ok(())
+}
+
+fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+    Ok(StoredEvent {
+        floor: r.get(0)?,
+        floor_seq: r.get::<_, i64>(1)? as u64,
+        hall_seq: r.get::<_, i64>(2)? as u64,
+        at: from_ms(r.get(3)?),
+        floor_msg: Bytes::from(r.get::<_, String>(4)?),
+        hall_msg: Bytes::from(r.get::<_, String>(5)?),
+    })
+}
+
+const EVENT_COLUMNS: &str = "floor, floor_seq, hall_seq, at, floor_msg, hall_msg";
+
+impl Backend for Sqlite {
+    fn load(&mut self, spec: &HallSpec, now: DateTime<Utc>) -> Result<Loaded, StoreError> {
+        let hall = spec.id.as_str();
+        let c = &self.conn;
+        let mut loaded = Loaded::default();
+        let st = &mut loaded.state;
+
+        let cutoff = ms(now - Duration::hours(LOAD_FINISHED_HOURS));
+        let mut q = c.prepare(
+            "SELECT id, token, number, day, service, priority, channel, status, window, recall,
+                    line_pos, created_at, called_at, started_at, finished_at, call_floor,
+                    call_seq, call_at, notify_phone
+             FROM tickets WHERE hall=?1
+               AND (status IN ('waiting','called','serving') OR created_at >= ?2)
+             ORDER BY id",
+        )?;
+        let rows = q.query_map(params![hall, cutoff], |r| {
+            let service: String = r.get(4)?;
+            let window: Option<String> = r.get(8)?;
+            let call_floor: Option<i32> = r.get(15)?;
+            let call_seq: Option<i64> = r.get(16)?;
+            let call_at: Option<i64> = r.get(17)?;
+            Ok((
+                service,
+                window,
+                Ticket {
+                    id: r.get::<_, i64>(0)? as u64,
+                    token: r.get(1)?,
+                    number: r.get(2)?,
+                    day: parse_day(&r.get::<_, String>(3)?).unwrap_or_default(),
+                    service: 0,
+                    priority: Priority::parse(&r.get::<_, String>(5)?).unwrap_or(Priority::Normal),
+                    channel: Channel::parse(&r.get::<_, String>(6)?).unwrap_or(Channel::Kiosk),
+                    status: Status::parse(&r.get::<_, String>(7)?).unwrap_or(Status::Waiting),
+                    window: None,
+                    recall: r.get(9)?,
+                    line_pos: r.get::<_, i64>(10)? as u64,
+                    created_at: from_ms(r.get(11)?),
+                    called_at: r.get::<_, Option<i64>>(12)?.map(from_ms),
+                    started_at: r.get::<_, Option<i64>>(13)?.map(from_ms),
+                    finished_at: r.get::<_, Option<i64>>(14)?.map(from_ms),
+                    last_call: match (call_floor, call_seq, call_at) {
+                        (Some(floor), Some(seq), Some(at)) => Some(CallMark {
+                            floor,
+                            seq: seq as u64,
+                            at: from_ms(at),
+                        }),
+                        _ => None,
+                    },
+                    notify_phone: r.get(18)?,
+                },
+            ))
+        })?;
+        for row in rows {
+            let (service, window, mut t) = row?;
+            let Some(s) = spec.service_index(&service) else {
+                tracing::warn!(
+                    hall,
+                    ticket = t.id,
+                    service,
+                    "ticket's service is no longer configured; left in the store"
+                );
+                continue;
+            };
+            t.service = s;
+            t.window = window.and_then(|w| spec.window_index(&w));
+            st.tickets.push(t);
+        }
+        let (max_id, max_pos): (i64, i64) = c.query_row(
+            "SELECT COALESCE(MAX(id),0), COALESCE(MAX(line_pos),0) FROM tickets WHERE hall=?1",
+            [hall],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        st.max_ticket_id = max_id as u64;
+        st.max_line_pos = max_pos as u64;
+
+        let mut q = c.prepare("SELECT id, paused, current FROM windows WHERE hall=?1")?;
+        for row in q.query_map([hall], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, bool>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+            ))
+        })? {
+            let (id, paused, current) = row?;
+            if let Some(w) = spec.window_index(&id) {
+                st.windows.push((
+                    w,
+                    WindowState {
+                        paused,
+                        current: current.map(|c| c as u64),
+                    },
+                ));
+            }
+        }
+
+        let mut q =
+            c.prepare("SELECT service, day, last FROM counters WHERE hall=?1 AND day >= ?2")?;
+        let oldest_day = day_str((now - Duration::days(2)).date_naive());
+        for row in q.query_map(params![hall, oldest_day], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, u32>(2)?,
+            ))
+        })? {
+            let (service, day, last) = row?;
+            if let (Some(service), Some(day)) = (spec.service_index(&service), parse_day(&day)) {
+                st.counters.push(Counter { service, day, last });
+            }
+        }
+
+        let mut q = c.prepare("SELECT scope, seq FROM sequences WHERE hall=?1")?;
+        for row in q.query_map([hall], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })? {
+            let (scope, seq) = row?;
+            if scope == "hall" {
+                st.hall_seq = seq as u64;
+            } else if let Some(f) = scope.strip_prefix("floor:").and_then(|f| f.parse().ok()) {
+                st.floor_seqs.push((f, seq as u64));
+            }
+        }
+
+        let mut q = c.prepare("SELECT service, avg_ms FROM clocks WHERE hall=?1")?;
+        for row in q.query_map([hall], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })? {
+            let (service, avg) = row?;
+            if let Some(s) = spec.service_index(&service) {
+                st.clocks.push((
+                    s,
+                    ServiceClock {
+                        avg_ms: avg.max(1) as u64,
+                    },
+                ));
+            }
+        }
+
+        let mut q = c.prepare(
+            "SELECT floor, seq, number, window, at FROM (
+               SELECT *, ROW_NUMBER() OVER (PARTITION BY floor ORDER BY seq DESC) AS n
+               FROM recent_calls WHERE hall=?1) WHERE n <= ?2 ORDER BY floor, seq",
+        )?;
+        for row in q.query_map(params![hall, RECENT_KEPT], |r| {
+            Ok((
+                r.get::<_, i32>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })? {
+            let (floor, seq, number, window, at) = row?;
+            if let Some(window) = spec.window_index(&window) {
+                st.recent.push(RecentCall {
+                    floor,
+                    seq: seq as u64,
+                    number,
+                    window,
+                    at: from_ms(at),
+                });
+            }
+        }
+
+        // The newest events of the hall channel and of every floor channel;
+        // the union, in hall order. Each query walks an index range.
+        let ring = EVENT_RING as i64;
+        let mut events = std::collections::BTreeMap::new();
+        let mut q = c.prepare(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE hall=?1 AND hall_seq > ?2"
+        ))?;
+        for e in q.query_map(params![hall, st.hall_seq as i64 - ring], event_row)? {
+            let e = e?;
+            events.insert(e.hall_seq, e);
+        }
+        let mut q = c.prepare(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE hall=?1 AND floor=?2 AND floor_seq > ?3"
+        ))?;
+        for &(floor, seq) in &st.floor_seqs {
+            for e in q.query_map(params![hall, floor, seq as i64 - ring], event_row)? {
+                let e = e?;
+                events.insert(e.hall_seq, e);
+            }
+        }
+        loaded.events = events.into_values().collect();
+
+        let since = ms(now - Duration::hours(IDEMPOTENCY_HOURS));
+        let mut q = c.prepare(
+            "SELECT caller, key, created_at, status, body FROM idempotency
+             WHERE hall=?1 AND created_at >= ?2",
+        )?;
+        for row in q.query_map(params![hall, since], |r| {
+            Ok(IdempotencyRecord {
+                caller: r.get(0)?,
+                key: r.get(1)?,
+                created_at: from_ms(r.get(2)?),
+                status: r.get(3)?,
+                body: Bytes::from(r.get::<_, Vec<u8>>(4)?),
+            })
+        })? {
+            loaded.idempotency.push(row?);
+        }
+        Ok(loaded)
+    }
+
+    fn commit(&mut self, batches: &[&Batch]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        for b in batches {
+            write_batch(&tx, b)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn maintain(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let since = ms(now - Duration::hours(IDEMPOTENCY_HOURS));
+        self.conn
+            .execute("DELETE FROM idempotency WHERE created_at < ?1", [since])?;
+        self.conn.execute(
+            "DELETE FROM recent_calls WHERE rowid IN (
+               SELECT rowid FROM (
+                 SELECT rowid, ROW_NUMBER() OVER (PARTITION BY hall, floor ORDER BY seq DESC) AS n
+                 FROM recent_calls) WHERE n > ?1)",
+            [RECENT_KEPT],
+        )?;
+        Ok(())
+    }
+
+    fn events_after(
+        &mut self,
+        hall: &str,
+        floor: Option<i32>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let limit = limit as i64;
+        let after = after as i64;
+        let rows = match floor {
+            Some(f) => {
+                let mut q = self.conn.prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE hall=?1 AND floor=?2 AND floor_seq > ?3
+                     ORDER BY floor_seq LIMIT ?4"
+                ))?;
+                let v = q
+                    .query_map(params![hall, f, after, limit], event_row)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                v
+            }
+            None => {
+                let mut q = self.conn.prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE hall=?1 AND hall_seq > ?2
+                     ORDER BY hall_seq LIMIT ?3"
+                ))?;
+                let v = q
+                    .query_map(params![hall, after, limit], event_row)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                v
+            }
+        };
+        Ok(rows)
+    }
+}
