@@ -175,7 +175,7 @@ impl Engine {
                     body: rec.body.clone(),
                 };
                 permit.send(Job::Commit(
-                    Batch::new(h.spec.clone()),
+                    Box::new(Batch::new(h.spec.clone())),
                     Box::new(move |r| {
                         let _ = tx.send(r);
                     }),
@@ -209,7 +209,7 @@ impl Engine {
                 let hall_id = h.spec.id.clone();
                 let events = batch.events.clone();
                 permit.send(Job::Commit(
-                    batch,
+                    Box::new(batch),
                     Box::new(move |r| {
                         if r.is_ok() {
                             hub.publish(&hall_id, &events, &tickets);

@@ -98,7 +98,7 @@ pub struct Restored {
 }
 
 /// The live state of one hall.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Hall {
     spec: Arc<HallSpec>,
     tickets: HashMap<u64, Ticket>,

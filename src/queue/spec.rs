@@ -49,7 +49,7 @@ impl Language {
 }
 
 /// One floor of a hall.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FloorSpec {
     pub number: i32,
     pub name: String,
@@ -58,7 +58,7 @@ pub struct FloorSpec {
 }
 
 /// A service (业务) that issues numbers with its own prefix.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceSpec {
     pub id: String,
     pub name: String,
@@ -71,7 +71,7 @@ pub struct ServiceSpec {
 
 /// A window (窗口); `services` are indices into [`HallSpec::services`], in
 /// the window's order of preference.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WindowSpec {
     pub id: String,
     pub label: String,
@@ -82,14 +82,14 @@ pub struct WindowSpec {
 }
 
 /// A kiosk that may issue tickets.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KioskSpec {
     pub id: String,
     pub token: String,
 }
 
 /// A validated hall. Built only by `config`, so every index inside is valid.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HallSpec {
     pub id: String,
     pub name: String,

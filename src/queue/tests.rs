@@ -1,1 +1,610 @@
+//! Queue rules as tables: one small hall, many cases.
 
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+
+use super::*;
+
+/// Floor 1 (voice): services a (prefix A) and b (prefix B); windows w1
+/// [a, b], w2 [b, a], wa [a]. Floor 2 (silent): service c, window wc [c].
+fn spec() -> Arc<HallSpec> {
+    let svc = |id: &str, prefix: &str, floor| ServiceSpec {
+        id: id.into(),
+        name: id.into(),
+        name_en: None,
+        prefix: prefix.into(),
+        floor,
+        zone: "A".into(),
+        avg_service_seconds: 600,
+    };
+    let win = |id: &str, floor, services: Vec<usize>| WindowSpec {
+        id: id.into(),
+        label: id.trim_start_matches('w').into(),
+        floor,
+        zone: "A".into(),
+        services,
+        token: format!("token-of-window-{id}"),
+    };
+    Arc::new(HallSpec {
+        id: "h".into(),
+        name: "Hall".into(),
+        timezone: chrono_tz::Asia::Shanghai,
+        admin_token: "admin-token-0123456".into(),
+        floors: vec![
+            FloorSpec {
+                number: 1,
+                name: "1F".into(),
+                announce: Announce::Voice,
+                languages: vec![Language::Zh],
+            },
+            FloorSpec {
+                number: 2,
+                name: "2F".into(),
+                announce: Announce::Silent,
+                languages: vec![Language::Zh],
+            },
+        ],
+        services: vec![svc("a", "A", 1), svc("b", "B", 1), svc("c", "C", 2)],
+        windows: vec![
+            win("w1", 1, vec![0, 1]),
+            win("w2", 1, vec![1, 0]),
+            win("wa", 1, vec![0]),
+            win("wc", 2, vec![2]),
+        ],
+        kiosks: vec![],
+    })
+}
+
+const W1: usize = 0;
+const W2: usize = 1;
+const WA: usize = 2;
+const WC: usize = 3;
+
+/// 10:00 in Shanghai on 2026-11-26.
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 26, 2, 0, 0).unwrap()
+}
+
+struct Fixture {
+    hall: Hall,
+    now: DateTime<Utc>,
+    tokens: u32,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Fixture {
+            hall: Hall::new(spec()),
+            now: t0(),
+            tokens: 0,
+        }
+    }
+
+    fn tick(&mut self, secs: i64) {
+        self.now += Duration::seconds(secs);
+    }
+
+    fn issue_p(&mut self, service: &str, priority: Priority) -> String {
+        self.tokens += 1;
+        self.tick(1);
+        let req = IssueRequest {
+            service: service.into(),
+            priority,
+            channel: Channel::Kiosk,
+            notify_phone: None,
+        };
+        let out = self
+            .hall
+            .issue(req, format!("tok{}", self.tokens), self.now)
+            .expect("issue succeeds");
+        self.hall
+            .ticket(out.ticket.unwrap())
+            .unwrap()
+            .number
+            .clone()
+    }
+
+    fn issue(&mut self, service: &str) -> String {
+        self.issue_p(service, Priority::Normal)
+    }
+
+    fn call(&mut self, w: usize) -> Option<String> {
+        self.tick(1);
+        let out = self.hall.call(w, None, self.now).expect("call succeeds");
+        out.ticket
+            .map(|id| self.hall.ticket(id).unwrap().number.clone())
+    }
+
+    fn status(&self, number: &str) -> Status {
+        let day = self.hall.local_day(self.now);
+        self.find(number, day).status
+    }
+
+    fn find(&self, number: &str, _day: chrono::NaiveDate) -> &Ticket {
+        (1..=1000u64)
+            .rev()
+            .filter_map(|id| self.hall.ticket(id))
+            .find(|t| t.number == number)
+            .expect("ticket exists")
+    }
+
+    /// Applies a command; a refusal must leave the hall exactly as it was.
+    fn try_cmd(
+        &mut self,
+        f: impl FnOnce(&mut Hall, DateTime<Utc>) -> Result<Outcome, QueueError>,
+    ) -> Result<Outcome, QueueError> {
+        self.tick(1);
+        let before = self.hall.clone();
+        let r = f(&mut self.hall, self.now);
+        if r.is_err() {
+            assert_eq!(before, self.hall, "a refused command changed the hall");
+        }
+        r
+    }
+}
+
+#[test]
+fn numbers_count_per_service_from_001() {
+    let mut f = Fixture::new();
+    let got: Vec<String> = ["a", "a", "b", "a", "c", "b"]
+        .iter()
+        .map(|s| f.issue(s))
+        .collect();
+    assert_eq!(got, ["A001", "A002", "B001", "A003", "C001", "B002"]);
+}
+
+#[test]
+fn numbering_restarts_at_hall_local_midnight() {
+    let mut f = Fixture::new();
+    // 23:59:58 in Shanghai is 15:59:58 UTC.
+    f.now = Utc.with_ymd_and_hms(2026, 11, 26, 15, 59, 57).unwrap();
+    assert_eq!(f.issue("a"), "A001");
+    assert_eq!(f.issue("a"), "A002"); // 23:59:59
+    assert_eq!(f.issue("a"), "A001"); // 00:00:00 next day, local
+    assert_eq!(f.issue("a"), "A002");
+}
+
+#[test]
+fn numbers_grow_past_three_digits() {
+    let mut f = Fixture::new();
+    let mut last = String::new();
+    for _ in 0..1000 {
+        last = f.issue("a");
+    }
+    assert_eq!(last, "A1000");
+}
+
+/// (issued: (service, green channel)), window, expected call order.
+#[test]
+fn call_order_table() {
+    type Case = (
+        &'static [(&'static str, bool)],
+        usize,
+        &'static [&'static str],
+    );
+    let cases: &[Case] = &[
+        // oldest first within a service
+        (
+            &[("a", false), ("a", false), ("a", false)],
+            WA,
+            &["A001", "A002", "A003"],
+        ),
+        // the window's order of services beats age
+        (&[("b", false), ("a", false)], W1, &["A001", "B001"]),
+        (&[("a", false), ("b", false)], W2, &["B001", "A001"]),
+        // green channel beats the window's preference and age
+        (&[("a", false), ("b", true)], W1, &["B001", "A001"]),
+        (
+            &[("a", false), ("a", true), ("a", true)],
+            WA,
+            &["A002", "A003", "A001"],
+        ),
+        // among green tickets, the window's order, then age
+        (
+            &[("b", true), ("a", true), ("a", false)],
+            W1,
+            &["A001", "B001", "A002"],
+        ),
+        // a window never calls a service it does not serve
+        (&[("b", false), ("c", false)], WA, &[]),
+    ];
+    for (i, (issued, w, want)) in cases.iter().enumerate() {
+        let mut f = Fixture::new();
+        for (s, green) in issued.iter() {
+            let p = if *green {
+                Priority::Priority
+            } else {
+                Priority::Normal
+            };
+            f.issue_p(s, p);
+        }
+        let mut got = Vec::new();
+        while let Some(n) = f.call(*w) {
+            got.push(n);
+        }
+        assert_eq!(&got, want, "case {i}");
+    }
+}
+
+#[test]
+fn call_finishes_the_previous_ticket_and_idle_call_reports_idle() {
+    let mut f = Fixture::new();
+    f.issue("a");
+    f.issue("a");
+    assert_eq!(f.call(WA).as_deref(), Some("A001"));
+    assert_eq!(f.call(WA).as_deref(), Some("A002"));
+    assert_eq!(f.status("A001"), Status::Done);
+    let out = f.try_cmd(|h, now| h.call(WA, None, now)).unwrap();
+    assert!(out.idle);
+    assert_eq!(f.status("A002"), Status::Done);
+    assert_eq!(f.hall.window(WA).current, None);
+}
+
+#[test]
+fn call_by_number_table() {
+    // (number asked, expected: Ok / NotFound / Conflict)
+    let mut f = Fixture::new();
+    f.issue("a"); // A001 waiting
+    f.issue("b"); // B001 waiting, not served by wa
+    f.issue("a"); // A002 → will be called by w1
+    let _ = f.try_cmd(|h, now| h.call(W1, Some("A002"), now)).unwrap();
+    let cases: &[(&str, &str)] = &[
+        ("A009", "not_found"),
+        ("B001", "conflict"), // wa does not serve b
+        ("A002", "conflict"), // already called
+        ("A001", "ok"),
+    ];
+    for (number, want) in cases {
+        let got = match f.try_cmd(|h, now| h.call(WA, Some(number), now)) {
+            Ok(_) => "ok",
+            Err(QueueError::NotFound(_)) => "not_found",
+            Err(QueueError::Conflict(_)) => "conflict",
+            Err(QueueError::BadRequest(_)) => "bad_request",
+        };
+        assert_eq!(got, *want, "calling {number}");
+    }
+    assert_eq!(f.status("A001"), Status::Called);
+}
+
+#[test]
+fn transitions_table() {
+    // Each case: how far to bring the window's ticket, the action, and
+    // whether it is accepted.
+    #[derive(Clone, Copy, Debug)]
+    enum At {
+        Nothing,
+        Called,
+        Serving,
+    }
+    #[derive(Clone, Copy, Debug)]
+    enum Act {
+        Recall,
+        Start,
+        Complete,
+        NoShow,
+        Transfer,
+    }
+    let cases = [
+        (At::Nothing, Act::Recall, false),
+        (At::Nothing, Act::Start, false),
+        (At::Nothing, Act::Complete, false),
+        (At::Nothing, Act::NoShow, false),
+        (At::Nothing, Act::Transfer, false),
+        (At::Called, Act::Recall, true),
+        (At::Called, Act::Start, true),
+        (At::Called, Act::Complete, true),
+        (At::Called, Act::NoShow, true),
+        (At::Called, Act::Transfer, true),
+        (At::Serving, Act::Recall, false),
+        (At::Serving, Act::Start, false),
+        (At::Serving, Act::Complete, true),
+        (At::Serving, Act::NoShow, false),
+        (At::Serving, Act::Transfer, true),
+    ];
+    for (at, act, ok) in cases {
+        let mut f = Fixture::new();
+        f.issue("a");
+        match at {
+            At::Nothing => {}
+            At::Called => {
+                f.call(W1);
+            }
+            At::Serving => {
+                f.call(W1);
+                f.try_cmd(|h, now| h.start(W1, now)).unwrap();
+            }
+        }
+        let r = f.try_cmd(|h, now| match act {
+            Act::Recall => h.recall(W1, now),
+            Act::Start => h.start(W1, now),
+            Act::Complete => h.complete(W1, now),
+            Act::NoShow => h.no_show(W1, now),
+            Act::Transfer => h.transfer(W1, "b", now),
+        });
+        assert_eq!(r.is_ok(), ok, "{act:?} at {at:?}: {r:?}");
+        if let Err(e) = r {
+            assert!(
+                matches!(e, QueueError::Conflict(_)),
+                "{act:?} at {at:?}: {e:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn recall_counts_and_start_complete_no_show_set_status() {
+    let mut f = Fixture::new();
+    f.issue("a");
+    f.issue("a");
+    f.call(WA);
+    for n in 1..=3 {
+        f.try_cmd(|h, now| h.recall(WA, now)).unwrap();
+        assert_eq!(f.find("A001", f.hall.local_day(f.now)).recall, n);
+    }
+    f.try_cmd(|h, now| h.start(WA, now)).unwrap();
+    assert_eq!(f.status("A001"), Status::Serving);
+    f.try_cmd(|h, now| h.complete(WA, now)).unwrap();
+    assert_eq!(f.status("A001"), Status::Done);
+    f.call(WA);
+    f.try_cmd(|h, now| h.no_show(WA, now)).unwrap();
+    assert_eq!(f.status("A002"), Status::NoShow);
+}
+
+#[test]
+fn transfer_keeps_the_number_and_the_place_by_age() {
+    let mut f = Fixture::new();
+    f.issue("a"); // A001, oldest
+    f.issue("b"); // B001
+    f.issue("b"); // B002
+    assert_eq!(f.call(WA).as_deref(), Some("A001"));
+    let out = f.try_cmd(|h, now| h.transfer(WA, "b", now)).unwrap();
+    let t = f.hall.ticket(out.ticket.unwrap()).unwrap();
+    assert_eq!(
+        (t.number.as_str(), t.status, t.service),
+        ("A001", Status::Waiting, 1)
+    );
+    assert_eq!(f.hall.window(WA).current, None);
+    // A001 came before B001 and B002: it is first in b's line.
+    assert_eq!(f.call(W2).as_deref(), Some("A001"));
+    assert_eq!(f.call(W2).as_deref(), Some("B001"));
+    // Transfer to the service it already has, or to an unknown one, is refused.
+    assert!(matches!(
+        f.try_cmd(|h, now| h.transfer(W2, "b", now)),
+        Err(QueueError::Conflict(_))
+    ));
+    assert!(matches!(
+        f.try_cmd(|h, now| h.transfer(W2, "zz", now)),
+        Err(QueueError::NotFound(_))
+    ));
+}
+
+#[test]
+fn pause_blocks_calls_until_resume() {
+    let mut f = Fixture::new();
+    f.issue("a");
+    f.try_cmd(|h, now| h.pause(WA, now)).unwrap();
+    assert!(matches!(
+        f.try_cmd(|h, now| h.pause(WA, now)),
+        Err(QueueError::Conflict(_))
+    ));
+    assert!(matches!(
+        f.try_cmd(|h, now| h.call(WA, None, now)),
+        Err(QueueError::Conflict(_))
+    ));
+    f.try_cmd(|h, now| h.resume(WA, now)).unwrap();
+    assert!(matches!(
+        f.try_cmd(|h, now| h.resume(WA, now)),
+        Err(QueueError::Conflict(_))
+    ));
+    assert_eq!(f.call(WA).as_deref(), Some("A001"));
+}
+
+#[test]
+fn cancel_only_while_waiting() {
+    let mut f = Fixture::new();
+    f.issue("a"); // tok1
+    f.issue("a"); // tok2
+    f.try_cmd(|h, now| h.cancel("tok1", now)).unwrap();
+    assert_eq!(f.status("A001"), Status::Cancelled);
+    assert!(matches!(
+        f.try_cmd(|h, now| h.cancel("tok1", now)),
+        Err(QueueError::Conflict(_))
+    ));
+    assert!(matches!(
+        f.try_cmd(|h, now| h.cancel("nope", now)),
+        Err(QueueError::NotFound(_))
+    ));
+    assert_eq!(
+        f.call(WA).as_deref(),
+        Some("A002"),
+        "a cancelled ticket is never called"
+    );
+    assert!(matches!(
+        f.try_cmd(|h, now| h.cancel("tok2", now)),
+        Err(QueueError::Conflict(_))
+    ));
+}
+
+#[test]
+fn ahead_and_eta_follow_the_line_and_open_windows() {
+    let mut f = Fixture::new();
+    for _ in 0..4 {
+        f.issue("c");
+    }
+    let day = f.hall.local_day(f.now);
+    let t = f.find("C004", day).clone();
+    assert_eq!(f.hall.ahead(&t), 3);
+    // one window serves c, 600 s each
+    assert_eq!(f.hall.eta_seconds(&t, 3), 1800);
+    f.call(WC);
+    let t = f.find("C004", day).clone();
+    assert_eq!(f.hall.ahead(&t), 2);
+    // Green channel goes ahead of everyone normal.
+    f.issue_p("c", Priority::Priority);
+    let t = f.find("C004", day).clone();
+    assert_eq!(f.hall.ahead(&t), 3);
+    let green = f.find("C005", day).clone();
+    assert_eq!(f.hall.ahead(&green), 0);
+}
+
+#[test]
+fn service_times_feed_the_estimate() {
+    let mut f = Fixture::new();
+    f.issue("c");
+    f.call(WC);
+    f.try_cmd(|h, now| h.start(WC, now)).unwrap();
+    f.tick(120);
+    f.try_cmd(|h, now| h.complete(WC, now)).unwrap();
+    // (600 s × 7 + 121 s) / 8
+    assert_eq!(f.hall.clock(2).avg_ms, (600_000 * 7 + 121_000) / 8);
+}
+
+#[test]
+fn sequences_are_gapless_per_floor_and_per_hall() {
+    let mut f = Fixture::new();
+    let mut events = Vec::new();
+    type Cmd<'a> = &'a dyn Fn(&mut Hall, DateTime<Utc>) -> Result<Outcome, QueueError>;
+    let mut run = |f: &mut Fixture, cmd: Cmd<'_>| {
+        if let Ok(out) = f.try_cmd(cmd) {
+            events.extend(out.events);
+        }
+    };
+    for i in 0..30 {
+        let s = ["a", "b", "c"][i % 3].to_string();
+        let tok = format!("t{i}");
+        run(&mut f, &move |h, now| {
+            h.issue(
+                IssueRequest {
+                    service: s.clone(),
+                    priority: Priority::Normal,
+                    channel: Channel::Kiosk,
+                    notify_phone: None,
+                },
+                tok.clone(),
+                now,
+            )
+        });
+        let w = [W1, W2, WA, WC][i % 4];
+        run(&mut f, &move |h, now| h.call(w, None, now));
+        run(&mut f, &move |h, now| h.recall(w, now));
+        run(&mut f, &move |h, now| h.start(w, now)); // refused sometimes
+        if i % 5 == 0 {
+            run(&mut f, &move |h, now| h.pause(w, now));
+            run(&mut f, &move |h, now| h.resume(w, now));
+        }
+    }
+    assert!(events.len() > 100);
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.hall_seq, i as u64 + 1);
+    }
+    for floor in [1, 2] {
+        let seqs: Vec<u64> = events
+            .iter()
+            .filter(|e| e.floor == floor)
+            .map(|e| e.floor_seq)
+            .collect();
+        assert_eq!(
+            seqs,
+            (1..=seqs.len() as u64).collect::<Vec<_>>(),
+            "floor {floor}"
+        );
+        assert_eq!(f.hall.floor_seq(floor), seqs.len() as u64);
+    }
+}
+
+#[test]
+fn events_of_a_call() {
+    let mut f = Fixture::new();
+    f.issue("a");
+    f.issue("a");
+    f.call(W1);
+    let out = f.try_cmd(|h, now| h.call(W1, None, now)).unwrap();
+    let kinds: Vec<String> = out
+        .events
+        .iter()
+        .map(|e| match &e.kind {
+            EventKind::Called {
+                number,
+                recall,
+                voice,
+                ..
+            } => format!("called {number} {recall} {voice}"),
+            EventKind::Ticket { number, status, .. } => {
+                format!("ticket {number} {}", status.as_str())
+            }
+            EventKind::Waiting { service, count } => format!("waiting {service} {count}"),
+            EventKind::Window { .. } => "window".into(),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["ticket A001 done", "called A002 0 true", "waiting 0 0"]
+    );
+    // Waiting counts go to every floor that shows the service: a is on
+    // floor 1 only; a silent floor's call says so.
+    f.issue("c");
+    let out = f.try_cmd(|h, now| h.call(WC, None, now)).unwrap();
+    assert!(out.events.iter().all(|e| e.floor == 2));
+    assert!(matches!(
+        out.events[0].kind,
+        EventKind::Called { voice: false, .. }
+    ));
+}
+
+#[test]
+fn recent_calls_newest_first_one_per_number_at_most_ten() {
+    let mut f = Fixture::new();
+    for _ in 0..12 {
+        f.issue("a");
+    }
+    for _ in 0..12 {
+        f.call(WA);
+    }
+    f.try_cmd(|h, now| h.recall(WA, now)).unwrap(); // A012 again
+    let recent: Vec<&str> = f.hall.recent(1).map(|c| c.number.as_str()).collect();
+    assert_eq!(recent.len(), hall::RECENT_CALLS);
+    assert_eq!(recent[0], "A012");
+    assert_eq!(recent[1], "A011");
+    assert_eq!(recent[9], "A003");
+}
+
+#[test]
+fn restore_rebuilds_lines_windows_and_counters() {
+    let mut f = Fixture::new();
+    for s in ["a", "b", "a", "c"] {
+        f.issue(s);
+    }
+    f.call(W1);
+    f.try_cmd(|h, now| h.pause(W2, now)).unwrap();
+    let day = f.hall.local_day(f.now);
+    let tickets: Vec<Ticket> = (1..=4)
+        .filter_map(|id| f.hall.ticket(id).cloned())
+        .collect();
+    let restored = Restored {
+        tickets,
+        windows: (0..4).map(|w| (w, f.hall.window(w).clone())).collect(),
+        counters: (0..3)
+            .map(|s| Counter {
+                service: s,
+                day,
+                last: f.hall.counter(s, day),
+            })
+            .collect(),
+        floor_seqs: vec![(1, f.hall.floor_seq(1)), (2, f.hall.floor_seq(2))],
+        hall_seq: f.hall.hall_seq(),
+        clocks: (0..3).map(|s| (s, f.hall.clock(s))).collect(),
+        recent: f
+            .hall
+            .recent(1)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect(),
+        max_ticket_id: 4,
+        max_line_pos: 4,
+    };
+    let back = Hall::restore(spec(), restored);
+    assert_eq!(back, f.hall);
+}

@@ -30,7 +30,7 @@ pub type Continuation = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 /// Work for the writer.
 pub enum Job {
     /// Commit a batch, then run the continuation.
-    Commit(Batch, Continuation),
+    Commit(Box<Batch>, Continuation),
     /// Housekeeping (expired idempotency keys …).
     Maintain(DateTime<Utc>),
     /// Commit what is queued before this, then end the thread.
@@ -64,7 +64,7 @@ impl Writer {
                     let mut next = Some(job);
                     while let Some(job) = next.take() {
                         match job {
-                            Job::Commit(b, k) => group.push((b, k)),
+                            Job::Commit(b, k) => group.push((*b, k)),
                             Job::Stop => {
                                 stopping = true;
                                 break;

@@ -1,0 +1,286 @@
+//! Test harness: the real `hallcast` binary on port 0 in a fresh data dir,
+//! driven over real sockets.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const KIOSK: &str = "demo-kiosk-lobby-1-token";
+pub const ADMIN: &str = "demo-admin-token-0000";
+
+/// A window's demo token.
+pub fn window_token(id: &str) -> String {
+    format!("demo-window-{id}-token")
+}
+
+/// A running server.
+pub struct Server {
+    child: Option<Child>,
+    pub base: String,
+    pub dir: PathBuf,
+    config: Option<PathBuf>,
+    /// Everything the server wrote to stderr (its logs).
+    pub stderr: Arc<Mutex<String>>,
+    _tmp: Option<Arc<tempfile::TempDir>>,
+}
+
+impl Server {
+    /// The demo hall in a fresh data dir.
+    pub fn start() -> Server {
+        let tmp = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let dir = tmp.path().join("data");
+        let mut s = Server::spawn(&dir, None, &[]);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// A config file's halls in a fresh data dir.
+    pub fn start_config(toml: &str) -> Server {
+        let tmp = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let cfg = tmp.path().join("hallcast.toml");
+        std::fs::write(&cfg, toml).expect("write config");
+        let dir = tmp.path().join("data");
+        let mut s = Server::spawn(&dir, Some(&cfg), &[]);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Starts the binary; waits for its "listening on" line.
+    pub fn spawn(dir: &Path, config: Option<&Path>, env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hallcast"));
+        cmd.args(["--listen", "127.0.0.1:0", "--data-dir"]).arg(dir);
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        }
+        cmd.env("RUST_LOG", "hallcast=debug,warn");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start hallcast");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        {
+            let mut err = child.stderr.take().expect("stderr");
+            let sink = stderr.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = err.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+        }
+        let out = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(out).lines();
+            let mut sent = false;
+            while let Some(Ok(line)) = lines.next() {
+                if !sent {
+                    if let Some(url) = line.strip_prefix("listening on ") {
+                        let _ = tx.send(url.to_string());
+                        sent = true;
+                    }
+                }
+            }
+        });
+        let base = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(b) => b,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "hallcast did not print 'listening on'; stderr:\n{}",
+                    stderr.lock().unwrap()
+                );
+            }
+        };
+        Server {
+            child: Some(child),
+            base,
+            dir: dir.to_path_buf(),
+            config: config.map(Path::to_path_buf),
+            stderr,
+            _tmp: None,
+        }
+    }
+
+    /// `kill -9`, then start again on the same data dir (new port).
+    pub fn crash_and_restart(&mut self) {
+        self.kill9();
+        let mut next = Server::spawn(&self.dir, self.config.as_deref(), &[]);
+        next._tmp = self._tmp.take();
+        *self = next;
+    }
+
+    /// SIGTERM and restart on the same data dir.
+    pub fn stop_and_restart(&mut self) {
+        let status = self.terminate();
+        assert!(status.success(), "graceful stop exits 0, got {status:?}");
+        let mut next = Server::spawn(&self.dir, self.config.as_deref(), &[]);
+        next._tmp = self._tmp.take();
+        *self = next;
+    }
+
+    /// Sends SIGKILL and reaps.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends SIGTERM; waits for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut c = self.child.take().expect("server running");
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = c.try_wait().expect("wait") {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("hallcast did not exit within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// `ws://` URL of a path.
+    pub fn ws(&self, path: &str) -> String {
+        format!("{}{}", self.base.replacen("http://", "ws://", 1), path)
+    }
+
+    pub fn logs(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A small HTTP client for the API.
+#[derive(Clone)]
+pub struct Client {
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+/// A response: status and parsed JSON (Null for an empty body).
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub json: Value,
+    pub text: String,
+}
+
+impl Resp {
+    /// The contract error code.
+    pub fn code(&self) -> &str {
+        self.json["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+impl Client {
+    pub fn new(server: &Server) -> Client {
+        Client {
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .unwrap(),
+            base: server.base.clone(),
+        }
+    }
+
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut rb = self.http.request(m, format!("{}{}", self.base, path));
+        if let Some(t) = token {
+            rb = rb.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        if let Some(b) = body {
+            rb = rb
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let r = rb.send().await.expect("request");
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::Null)
+        };
+        Resp { status, json, text }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send("GET", path, None, None, &[]).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: &str) -> Resp {
+        self.send("POST", path, Some(token), Some(body), &[]).await
+    }
+
+    /// Issues a demo ticket; panics unless 201.
+    pub async fn issue(&self, service: &str) -> Value {
+        let r = self
+            .post(
+                "/api/v1/halls/demo/tickets",
+                KIOSK,
+                &format!(r#"{{"service":"{service}"}}"#),
+            )
+            .await;
+        assert_eq!(r.status, 201, "issue: {}", r.text);
+        r.json
+    }
+
+    /// A window action on the demo hall with that window's token.
+    pub async fn window(&self, window: &str, action: &str, body: &str) -> Resp {
+        self.post(
+            &format!("/api/v1/halls/demo/windows/{window}/{action}"),
+            &window_token(window),
+            body,
+        )
+        .await
+    }
+
+    /// The floor snapshot.
+    pub async fn floor(&self, floor: i32) -> Value {
+        let r = self
+            .get(&format!("/api/v1/halls/demo/floors/{floor}"))
+            .await;
+        assert_eq!(r.status, 200);
+        r.json
+    }
+}
