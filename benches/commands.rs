@@ -128,7 +128,10 @@ async fn run(clients: usize, secs: u64) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let secs: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5);
     let counts: Vec<usize> = match args.first().and_then(|s| s.parse().ok()) {
         Some(n) => vec![n],

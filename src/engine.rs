@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use crate::announcer::Announcer;
 use crate::gateway::wire;
-use crate::hub::{Hub, Sequenced};
+use crate::hub::Hub;
 use crate::queue::{EventKind, Hall, HallSpec, Outcome, QueueError, Status};
 use crate::store::Job;
 use crate::store::{
@@ -65,6 +65,8 @@ impl HallEngine {
 /// Every hall, the writer and the hub.
 pub struct Engine {
     halls: Vec<HallEngine>,
+    /// A read connection for catch-up beyond the hub's rings.
+    history: Arc<Mutex<Box<dyn Backend>>>,
     writer: WriterHandle,
     hub: Arc<Hub>,
     announcer: Arc<Announcer>,
@@ -81,7 +83,7 @@ impl Engine {
     /// Loads every hall from the store and fills the hub's rings.
     pub fn load(
         specs: &[Arc<HallSpec>],
-        backend: &mut dyn Backend,
+        mut backend: Box<dyn Backend>,
         writer: WriterHandle,
         hub: Arc<Hub>,
         announcer: Arc<Announcer>,
@@ -109,6 +111,7 @@ impl Engine {
         }
         Ok(Engine {
             halls,
+            history: Arc::new(Mutex::new(backend)),
             writer,
             hub,
             announcer,
@@ -138,6 +141,24 @@ impl Engine {
     /// State is loaded and the store takes writes.
     pub fn is_ready(&self) -> bool {
         !self.writer.is_failed()
+    }
+
+    /// Journaled events of a hall (`floor` None) or floor after `after`.
+    pub async fn history(
+        &self,
+        hall: &str,
+        floor: Option<i32>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let history = self.history.clone();
+        let hall = hall.to_string();
+        tokio::task::spawn_blocking(move || {
+            let mut b = history.lock().unwrap_or_else(|p| p.into_inner());
+            b.events_after(&hall, floor, after, limit)
+        })
+        .await
+        .map_err(|e| StoreError(format!("history read failed: {e}")))?
     }
 
     /// The hall that issued a ticket token.
@@ -272,11 +293,10 @@ impl Engine {
 
     /// Ticket-channel messages for the tickets this command touched and for
     /// followed tickets whose place in line or ETA moved.
-    fn ticket_messages(&self, hall: &Hall, out: &Outcome) -> Vec<(String, Sequenced)> {
+    fn ticket_messages(&self, hall: &Hall, out: &Outcome) -> Vec<(String, u64, Bytes)> {
         let seq = hall.hall_seq();
         let spec_id = &hall.spec().id;
         let mut msgs = Vec::new();
-        let mut seen = HashSet::new();
         let called: HashSet<&str> = out
             .events
             .iter()
@@ -285,16 +305,25 @@ impl Engine {
                 _ => None,
             })
             .collect();
-        let touched = out.tickets.iter().filter_map(|id| hall.ticket(*id));
-        let moved = out.lines.iter().flat_map(|&s| hall.line(s));
-        for t in touched.chain(moved) {
-            if !seen.insert(t.id) || !self.hub.has_ticket_subscribers(spec_id, &t.token) {
+        // Only followed tickets matter: walk those (a handful of phones per
+        // line), not the lines (possibly thousands of tickets per command).
+        let followed = self.hub.followed_tickets(spec_id);
+        if followed.is_empty() {
+            return msgs;
+        }
+        let touched: HashSet<u64> = out.tickets.iter().copied().collect();
+        for token in followed {
+            let Some(t) = hall.ticket_by_token(&token) else {
+                continue;
+            };
+            let moved = t.status == Status::Waiting && out.lines.contains(&t.service);
+            if !touched.contains(&t.id) && !moved {
                 continue;
             }
-            msgs.push((t.token.clone(), (seq, wire::ticket_message(hall, t))));
+            msgs.push((token.clone(), seq, wire::ticket_message(hall, t)));
             if t.status == Status::Called && called.contains(t.number.as_str()) {
                 if let Some(m) = wire::ticket_called_message(hall, t) {
-                    msgs.push((t.token.clone(), (seq, m)));
+                    msgs.push((token, seq, m));
                 }
             }
         }

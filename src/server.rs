@@ -11,18 +11,24 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
+use tokio_util::task::TaskTracker;
 use warp::Filter;
 
 use crate::announcer::Announcer;
 use crate::api::{self, Api};
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::gateway;
 use crate::hub::Hub;
 use crate::store::{Sqlite, Writer};
 
 /// How often expired idempotency keys and idle topics are dropped. Keys
 /// live 24 h; ten minutes of slack costs nothing.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(600);
+
+/// How long shutdown waits for WebSockets to finish their closing
+/// handshake; a peer that stopped reading must not hold the exit.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Serves `config` until `shutdown` resolves. `demo` prints the demo hall's
 /// tokens for a newcomer.
@@ -34,39 +40,41 @@ pub async fn serve(
     let dir = &config.data_dir;
     // Two connections: one loads (and later reads history for catch-up),
     // the other belongs to the writer thread.
-    let mut reader = Sqlite::open(dir)?;
+    let reader = Box::new(Sqlite::open(dir)?);
     let (writer, writer_handle) = Writer::start(Box::new(Sqlite::open(dir)?));
     let hub = Arc::new(Hub::new(config.halls.iter().map(|h| &**h)));
     let announcer = Arc::new(Announcer::default());
     let engine = Arc::new(Engine::load(
         &config.halls,
-        &mut reader,
+        reader,
         writer_handle,
         hub.clone(),
         announcer,
         Utc::now(),
     )?);
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {}; is another server using it? Choose another with --listen",
-                config.listen
-            )
-        })?;
+    let listener = listen(config.listen).with_context(|| {
+        format!(
+            "cannot listen on {}; is another server using it? Choose another with --listen",
+            config.listen
+        )
+    })?;
     let addr = listener.local_addr()?;
     let api = Arc::new(Api {
         engine: engine.clone(),
         public_url: config.public_url(addr),
     });
-    let routes = api::routes(api).with(warp::log::custom(|info| {
-        tracing::trace!(
-            status = info.status().as_u16(),
-            elapsed_us = info.elapsed().as_micros() as u64,
-            "http"
-        );
-    }));
+    let tasks = TaskTracker::new();
+    let routes = gateway::routes(engine.clone(), tasks.clone())
+        .or(api::routes(api))
+        .unify()
+        .with(warp::log::custom(|info| {
+            tracing::trace!(
+                status = info.status().as_u16(),
+                elapsed_us = info.elapsed().as_micros() as u64,
+                "http"
+            );
+        }));
 
     {
         let mut out = std::io::stdout().lock();
@@ -97,12 +105,48 @@ pub async fn serve(
     tracing::info!("stopped accepting; closing channels and flushing the store");
     maintenance.abort();
     hub.close_all();
+    tasks.close();
+    if tokio::time::timeout(CLOSE_GRACE, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = tasks.len(),
+            "some WebSocket connections did not close in time"
+        );
+    }
     engine.stop_writer().await;
     tokio::task::spawn_blocking(move || writer.join())
         .await
         .context("waiting for the store writer")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Kernel send buffer of every connection. Fixed rather than autotuned (up
+/// to 4 MiB here): a stalled screen then backs up into its hub outbox within
+/// a bounded number of bytes and is closed as slow, instead of parking
+/// megabytes in the kernel per dead connection. 64 KiB carries a burst of
+/// hundreds of events; the kernel doubles it for bookkeeping.
+pub const SEND_BUFFER: u32 = 64 * 1024;
+
+/// Connections waiting to be accepted: a reconnect storm of thousands of
+/// screens must not see refused connections.
+const BACKLOG: u32 = 4096;
+
+/// Binds the listener. Accepted sockets inherit its send buffer and
+/// TCP_NODELAY (calls are small and latency-bound; batching is ours).
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_send_buffer_size(SEND_BUFFER)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 fn print_demo(out: &mut impl Write, addr: std::net::SocketAddr) -> std::io::Result<()> {

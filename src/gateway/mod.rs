@@ -1,3 +1,118 @@
-//! WebSocket channels (contract §4) and the JSON they carry.
+//! WebSocket channels (contract §4): floor, hall and ticket.
+//!
+//! The upgrade happens inside warp's server (so graceful shutdown and
+//! remote addresses keep working) but with our own `WebSocketConfig`; each
+//! connection is a task that drains its hub outbox and reads its socket.
 
+pub mod channel;
+pub mod connection;
+pub mod upgrade;
 pub mod wire;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+use warp::http::{HeaderMap, Response};
+use warp::Filter;
+
+use crate::api::error::ApiError;
+use crate::engine::Engine;
+use channel::Channel;
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+fn error(e: ApiError) -> Response<Bytes> {
+    let r = e.reply();
+    Response::builder()
+        .status(r.status)
+        .header("content-type", "application/json")
+        .body(r.body)
+        .expect("error response builds")
+}
+
+/// `GET /ws/v1/…` routes. Connection tasks are spawned on `tasks`, so the
+/// server can wait for their close frames at shutdown.
+pub fn routes(
+    engine: Arc<Engine>,
+    tasks: TaskTracker,
+) -> impl Filter<Extract = (Response<Bytes>,), Error = warp::Rejection> + Clone {
+    warp::path("ws")
+        .and(warp::path("v1"))
+        .and(warp::get())
+        .and(warp::path::tail())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<OnUpgrade>())
+        .map(
+            move |tail: warp::path::Tail,
+                  query: String,
+                  headers: HeaderMap,
+                  on_upgrade: Option<OnUpgrade>| {
+                let segs: Vec<&str> = tail.as_str().split('/').filter(|s| !s.is_empty()).collect();
+                let ch = match Channel::resolve(&engine, &segs) {
+                    Ok(ch) => ch,
+                    Err(m) => return error(ApiError::not_found(m)),
+                };
+                let after = match parse_after(&query) {
+                    Ok(a) => a,
+                    Err(m) => return error(ApiError::bad_request(m)),
+                };
+                let accept = match upgrade::accept_key(&headers) {
+                    Ok(k) => k,
+                    Err(m) => return error(ApiError::bad_request(m)),
+                };
+                let Some(on_upgrade) = on_upgrade else {
+                    return error(ApiError::bad_request(
+                        "this connection cannot be upgraded (HTTP/1.1 is needed)",
+                    ));
+                };
+                let engine = engine.clone();
+                let id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+                let span = tracing::debug_span!("ws", conn = id, channel = ch.kind());
+                tasks.spawn(
+                    async move {
+                        let upgraded = match on_upgrade.await {
+                            Ok(u) => u,
+                            Err(e) => {
+                                tracing::debug!(error = %e, "upgrade failed");
+                                return;
+                            }
+                        };
+                        let Some(sub) = channel::subscribe(&engine, &ch, after).await else {
+                            return;
+                        };
+                        tracing::debug!(after, "subscribed");
+                        let ws = WebSocketStream::from_raw_socket(
+                            TokioIo::new(upgraded),
+                            Role::Server,
+                            Some(upgrade::config()),
+                        )
+                        .await;
+                        connection::serve(ws, sub).await;
+                        tracing::debug!("closed");
+                    }
+                    .instrument(span),
+                );
+                upgrade::switching(&accept)
+            },
+        )
+}
+
+fn parse_after(query: &str) -> Result<Option<u64>, String> {
+    for pair in query.split('&') {
+        if let Some(v) = pair.strip_prefix("after=") {
+            return v
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("after={v} is not a sequence number"));
+        }
+    }
+    Ok(None)
+}

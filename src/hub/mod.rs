@@ -7,12 +7,25 @@
 //! that falls [`SUBSCRIBER_QUEUE`] messages behind is dropped and told why,
 //! so a slow screen never delays a window's call or another screen.
 
+mod outbox;
 mod topic;
 
-pub use topic::{Kick, Sequenced, Subscription, Topic};
+pub use outbox::{Closed, Outbox};
+pub use topic::{Sequenced, Subscription, Topic};
+
+/// A message as sent: text already checked as UTF-8 once at publish, so
+/// every delivery only bumps a reference count.
+pub type Payload = tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// Wraps encoded JSON for sending; JSON from `serde_json` is UTF-8.
+pub fn payload(bytes: &bytes::Bytes) -> Payload {
+    Payload::try_from(bytes.clone()).unwrap_or_else(|_| Payload::from("{}"))
+}
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+
+use bytes::Bytes;
 
 use crate::queue::HallSpec;
 use crate::store::StoredEvent;
@@ -70,26 +83,26 @@ impl Hub {
 
     /// Delivers committed events (in sequence order) and ticket-channel
     /// messages. Called only by the store writer's continuations.
-    pub fn publish(&self, hall: &str, events: &[StoredEvent], tickets: &[(String, Sequenced)]) {
+    pub fn publish(&self, hall: &str, events: &[StoredEvent], tickets: &[(String, u64, Bytes)]) {
         let Some(t) = self.halls.get(hall) else {
             return;
         };
         if !events.is_empty() {
             let mut h = lock(&t.hall);
             for e in events {
-                h.publish(e.hall_seq, &e.hall_msg);
+                h.publish(e.hall_seq, &payload(&e.hall_msg));
             }
         }
         for e in events {
             if let Some(f) = t.floors.get(&e.floor) {
-                lock(f).publish(e.floor_seq, &e.floor_msg);
+                lock(f).publish(e.floor_seq, &payload(&e.floor_msg));
             }
         }
         if !tickets.is_empty() {
             let mut map = lock(&t.tickets);
-            for (token, (seq, msg)) in tickets {
+            for (token, seq, msg) in tickets {
                 if let Some(topic) = map.get_mut(token) {
-                    topic.publish(*seq, msg);
+                    topic.publish(*seq, &payload(msg));
                     if topic.is_idle() {
                         map.remove(token);
                     }
@@ -98,13 +111,16 @@ impl Hub {
         }
     }
 
-    /// Someone follows this ticket right now.
-    pub fn has_ticket_subscribers(&self, hall: &str, token: &str) -> bool {
-        self.halls.get(hall).is_some_and(|t| {
-            lock(&t.tickets)
-                .get(token)
-                .is_some_and(|topic| !topic.is_idle())
-        })
+    /// Tokens of the hall's tickets that someone follows right now.
+    pub fn followed_tickets(&self, hall: &str) -> Vec<String> {
+        let Some(t) = self.halls.get(hall) else {
+            return Vec::new();
+        };
+        lock(&t.tickets)
+            .iter()
+            .filter(|(_, topic)| !topic.is_idle())
+            .map(|(token, _)| token.clone())
+            .collect()
     }
 
     /// Follows a ticket. The caller then reads the ticket's state and

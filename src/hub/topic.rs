@@ -1,52 +1,32 @@
-//! One topic: a ring of recent messages and the subscribers' queues.
+//! One topic: a ring of recent messages and the subscribers' outboxes.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
-use tokio::sync::mpsc;
-
-use super::SUBSCRIBER_QUEUE;
+use super::outbox::{Closed, Outbox, Pushed};
+use super::Payload;
 use crate::store::EVENT_RING;
-
-/// Why the hub stopped feeding a subscriber.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kick {
-    /// Not kicked: the topic was closed (server shutting down).
-    None = 0,
-    /// Fell more than [`SUBSCRIBER_QUEUE`] messages behind.
-    Slow = 1,
-}
 
 /// A message and its sequence number: the channel's `seq` for floors and
 /// halls, the hall sequence of the command that made it for tickets.
-pub type Sequenced = (u64, Bytes);
-
-struct Subscriber {
-    tx: mpsc::Sender<Sequenced>,
-    kick: Arc<AtomicU8>,
-}
+pub type Sequenced = (u64, Payload);
 
 /// What a connection reads from.
 pub struct Subscription {
-    /// Messages to send before anything from `rx`: a snapshot or a replay.
-    pub first: Vec<Bytes>,
+    /// Messages to send before anything from the outbox: a snapshot or a
+    /// replay.
+    pub first: Vec<Payload>,
     /// Live messages. Those with seq ≤ `skip_through` are already covered
     /// by `first` (the subscriber registers before its snapshot is taken,
     /// so nothing falls between the two) and must be skipped.
-    pub rx: mpsc::Receiver<Sequenced>,
+    pub outbox: Arc<Outbox>,
     pub skip_through: u64,
-    kick: Arc<AtomicU8>,
 }
 
-impl Subscription {
-    /// Why `rx` ended.
-    pub fn kick(&self) -> Kick {
-        match self.kick.load(Ordering::Acquire) {
-            1 => Kick::Slow,
-            _ => Kick::None,
-        }
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        // Lets the hub drop this subscriber at its next publish or prune.
+        self.outbox.close(Closed::Gone);
     }
 }
 
@@ -57,7 +37,7 @@ pub struct Topic {
     /// Ring capacity; 0 for ticket topics, which need no replay.
     ring_cap: usize,
     last: u64,
-    subs: Vec<Subscriber>,
+    subs: Vec<Arc<Outbox>>,
 }
 
 impl Topic {
@@ -90,7 +70,7 @@ impl Topic {
     }
 
     /// Messages with seq > `after`, if the ring still holds all of them.
-    pub fn replay(&self, after: u64) -> Option<Vec<Bytes>> {
+    pub fn replay(&self, after: u64) -> Option<Vec<Payload>> {
         if after > self.last {
             return None;
         }
@@ -108,24 +88,19 @@ impl Topic {
     }
 
     /// Adds a subscriber.
-    pub fn subscribe(&mut self, first: Vec<Bytes>, skip_through: u64) -> Subscription {
+    pub fn subscribe(&mut self, first: Vec<Payload>, skip_through: u64) -> Subscription {
         self.prune();
-        let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
-        let kick = Arc::new(AtomicU8::new(Kick::None as u8));
-        self.subs.push(Subscriber {
-            tx,
-            kick: kick.clone(),
-        });
+        let outbox = Arc::new(Outbox::default());
+        self.subs.push(outbox.clone());
         Subscription {
             first,
-            rx,
+            outbox,
             skip_through,
-            kick,
         }
     }
 
     /// Keeps the message in the ring and queues it to every subscriber.
-    pub fn publish(&mut self, seq: u64, msg: &Bytes) {
+    pub fn publish(&mut self, seq: u64, msg: &Payload) {
         if self.ring_cap > 0 {
             if seq <= self.last {
                 // Already kept (start-up preload overlaps); never send twice.
@@ -137,30 +112,24 @@ impl Topic {
             }
         }
         self.last = self.last.max(seq);
-        self.subs
-            .retain(|s| match s.tx.try_send((seq, msg.clone())) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    s.kick.store(Kick::Slow as u8, Ordering::Release);
-                    false
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-            });
+        self.subs.retain(|s| s.push(seq, msg) == Pushed::Queued);
     }
 
     /// No live subscriber.
     pub fn is_idle(&self) -> bool {
-        self.subs.iter().all(|s| s.tx.is_closed())
+        self.subs.iter().all(|s| s.is_closed())
     }
 
     /// Drops subscribers whose connection ended.
     pub fn prune(&mut self) {
-        self.subs.retain(|s| !s.tx.is_closed());
+        self.subs.retain(|s| !s.is_closed());
     }
 
-    /// Drops every subscriber: their connections see the end of `rx`.
+    /// Closes every subscriber's outbox: connections close "going away".
     pub fn close_all(&mut self) {
-        self.subs.clear();
+        for s in self.subs.drain(..) {
+            s.close(Closed::Shutdown);
+        }
     }
 
     /// Live subscribers.
@@ -172,9 +141,16 @@ impl Topic {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::SUBSCRIBER_QUEUE;
 
-    fn msg(s: u64) -> Bytes {
-        Bytes::from(format!("m{s}"))
+    fn msg(s: u64) -> Payload {
+        Payload::from(format!("m{s}"))
+    }
+
+    async fn drain(sub: &Subscription) -> (Vec<u64>, Closed) {
+        let mut out = Vec::new();
+        let why = sub.outbox.drain(&mut out, usize::MAX).await;
+        (out.into_iter().map(|(s, _)| s).collect(), why)
     }
 
     #[test]
@@ -194,29 +170,47 @@ mod tests {
         assert!(t.replay(last + 1).is_none(), "a future seq gets a snapshot");
     }
 
-    #[test]
-    fn duplicate_publish_is_ignored() {
+    #[tokio::test]
+    async fn duplicate_publish_is_ignored() {
         let mut t = Topic::with_ring();
-        let mut sub = t.subscribe(vec![], 0);
+        let sub = t.subscribe(vec![], 0);
         t.publish(1, &msg(1));
         t.publish(1, &msg(1));
         t.publish(2, &msg(2));
-        assert_eq!(sub.rx.try_recv().unwrap().0, 1);
-        assert_eq!(sub.rx.try_recv().unwrap().0, 2);
-        assert!(sub.rx.try_recv().is_err());
+        assert_eq!(drain(&sub).await, (vec![1, 2], Closed::Open));
+    }
+
+    #[tokio::test]
+    async fn slow_subscriber_is_kicked_and_others_keep_receiving() {
+        let mut t = Topic::with_ring();
+        let slow = t.subscribe(vec![], 0);
+        let fast = t.subscribe(vec![], 0);
+        for s in 1..=(SUBSCRIBER_QUEUE as u64 + 1) {
+            t.publish(s, &msg(s));
+            assert_eq!(drain(&fast).await.0, vec![s]);
+        }
+        assert_eq!(drain(&slow).await, (vec![], Closed::Slow));
+        assert_eq!(t.subscribers(), 1);
+    }
+
+    #[tokio::test]
+    async fn close_all_ends_subscriptions_as_shutdown_after_pending() {
+        let mut t = Topic::with_ring();
+        let sub = t.subscribe(vec![], 0);
+        t.publish(1, &msg(1));
+        t.close_all();
+        assert_eq!(drain(&sub).await, (vec![1], Closed::Open));
+        assert_eq!(drain(&sub).await, (vec![], Closed::Shutdown));
     }
 
     #[test]
-    fn slow_subscriber_is_kicked_and_others_keep_receiving() {
+    fn a_dropped_subscription_is_pruned() {
         let mut t = Topic::with_ring();
-        let slow = t.subscribe(vec![], 0);
-        let mut fast = t.subscribe(vec![], 0);
-        for s in 1..=(SUBSCRIBER_QUEUE as u64 + 1) {
-            t.publish(s, &msg(s));
-            assert_eq!(fast.rx.try_recv().unwrap().0, s);
-        }
-        assert_eq!(slow.kick(), Kick::Slow);
-        assert_eq!(fast.kick(), Kick::None);
-        assert_eq!(t.subscribers(), 1);
+        let sub = t.subscribe(vec![], 0);
+        assert!(!t.is_idle());
+        drop(sub);
+        assert!(t.is_idle());
+        t.prune();
+        assert_eq!(t.subscribers(), 0);
     }
 }

@@ -284,3 +284,140 @@ impl Client {
         r.json
     }
 }
+
+/// A WebSocket client for the channels.
+pub struct Ws {
+    pub inner: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    /// Messages received but not yet taken (arrays are flattened).
+    pending: std::collections::VecDeque<Value>,
+}
+
+/// How a channel ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    Close(u16, String),
+    Eof,
+}
+
+impl Ws {
+    pub async fn connect(url: &str) -> Ws {
+        let (inner, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+        Ws {
+            inner,
+            pending: Default::default(),
+        }
+    }
+
+    /// The HTTP status a refused upgrade answered with.
+    pub async fn refused(url: &str) -> u16 {
+        match tokio_tungstenite::connect_async(url).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => r.status().as_u16(),
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("{url} was accepted"),
+        }
+    }
+
+    /// The next JSON message, within 10 s.
+    pub async fn next(&mut self) -> Value {
+        match self.next_or_end(Duration::from_secs(10)).await {
+            Ok(v) => v,
+            Err(end) => panic!("channel ended: {end:?}"),
+        }
+    }
+
+    /// The next message, or how the channel ended.
+    pub async fn next_or_end(&mut self, within: Duration) -> Result<Value, End> {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            if let Some(v) = self.pending.pop_front() {
+                return Ok(v);
+            }
+            let frame = tokio::time::timeout(within, self.inner.next())
+                .await
+                .expect("a message within the timeout");
+            match frame {
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t).expect("JSON text frame");
+                    match v {
+                        Value::Array(items) => self.pending.extend(items),
+                        other => self.pending.push_back(other),
+                    }
+                }
+                Some(Ok(Message::Close(f))) => {
+                    return Err(f.map_or(End::Eof, |f| {
+                        End::Close(f.code.into(), f.reason.to_string())
+                    }))
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return Err(End::Eof),
+            }
+        }
+    }
+
+    /// Takes messages until one satisfies `pred`; returns all taken.
+    pub async fn until(&mut self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let mut got = Vec::new();
+        loop {
+            let v = self.next().await;
+            let done = pred(&v);
+            got.push(v);
+            if done {
+                return got;
+            }
+        }
+    }
+
+    /// Nothing arrives within `d`.
+    pub async fn silent_for(&mut self, d: Duration) -> bool {
+        use futures_util::StreamExt;
+        if !self.pending.is_empty() {
+            return false;
+        }
+        tokio::time::timeout(d, self.inner.next()).await.is_err()
+    }
+
+    pub async fn send_text(&mut self, s: &str) {
+        use futures_util::SinkExt;
+        let _ = self
+            .inner
+            .send(tokio_tungstenite::tungstenite::Message::Text(s.into()))
+            .await;
+    }
+
+    pub async fn send_binary(&mut self, b: Vec<u8>) {
+        use futures_util::SinkExt;
+        let _ = self
+            .inner
+            .send(tokio_tungstenite::tungstenite::Message::Binary(b.into()))
+            .await;
+    }
+
+    /// Reads until the server closes; returns the close code and reason.
+    pub async fn closed(&mut self) -> End {
+        loop {
+            match self.next_or_end(Duration::from_secs(10)).await {
+                Ok(_) => continue,
+                Err(end) => return end,
+            }
+        }
+    }
+}
+
+impl Ws {
+    /// Wraps an already connected stream.
+    pub fn from_stream(
+        inner: tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+    ) -> Ws {
+        Ws {
+            inner,
+            pending: Default::default(),
+        }
+    }
+}
