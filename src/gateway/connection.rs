@@ -50,6 +50,7 @@ where
     let mut last_sent = skip;
     let reason = loop {
         tokio::select! {
+            biased;
             why = sub.outbox.drain(&mut batch, MAX_BATCH) => {
                 if why != Closed::Open {
                     break close_reason(why, last_sent);

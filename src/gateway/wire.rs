@@ -6,7 +6,7 @@ use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use crate::queue::{Event, EventKind, Hall, HallSpec, Status, Ticket};
+use crate::queue::{Event, EventKind, Hall, HallSpec, Ticket};
 
 /// RFC 3339 in the hall's own time zone, as the contract asks.
 pub fn time(spec: &HallSpec, t: DateTime<Utc>) -> String {
@@ -402,9 +402,4 @@ pub fn hall_snapshot_message(hall: &Hall) -> Bytes {
             floors,
         },
     })
-}
-
-/// Is this status one a floor's `ticket` event reports.
-pub fn is_reported(status: Status) -> bool {
-    matches!(status, Status::Serving | Status::Done | Status::NoShow)
 }

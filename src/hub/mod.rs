@@ -88,15 +88,27 @@ impl Hub {
             return;
         };
         if !events.is_empty() {
-            let mut h = lock(&t.hall);
-            for e in events {
-                h.publish(e.hall_seq, &payload(&e.hall_msg));
-            }
+            let all: Vec<Sequenced> = events
+                .iter()
+                .map(|e| (e.hall_seq, payload(&e.hall_msg)))
+                .collect();
+            lock(&t.hall).publish_all(&all);
         }
-        for e in events {
-            if let Some(f) = t.floors.get(&e.floor) {
-                lock(f).publish(e.floor_seq, &payload(&e.floor_msg));
-            }
+        // Per floor, in seq order, all of the command's events at once.
+        let mut floors: Vec<i32> = events.iter().map(|e| e.floor).collect();
+        floors.dedup();
+        floors.sort_unstable();
+        floors.dedup();
+        for floor in floors {
+            let Some(topic) = t.floors.get(&floor) else {
+                continue;
+            };
+            let mine: Vec<Sequenced> = events
+                .iter()
+                .filter(|e| e.floor == floor)
+                .map(|e| (e.floor_seq, payload(&e.floor_msg)))
+                .collect();
+            lock(topic).publish_all(&mine);
         }
         if !tickets.is_empty() {
             let mut map = lock(&t.tickets);

@@ -66,21 +66,21 @@ impl Outbox {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues a message; closes the outbox as slow when it is full.
-    pub fn push(&self, seq: u64, msg: &Payload) -> Pushed {
+    /// Queues messages; closes the outbox as slow when they do not fit.
+    pub fn push_all(&self, msgs: &[(u64, Payload)]) -> Pushed {
         let mut st = self.state();
         if st.closed != Closed::Open {
             return Pushed::Closed;
         }
-        if st.queue.len() >= SUBSCRIBER_QUEUE {
+        if st.queue.len() + msgs.len() > SUBSCRIBER_QUEUE {
             st.closed = Closed::Slow;
             st.queue.clear();
             drop(st);
             self.ready.notify_one();
             return Pushed::Closed;
         }
-        st.queue.push_back((seq, msg.clone()));
-        let first = st.queue.len() == 1;
+        let first = st.queue.is_empty();
+        st.queue.extend(msgs.iter().cloned());
         drop(st);
         // One wake per batch: later pushes find the reader already due.
         if first {

@@ -101,18 +101,30 @@ impl Topic {
 
     /// Keeps the message in the ring and queues it to every subscriber.
     pub fn publish(&mut self, seq: u64, msg: &Payload) {
+        self.publish_all(&[(seq, msg.clone())]);
+    }
+
+    /// Publishes one command's messages (in seq order) together: each
+    /// subscriber gets all of them in one push and one wake, so its
+    /// connection writes them with one syscall.
+    pub fn publish_all(&mut self, msgs: &[Sequenced]) {
+        let mut fresh = msgs;
         if self.ring_cap > 0 {
-            if seq <= self.last {
-                // Already kept (start-up preload overlaps); never send twice.
-                return;
+            // Already kept (start-up preload overlaps): never send twice.
+            let skip = msgs.iter().take_while(|(s, _)| *s <= self.last).count();
+            fresh = &msgs[skip..];
+            for m in fresh {
+                self.ring.push_back(m.clone());
             }
-            self.ring.push_back((seq, msg.clone()));
-            if self.ring.len() > self.ring_cap {
+            while self.ring.len() > self.ring_cap {
                 self.ring.pop_front();
             }
         }
-        self.last = self.last.max(seq);
-        self.subs.retain(|s| s.push(seq, msg) == Pushed::Queued);
+        let Some((last, _)) = fresh.last() else {
+            return;
+        };
+        self.last = self.last.max(*last);
+        self.subs.retain(|s| s.push_all(fresh) == Pushed::Queued);
     }
 
     /// No live subscriber.

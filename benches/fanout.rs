@@ -1,0 +1,675 @@
+//! Fan-out load generator: N WebSocket subscribers on one floor channel of
+//! a real hallcast process, calls published through the real HTTP API.
+//!
+//!     cargo bench --bench fanout -- --subs 10000 --scenario latency
+//!     cargo bench --bench fanout -- --subs 10000 --scenario saturation
+//!     cargo bench --bench fanout -- --subs 10000 --scenario stall
+//!     cargo bench --bench fanout -- --subs 10000 --scenario storm
+//!     cargo bench --bench fanout -- --subs 19900 --scenario idle
+//!
+//! Pinning: `--server-cpu 0` starts the server under `taskset -c 0`; run the
+//! generator itself under `taskset -c 1 cargo bench …` (or
+//! `taskset -c 1 target/release/deps/fanout-* …`).
+//!
+//! Reports deliveries/s, publish→receipt latency (p50/p99/p99.9/max), the
+//! time until the last subscriber has each call, lost messages, seq gaps,
+//! server CPU per delivery, server RSS per idle connection, and the
+//! generator's own CPU, flagging when the generator is the bottleneck.
+
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use hdrhistogram::Histogram;
+use tokio::net::TcpSocket;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+
+const ADMIN: &str = "Bearer demo-admin-token-0000";
+const KIOSK: &str = "Bearer demo-kiosk-lobby-1-token";
+/// Source addresses rotate over 127.0.0.2..=127.0.0.201 so that ephemeral
+/// ports never run out, whatever N.
+const SOURCE_IPS: u8 = 200;
+
+#[derive(Clone, Debug)]
+struct Opts {
+    subs: usize,
+    scenario: String,
+    calls: usize,
+    rate: f64,
+    publishers: usize,
+    seconds: u64,
+    server_cpu: Option<String>,
+    floor: i32,
+}
+
+fn opts() -> Opts {
+    let mut o = Opts {
+        subs: 1000,
+        scenario: "latency".into(),
+        calls: 40,
+        rate: 2.0,
+        publishers: 16,
+        seconds: 10,
+        server_cpu: None,
+        floor: 3,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let v = args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--subs" => o.subs = v.parse().expect("--subs N"),
+            "--scenario" => o.scenario = v,
+            "--calls" => o.calls = v.parse().expect("--calls N"),
+            "--rate" => o.rate = v.parse().expect("--rate CALLS_PER_S"),
+            "--publishers" => o.publishers = v.parse().expect("--publishers N"),
+            "--seconds" => o.seconds = v.parse().expect("--seconds N"),
+            "--server-cpu" => o.server_cpu = Some(v),
+            "--floor" => o.floor = v.parse().expect("--floor N"),
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    o
+}
+
+// ----- the server process -----
+
+struct Server {
+    child: Child,
+    base: String,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(o: &Opts) -> Server {
+    let dir = tempfile::Builder::new()
+        .prefix("fanout-data-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let exe = env!("CARGO_BIN_EXE_hallcast");
+    let mut cmd = match &o.server_cpu {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", cpu, exe]);
+            c
+        }
+        None => Command::new(exe),
+    };
+    cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = cmd.spawn().expect("start hallcast");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next().expect("server output").unwrap();
+        if let Some(u) = line.strip_prefix("listening on ") {
+            break u.to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let addr = base.trim_start_matches("http://").parse().unwrap();
+    Server {
+        child,
+        base,
+        addr,
+        _dir: dir,
+    }
+}
+
+/// utime + stime of a process in seconds, from /proc.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Fields 14 and 15 (1-based) are utime and stime; `after` starts at 3.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn rss_kib(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The server's pid: the child itself, or taskset's exec'd child (same pid).
+fn server_pid(s: &Server) -> String {
+    s.child.id().to_string()
+}
+
+// ----- subscribers -----
+
+/// What one subscriber saw.
+#[derive(Default)]
+struct Seen {
+    /// (call number, receipt time) of every `called` event.
+    calls: Vec<(u32, Instant)>,
+    messages: u64,
+    gaps: u64,
+    last_seq: u64,
+    /// The snapshot (or a replay start) was seen: `last_seq` is meaningful.
+    started: bool,
+    closed_slow: bool,
+}
+
+fn find_u64(s: &str, key: &str) -> Option<u64> {
+    let i = s.find(key)? + key.len();
+    let digits: String = s[i..].chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+/// Scans one message (an object, or an array of objects) without a full
+/// JSON parse: the generator must stay cheaper than the server.
+fn scan(text: &str, now: Instant, seen: &mut Seen) {
+    let objects: Vec<&str> = if text.starts_with('[') {
+        text.split("},{").collect()
+    } else {
+        vec![text]
+    };
+    for o in objects {
+        if o.contains("\"type\":\"snapshot\"") {
+            seen.last_seq = find_u64(o, "\"seq\":").unwrap_or(0);
+            seen.started = true;
+            continue;
+        }
+        seen.messages += 1;
+        if let Some(seq) = find_u64(o, "\"seq\":") {
+            if seen.started && seq != seen.last_seq + 1 {
+                seen.gaps += 1;
+            }
+            seen.last_seq = seq;
+        }
+        if o.contains("\"type\":\"called\"") {
+            if let Some(n) = find_u64(o, "\"number\":\"A") {
+                seen.calls.push((n as u32, now));
+            }
+        }
+    }
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+async fn connect(addr: SocketAddr, i: usize, path: &str) -> Socket {
+    let src = Ipv4Addr::new(127, 0, 0, 2 + (i % SOURCE_IPS as usize) as u8);
+    for attempt in 0..20 {
+        let sock = TcpSocket::new_v4().unwrap();
+        sock.bind(SocketAddr::new(src.into(), 0)).unwrap();
+        match sock.connect(addr).await {
+            Ok(tcp) => {
+                let cfg = WebSocketConfig::default().read_buffer_size(4096);
+                let url = format!("ws://{addr}{path}");
+                match tokio_tungstenite::client_async_with_config(url, tcp, Some(cfg)).await {
+                    Ok((ws, _)) => return ws,
+                    Err(e) if attempt < 19 => {
+                        let _ = e;
+                    }
+                    Err(e) => panic!("handshake: {e}"),
+                }
+            }
+            Err(e) if attempt < 19 => {
+                let _ = e;
+            }
+            Err(e) => panic!("connect: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50 * (attempt + 1))).await;
+    }
+    unreachable!()
+}
+
+/// Reads until the socket ends (the task is aborted at the end of a run);
+/// `stall` stops reading while set, keeping the socket open. No timer per
+/// message: the generator must stay far cheaper than the server.
+async fn subscriber(mut ws: Socket, stall: Option<Arc<AtomicBool>>, seen: Arc<Mutex<Seen>>) {
+    loop {
+        if let Some(st) = &stall {
+            while st.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => {
+                let now = Instant::now();
+                scan(&t, now, &mut seen.lock().unwrap());
+            }
+            Some(Ok(Message::Close(f))) => {
+                if f.is_some_and(|f| u16::from(f.code) == 4008) {
+                    seen.lock().unwrap().closed_slow = true;
+                }
+                return;
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return,
+        }
+    }
+}
+
+struct Fleet {
+    seen: Vec<Arc<Mutex<Seen>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stalls: Vec<Arc<AtomicBool>>,
+}
+
+async fn fleet(addr: SocketAddr, o: &Opts, n: usize, stalled_every: Option<usize>) -> Fleet {
+    let mut f = Fleet {
+        seen: Vec::new(),
+        tasks: Vec::new(),
+        stalls: Vec::new(),
+    };
+    let path = format!("/ws/v1/halls/demo/floors/{}", o.floor);
+    // Connect in waves of 500 so the accept queue is never the test.
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        let conns = futures_util::future::join_all(chunk.iter().map(|&i| connect(addr, i, &path))).await;
+        for (ws, &i) in conns.into_iter().zip(chunk) {
+            let seen = Arc::new(Mutex::new(Seen::default()));
+            let stall = stalled_every.filter(|e| i % e == 0).map(|_| {
+                let s = Arc::new(AtomicBool::new(false));
+                f.stalls.push(s.clone());
+                s
+            });
+            f.seen.push(seen.clone());
+            f.tasks.push(tokio::spawn(subscriber(ws, stall, seen)));
+        }
+    }
+    // Every subscriber has its snapshot before anything is published.
+    loop {
+        let ready = f.seen.iter().filter(|s| s.lock().unwrap().started).count();
+        if ready == n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    f
+}
+
+// ----- publishing -----
+
+async fn issue_tickets(http: &reqwest::Client, base: &str, n: usize) {
+    let url = format!("{base}/api/v1/halls/demo/tickets");
+    let per = n.div_ceil(32);
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let http = http.clone();
+            let url = url.clone();
+            tokio::spawn(async move {
+                for _ in 0..per {
+                    let r = http
+                        .post(&url)
+                        .header("authorization", KIOSK)
+                        .body(r#"{"service":"business"}"#)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 201);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+/// Calls the next ticket at a window; returns the number called.
+async fn call(http: &reqwest::Client, base: &str, window: &str, published: &Mutex<Vec<Option<Instant>>>) -> Option<u32> {
+    let t = Instant::now();
+    let r = http
+        .post(format!("{base}/api/v1/halls/demo/windows/{window}/call"))
+        .header("authorization", ADMIN)
+        .body("{}")
+        .send()
+        .await
+        .ok()?;
+    if r.status() != 200 {
+        return None;
+    }
+    let body = r.text().await.ok()?;
+    let n = find_u64(&body, "\"number\":\"A")? as u32;
+    let mut p = published.lock().unwrap();
+    if p.len() <= n as usize {
+        p.resize(n as usize + 1, None);
+    }
+    p[n as usize] = Some(t);
+    Some(n)
+}
+
+// ----- reporting -----
+
+struct Report {
+    deliveries: u64,
+    elapsed: f64,
+    latency: Histogram<u64>,
+    to_last: Histogram<u64>,
+    lost: u64,
+    gaps: u64,
+    server_cpu: f64,
+    own_cpu: f64,
+    slow_closed: usize,
+}
+
+fn report(name: &str, o: &Opts, r: &Report) {
+    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    println!("== {name}: {} subscribers on floor {}", o.subs, o.floor);
+    println!(
+        "deliveries {} in {:.2} s = {:.0}/s; lost {}; seq gaps {}; closed as slow {}",
+        r.deliveries,
+        r.elapsed,
+        r.deliveries as f64 / r.elapsed,
+        r.lost,
+        r.gaps,
+        r.slow_closed
+    );
+    println!(
+        "latency publish→receipt ms: p50 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+        ms(&r.latency, 0.5),
+        ms(&r.latency, 0.99),
+        ms(&r.latency, 0.999),
+        r.latency.max() as f64 / 1000.0
+    );
+    println!(
+        "time to last subscriber ms: p50 {:.2}  p99 {:.2}  max {:.2}",
+        ms(&r.to_last, 0.5),
+        ms(&r.to_last, 0.99),
+        r.to_last.max() as f64 / 1000.0
+    );
+    let per = if r.deliveries > 0 {
+        r.server_cpu * 1e6 / r.deliveries as f64
+    } else {
+        0.0
+    };
+    println!(
+        "server CPU {:.2} s = {:.2} µs per delivery; generator CPU {:.2} s ({:.0}% of the wall time)",
+        r.server_cpu,
+        per,
+        r.own_cpu,
+        100.0 * r.own_cpu / r.elapsed
+    );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    if r.own_cpu / r.elapsed > 0.9 * cores {
+        println!("WARNING: the generator used ~all of its CPUs; it may be the bottleneck");
+    }
+}
+
+fn collect(f: &Fleet, published: &[Option<Instant>], calls: &[u32], skip: &[bool]) -> (Histogram<u64>, Histogram<u64>, u64, u64, u64) {
+    let mut lat = Histogram::<u64>::new(3).unwrap();
+    let mut to_last = Histogram::<u64>::new(3).unwrap();
+    let mut last_rx: Vec<Option<Instant>> = vec![None; published.len()];
+    let mut received: Vec<u64> = vec![0; published.len()];
+    let mut deliveries = 0;
+    let mut gaps = 0;
+    for (i, s) in f.seen.iter().enumerate() {
+        let s = s.lock().unwrap();
+        deliveries += s.messages;
+        gaps += s.gaps;
+        if skip.get(i).copied().unwrap_or(false) {
+            continue;
+        }
+        for &(n, at) in &s.calls {
+            let n = n as usize;
+            if let Some(Some(p)) = published.get(n) {
+                lat.record(at.saturating_duration_since(*p).as_micros() as u64).unwrap();
+                received[n] += 1;
+                if last_rx[n].is_none_or(|l| at > l) {
+                    last_rx[n] = Some(at);
+                }
+            }
+        }
+    }
+    let healthy = skip.iter().filter(|s| !**s).count().max(f.seen.len() - skip.len()) as u64;
+    let mut lost = 0;
+    for &n in calls {
+        let n = n as usize;
+        lost += healthy.saturating_sub(received[n]);
+        if let (Some(Some(p)), Some(l)) = (published.get(n), last_rx[n]) {
+            to_last.record(l.saturating_duration_since(*p).as_micros() as u64).unwrap();
+        }
+    }
+    (lat, to_last, deliveries, gaps, lost)
+}
+
+// ----- scenarios -----
+
+async fn publish_phase(o: &Opts, s: &Server, http: &reqwest::Client, steady: bool) -> (Vec<u32>, Arc<Mutex<Vec<Option<Instant>>>>, f64) {
+    let published = Arc::new(Mutex::new(Vec::new()));
+    let start = Instant::now();
+    let mut calls = Vec::new();
+    if steady {
+        let gap = Duration::from_secs_f64(1.0 / o.rate);
+        for i in 0..o.calls {
+            let window = format!("3-{:02}", i % 25 + 1);
+            if let Some(n) = call(http, &s.base, &window, &published).await {
+                calls.push(n);
+            }
+            tokio::time::sleep_until((start + gap * (i as u32 + 1)).into()).await;
+        }
+    } else {
+        let deadline = start + Duration::from_secs(o.seconds);
+        let tasks: Vec<_> = (0..o.publishers)
+            .map(|p| {
+                let http = http.clone();
+                let base = s.base.clone();
+                let published = published.clone();
+                tokio::spawn(async move {
+                    let window = format!("3-{:02}", p % 25 + 1);
+                    let mut mine = Vec::new();
+                    while Instant::now() < deadline {
+                        if let Some(n) = call(&http, &base, &window, &published).await {
+                            mine.push(n);
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        for t in tasks {
+            calls.extend(t.await.unwrap());
+        }
+    }
+    (calls, published, start.elapsed().as_secs_f64())
+}
+
+/// Waits until deliveries stop growing (everyone caught up).
+async fn settle(f: &Fleet) {
+    let mut last = u64::MAX;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now: u64 = f.seen.iter().map(|s| s.lock().unwrap().messages).sum();
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+}
+
+async fn run(o: Opts) {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let s = start_server(&o);
+    let pid = server_pid(&s);
+    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
+    let rss_before = rss_kib(&pid);
+    let stalled_every = (o.scenario == "stall").then_some(100);
+    let f = fleet(s.addr, &o, o.subs, stalled_every).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_after = rss_kib(&pid);
+    println!(
+        "server RSS {} KiB before, {} KiB with {} idle subscribers: {:.2} KiB per connection",
+        rss_before,
+        rss_after,
+        o.subs,
+        (rss_after as f64 - rss_before as f64) / o.subs as f64
+    );
+    if o.scenario == "idle" {
+        return;
+    }
+    let need = if o.scenario == "latency" { o.calls + 10 } else { 60_000 };
+    issue_tickets(&http, &s.base, need).await;
+    settle(&f).await;
+    for seen in &f.seen {
+        let mut s = seen.lock().unwrap();
+        s.messages = 0;
+        s.calls.clear();
+    }
+
+    if o.scenario == "stall" {
+        for st in &f.stalls {
+            st.store(true, Ordering::Relaxed);
+        }
+    }
+    let cpu0 = cpu_seconds(&pid);
+    let own0 = cpu_seconds("self");
+    let steady = o.scenario == "latency";
+    let (calls, published, elapsed) = publish_phase(&o, &s, &http, steady).await;
+    settle(&f).await;
+    let server_cpu = cpu_seconds(&pid) - cpu0;
+    let own_cpu = cpu_seconds("self") - own0;
+    let published = published.lock().unwrap().clone();
+    let skip: Vec<bool> = (0..o.subs).map(|i| stalled_every.is_some_and(|e| i % e == 0)).collect();
+    let (latency, to_last, deliveries, gaps, lost) = collect(&f, &published, &calls, &skip);
+    let slow_closed = f.seen.iter().filter(|s| s.lock().unwrap().closed_slow).count();
+    let healthy_elapsed = if steady { elapsed } else { elapsed.max(1e-9) };
+    report(
+        &o.scenario,
+        &o,
+        &Report {
+            deliveries,
+            elapsed: healthy_elapsed,
+            latency,
+            to_last,
+            lost,
+            gaps,
+            server_cpu,
+            own_cpu,
+            slow_closed,
+        },
+    );
+    println!("calls published: {}", calls.len());
+
+    if o.scenario == "stall" {
+        // Resume the stalled ones; those the server closed reconnect with
+        // ?after and must end up with every call.
+        for st in &f.stalls {
+            st.store(false, Ordering::Relaxed);
+        }
+        settle(&f).await;
+        let stalled: Vec<usize> = (0..o.subs).filter(|i| skip[*i]).collect();
+        let mut missing = 0u64;
+        let mut resumed = 0;
+        for i in stalled {
+            let (last, had) = {
+                let s = f.seen[i].lock().unwrap();
+                (s.last_seq, s.calls.iter().map(|c| c.0).collect::<std::collections::HashSet<_>>())
+            };
+            let mut all = had;
+            let closed = f.seen[i].lock().unwrap().closed_slow;
+            if closed {
+                resumed += 1;
+                let path = format!("/ws/v1/halls/demo/floors/{}?after={last}", o.floor);
+                let mut ws = connect(s.addr, i, &path).await;
+                let mut seen = Seen {
+                    last_seq: last,
+                    started: true,
+                    ..Seen::default()
+                };
+                while let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(Duration::from_millis(500), ws.next()).await {
+                    scan(&t, Instant::now(), &mut seen);
+                }
+                all.extend(seen.calls.iter().map(|c| c.0));
+                missing += seen.gaps;
+            }
+            missing += calls.iter().filter(|n| !all.contains(n)).count() as u64;
+        }
+        println!(
+            "stalled subscribers: {} closed as slow, {} resumed with ?after; calls still missing after resume: {}",
+            slow_closed, resumed, missing
+        );
+        println!("server RSS after the stall: {} KiB", rss_kib(&pid));
+    }
+
+    if o.scenario == "storm" {
+        // Everyone drops and reconnects at once with ?after.
+        for t in f.tasks {
+            t.abort();
+        }
+        let lasts: Vec<u64> = f.seen.iter().map(|s| s.lock().unwrap().last_seq).collect();
+        // Calls made while everyone is away.
+        let away = Arc::new(Mutex::new(published.clone()));
+        for i in 0..20 {
+            call(&http, &s.base, &format!("3-{:02}", i % 25 + 1), &away).await;
+        }
+        let t0 = Instant::now();
+        let counter = Arc::new(AtomicU64::new(0));
+        let conns: Vec<_> = (0..o.subs)
+            .map(|i| {
+                let addr = s.addr;
+                let floor = o.floor;
+                let after = lasts[i];
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let path = format!("/ws/v1/halls/demo/floors/{floor}?after={after}");
+                    let mut ws = connect(addr, i, &path).await;
+                    let mut seen = Seen {
+                        last_seq: after,
+                        started: true,
+                        ..Seen::default()
+                    };
+                    let mut dup = 0u64;
+                    while let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(Duration::from_millis(1500), ws.next()).await {
+                        if t.contains("\"type\":\"snapshot\"") {
+                            dup += 1000; // a snapshot means the replay failed
+                        }
+                        let before = seen.last_seq;
+                        scan(&t, Instant::now(), &mut seen);
+                        if seen.last_seq <= before {
+                            dup += 1;
+                        }
+                    }
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    (seen.gaps, dup, seen.last_seq)
+                })
+            })
+            .collect();
+        let mut gaps = 0;
+        let mut dups = 0;
+        let mut lasts_after = std::collections::HashSet::new();
+        for c in conns {
+            let (g, d, l) = c.await.unwrap();
+            gaps += g;
+            dups += d;
+            lasts_after.insert(l);
+        }
+        println!(
+            "reconnect storm: {} subscribers back in {:.2} s (incl. 1.5 s idle wait); gaps {}, duplicates {}, distinct final seqs {:?}",
+            o.subs,
+            t0.elapsed().as_secs_f64(),
+            gaps,
+            dups,
+            lasts_after
+        );
+    }
+}
+
+fn main() {
+    let o = opts();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(run(o));
+}
