@@ -279,7 +279,8 @@ async fn fleet(addr: SocketAddr, o: &Opts, n: usize, stalled_every: Option<usize
     let path = format!("/ws/v1/halls/demo/floors/{}", o.floor);
     // Connect in waves of 500 so the accept queue is never the test.
     for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
-        let conns = futures_util::future::join_all(chunk.iter().map(|&i| connect(addr, i, &path))).await;
+        let conns =
+            futures_util::future::join_all(chunk.iter().map(|&i| connect(addr, i, &path))).await;
         for (ws, &i) in conns.into_iter().zip(chunk) {
             let seen = Arc::new(Mutex::new(Seen::default()));
             let stall = stalled_every.filter(|e| i % e == 0).map(|_| {
@@ -331,7 +332,12 @@ async fn issue_tickets(http: &reqwest::Client, base: &str, n: usize) {
 }
 
 /// Calls the next ticket at a window; returns the number called.
-async fn call(http: &reqwest::Client, base: &str, window: &str, published: &Mutex<Vec<Option<Instant>>>) -> Option<u32> {
+async fn call(
+    http: &reqwest::Client,
+    base: &str,
+    window: &str,
+    published: &Mutex<Vec<Option<Instant>>>,
+) -> Option<u32> {
     let t = Instant::now();
     let r = http
         .post(format!("{base}/api/v1/halls/demo/windows/{window}/call"))
@@ -410,7 +416,12 @@ fn report(name: &str, o: &Opts, r: &Report) {
     }
 }
 
-fn collect(f: &Fleet, published: &[Option<Instant>], calls: &[u32], skip: &[bool]) -> (Histogram<u64>, Histogram<u64>, u64, u64, u64) {
+fn collect(
+    f: &Fleet,
+    published: &[Option<Instant>],
+    calls: &[u32],
+    skip: &[bool],
+) -> (Histogram<u64>, Histogram<u64>, u64, u64, u64) {
     let mut lat = Histogram::<u64>::new(3).unwrap();
     let mut to_last = Histogram::<u64>::new(3).unwrap();
     let mut last_rx: Vec<Option<Instant>> = vec![None; published.len()];
@@ -427,7 +438,8 @@ fn collect(f: &Fleet, published: &[Option<Instant>], calls: &[u32], skip: &[bool
         for &(n, at) in &s.calls {
             let n = n as usize;
             if let Some(Some(p)) = published.get(n) {
-                lat.record(at.saturating_duration_since(*p).as_micros() as u64).unwrap();
+                lat.record(at.saturating_duration_since(*p).as_micros() as u64)
+                    .unwrap();
                 received[n] += 1;
                 if last_rx[n].is_none_or(|l| at > l) {
                     last_rx[n] = Some(at);
@@ -435,13 +447,19 @@ fn collect(f: &Fleet, published: &[Option<Instant>], calls: &[u32], skip: &[bool
             }
         }
     }
-    let healthy = skip.iter().filter(|s| !**s).count().max(f.seen.len() - skip.len()) as u64;
+    let healthy = skip
+        .iter()
+        .filter(|s| !**s)
+        .count()
+        .max(f.seen.len() - skip.len()) as u64;
     let mut lost = 0;
     for &n in calls {
         let n = n as usize;
         lost += healthy.saturating_sub(received[n]);
         if let (Some(Some(p)), Some(l)) = (published.get(n), last_rx[n]) {
-            to_last.record(l.saturating_duration_since(*p).as_micros() as u64).unwrap();
+            to_last
+                .record(l.saturating_duration_since(*p).as_micros() as u64)
+                .unwrap();
         }
     }
     (lat, to_last, deliveries, gaps, lost)
@@ -449,7 +467,12 @@ fn collect(f: &Fleet, published: &[Option<Instant>], calls: &[u32], skip: &[bool
 
 // ----- scenarios -----
 
-async fn publish_phase(o: &Opts, s: &Server, http: &reqwest::Client, steady: bool) -> (Vec<u32>, Arc<Mutex<Vec<Option<Instant>>>>, f64) {
+async fn publish_phase(
+    o: &Opts,
+    s: &Server,
+    http: &reqwest::Client,
+    steady: bool,
+) -> (Vec<u32>, Arc<Mutex<Vec<Option<Instant>>>>, f64) {
     let published = Arc::new(Mutex::new(Vec::new()));
     let start = Instant::now();
     let mut calls = Vec::new();
@@ -505,7 +528,10 @@ async fn run(o: Opts) {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let s = start_server(&o);
     let pid = server_pid(&s);
-    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
     let rss_before = rss_kib(&pid);
     let stalled_every = (o.scenario == "stall").then_some(100);
     let f = fleet(s.addr, &o, o.subs, stalled_every).await;
@@ -521,7 +547,11 @@ async fn run(o: Opts) {
     if o.scenario == "idle" {
         return;
     }
-    let need = if o.scenario == "latency" { o.calls + 10 } else { 60_000 };
+    let need = if o.scenario == "latency" {
+        o.calls + 10
+    } else {
+        60_000
+    };
     issue_tickets(&http, &s.base, need).await;
     settle(&f).await;
     for seen in &f.seen {
@@ -543,9 +573,15 @@ async fn run(o: Opts) {
     let server_cpu = cpu_seconds(&pid) - cpu0;
     let own_cpu = cpu_seconds("self") - own0;
     let published = published.lock().unwrap().clone();
-    let skip: Vec<bool> = (0..o.subs).map(|i| stalled_every.is_some_and(|e| i % e == 0)).collect();
+    let skip: Vec<bool> = (0..o.subs)
+        .map(|i| stalled_every.is_some_and(|e| i % e == 0))
+        .collect();
     let (latency, to_last, deliveries, gaps, lost) = collect(&f, &published, &calls, &skip);
-    let slow_closed = f.seen.iter().filter(|s| s.lock().unwrap().closed_slow).count();
+    let slow_closed = f
+        .seen
+        .iter()
+        .filter(|s| s.lock().unwrap().closed_slow)
+        .count();
     let healthy_elapsed = if steady { elapsed } else { elapsed.max(1e-9) };
     report(
         &o.scenario,
@@ -577,7 +613,13 @@ async fn run(o: Opts) {
         for i in stalled {
             let (last, had) = {
                 let s = f.seen[i].lock().unwrap();
-                (s.last_seq, s.calls.iter().map(|c| c.0).collect::<std::collections::HashSet<_>>())
+                (
+                    s.last_seq,
+                    s.calls
+                        .iter()
+                        .map(|c| c.0)
+                        .collect::<std::collections::HashSet<_>>(),
+                )
             };
             let mut all = had;
             let closed = f.seen[i].lock().unwrap().closed_slow;
@@ -590,7 +632,9 @@ async fn run(o: Opts) {
                     started: true,
                     ..Seen::default()
                 };
-                while let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(Duration::from_millis(500), ws.next()).await {
+                while let Ok(Some(Ok(Message::Text(t)))) =
+                    tokio::time::timeout(Duration::from_millis(500), ws.next()).await
+                {
                     scan(&t, Instant::now(), &mut seen);
                 }
                 all.extend(seen.calls.iter().map(|c| c.0));
@@ -633,7 +677,9 @@ async fn run(o: Opts) {
                         ..Seen::default()
                     };
                     let mut dup = 0u64;
-                    while let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(Duration::from_millis(1500), ws.next()).await {
+                    while let Ok(Some(Ok(Message::Text(t)))) =
+                        tokio::time::timeout(Duration::from_millis(1500), ws.next()).await
+                    {
                         if t.contains("\"type\":\"snapshot\"") {
                             dup += 1000; // a snapshot means the replay failed
                         }
@@ -670,6 +716,9 @@ async fn run(o: Opts) {
 
 fn main() {
     let o = opts();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(run(o));
 }

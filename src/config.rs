@@ -31,6 +31,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Base of links put into QR codes; `None` means "http://{listen}".
     pub public_url: Option<String>,
+    /// A folder of recorded clips replacing the built-in voice.
+    pub sounds_dir: Option<PathBuf>,
+    /// Play announcements on the server's sound device (`playback` feature).
+    pub playback: bool,
     pub halls: Vec<Arc<HallSpec>>,
 }
 
@@ -83,6 +87,8 @@ struct RawServer {
     listen: Option<String>,
     data_dir: Option<String>,
     public_url: Option<String>,
+    sounds_dir: Option<String>,
+    playback: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -219,6 +225,8 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
                 .unwrap_or_else(|| DEFAULT_DATA_DIR.to_string()),
         ),
         public_url: raw.server.public_url,
+        sounds_dir: raw.server.sounds_dir.map(PathBuf::from),
+        playback: raw.server.playback.unwrap_or(false),
         halls,
     })
 }

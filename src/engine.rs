@@ -207,8 +207,9 @@ impl Engine {
                 let reply = render(&cell.hall, &result);
                 let mut batch = Batch::new(h.spec.clone());
                 let mut tickets = Vec::new();
+                let mut spoken = Vec::new();
                 if let Ok(out) = &result {
-                    self.fill_batch(&cell.hall, out, &mut batch);
+                    spoken = self.fill_batch(&cell.hall, out, &mut batch);
                     tickets = self.ticket_messages(&cell.hall, out);
                 }
                 if let Some((caller, key)) = id {
@@ -229,11 +230,15 @@ impl Engine {
                 let hub = self.hub.clone();
                 let hall_id = h.spec.id.clone();
                 let events = batch.events.clone();
+                let announcer = self.announcer.clone();
                 permit.send(Job::Commit(
                     Box::new(batch),
                     Box::new(move |r| {
                         if r.is_ok() {
                             hub.publish(&hall_id, &events, &tickets);
+                            for id in spoken {
+                                announcer.play(&id);
+                            }
                         }
                         let _ = tx.send(r);
                     }),
@@ -248,7 +253,10 @@ impl Engine {
         }
     }
 
-    fn fill_batch(&self, hall: &Hall, out: &Outcome, batch: &mut Batch) {
+    /// Fills the batch from an outcome; returns the ids of the
+    /// announcements the command's calls speak.
+    fn fill_batch(&self, hall: &Hall, out: &Outcome, batch: &mut Batch) -> Vec<String> {
+        let mut spoken = Vec::new();
         let spec = hall.spec();
         batch.tickets = out
             .tickets
@@ -278,6 +286,10 @@ impl Engine {
                     } => self.announcer.announce(spec, e.floor, number, *window),
                     _ => None,
                 };
+                if let Some(a) = &announcement {
+                    let id = a.audio.trim_start_matches("/api/v1/announcements/");
+                    spoken.push(id.trim_end_matches(".wav").to_string());
+                }
                 let (floor_msg, hall_msg) = wire::event_messages(spec, e, announcement.as_ref());
                 StoredEvent {
                     floor: e.floor,
@@ -289,6 +301,7 @@ impl Engine {
                 }
             })
             .collect();
+        spoken
     }
 
     /// Ticket-channel messages for the tickets this command touched and for

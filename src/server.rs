@@ -14,6 +14,7 @@ use chrono::Utc;
 use tokio_util::task::TaskTracker;
 use warp::Filter;
 
+use crate::announcer::clips::ClipBank;
 use crate::announcer::Announcer;
 use crate::api::{self, Api};
 use crate::config::Config;
@@ -43,7 +44,22 @@ pub async fn serve(
     let reader = Box::new(Sqlite::open(dir)?);
     let (writer, writer_handle) = Writer::start(Box::new(Sqlite::open(dir)?));
     let hub = Arc::new(Hub::new(config.halls.iter().map(|h| &**h)));
-    let announcer = Arc::new(Announcer::default());
+    let bank = match &config.sounds_dir {
+        Some(dir) => ClipBank::from_dir(dir)?,
+        None => ClipBank::built_in()?,
+    };
+    let announcer = Announcer::new(bank, config.halls.clone());
+    #[cfg(feature = "playback")]
+    let announcer = if config.playback {
+        announcer.with_playback().map_err(anyhow::Error::msg)?
+    } else {
+        announcer
+    };
+    #[cfg(not(feature = "playback"))]
+    if config.playback {
+        anyhow::bail!("playback = true needs hallcast built with --features playback");
+    }
+    let announcer = Arc::new(announcer);
     let engine = Arc::new(Engine::load(
         &config.halls,
         reader,

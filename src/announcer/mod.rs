@@ -1,21 +1,200 @@
-//! Spoken announcements (contract §6).
+//! Spoken announcements (contract §6): "叮咚～ 请 A023 号 到 1 号窗口 办理"
+//! then "Number A 0 2 3, please go to window 1", in the floor's languages.
+//!
+//! An announcement's id names what it says — hall, floor, number, window —
+//! so any screen can fetch it at any time (also after a restart) and the
+//! same call always yields the same bytes. Composed WAVs are cached.
+
+mod cache;
+pub mod clips;
+mod embedded;
+pub mod mix;
+#[cfg(feature = "playback")]
+pub mod playback;
+pub mod script;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
 
 use crate::gateway::wire::Announcement;
-use crate::queue::HallSpec;
+use crate::queue::{Announce, HallSpec};
+use cache::Cache;
+pub use cache::CACHE_BYTES;
+use clips::ClipBank;
 
-/// Composes announcements for voice floors.
-#[derive(Default)]
-pub struct Announcer {}
+/// Cache counters, for operators and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    pub hits: u64,
+    pub misses: u64,
+    pub entries: usize,
+    pub bytes: usize,
+}
+
+/// Composes, caches and (with the `playback` feature) plays announcements.
+pub struct Announcer {
+    bank: ClipBank,
+    halls: Vec<Arc<HallSpec>>,
+    cache: Mutex<Cache>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    #[cfg(feature = "playback")]
+    player: Option<playback::Player>,
+}
+
+/// What an announcement id resolves to.
+struct Target<'a> {
+    spec: &'a HallSpec,
+    floor: i32,
+    number: &'a str,
+    window: usize,
+}
+
+fn valid_number(n: &str) -> bool {
+    let letters = n.chars().take_while(|c| c.is_ascii_uppercase()).count();
+    let digits = n.len() - letters;
+    (1..=2).contains(&letters)
+        && (3..=6).contains(&digits)
+        && n[letters..].bytes().all(|b| b.is_ascii_digit())
+}
 
 impl Announcer {
-    /// The announcement of `number` called to `window` on a voice floor.
+    /// An announcer for these halls with these clips.
+    pub fn new(bank: ClipBank, halls: Vec<Arc<HallSpec>>) -> Announcer {
+        Announcer {
+            bank,
+            halls,
+            cache: Mutex::new(Cache::new(CACHE_BYTES)),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            #[cfg(feature = "playback")]
+            player: None,
+        }
+    }
+
+    /// Plays every composed call on the default sound device.
+    #[cfg(feature = "playback")]
+    pub fn with_playback(mut self) -> Result<Announcer, String> {
+        self.player = Some(playback::Player::start()?);
+        Ok(self)
+    }
+
+    /// The announcement of `number` called to `window` on a voice floor;
+    /// `None` on a silent floor.
     pub fn announce(
         &self,
-        _spec: &HallSpec,
-        _floor: i32,
-        _number: &str,
-        _window: usize,
+        spec: &HallSpec,
+        floor: i32,
+        number: &str,
+        window: usize,
     ) -> Option<Announcement> {
-        None
+        let f = spec.floor(floor)?;
+        if f.announce != Announce::Voice {
+            return None;
+        }
+        let label = &spec.windows[window].label;
+        let text = script::parts(number, label, &f.languages)
+            .into_iter()
+            .map(|p| p.text)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let id = format!(
+            "{}.{}.{}.{}",
+            spec.id, floor, number, spec.windows[window].id
+        );
+        Some(Announcement {
+            text,
+            audio: format!("/api/v1/announcements/{id}.wav"),
+        })
+    }
+
+    fn resolve<'a>(&'a self, id: &'a str) -> Option<Target<'a>> {
+        let mut it = id.split('.');
+        let (hall, floor, number, window) = (it.next()?, it.next()?, it.next()?, it.next()?);
+        if it.next().is_some() || !valid_number(number) {
+            return None;
+        }
+        let spec = self.halls.iter().find(|h| h.id == hall)?;
+        let floor: i32 = floor.parse().ok()?;
+        let f = spec.floor(floor)?;
+        let window = spec.window_index(window)?;
+        (f.announce == Announce::Voice && spec.windows[window].floor == floor).then_some(Target {
+            spec,
+            floor,
+            number,
+            window,
+        })
+    }
+
+    /// The WAV of an announcement id, and whether it came from the cache;
+    /// `None` when the id names no voice floor, window or valid number.
+    pub fn wav(&self, id: &str) -> Option<(Bytes, bool)> {
+        let t = self.resolve(id)?;
+        if let Some(w) = self.lock().get(id) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Some((w, true));
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let f = t.spec.floor(t.floor)?;
+        let wav = self.compose(t.number, &t.spec.windows[t.window].label, &f.languages);
+        self.lock().put(id.to_string(), wav.clone());
+        Some((wav, false))
+    }
+
+    /// Composes an announcement (no cache).
+    pub fn compose(
+        &self,
+        number: &str,
+        label: &str,
+        languages: &[crate::queue::Language],
+    ) -> Bytes {
+        let parts = script::parts(number, label, languages);
+        let plan = mix::plan(&self.bank, &parts);
+        Bytes::from(mix::wav(&mix::render(&self.bank, &plan)))
+    }
+
+    /// The timeline a composition follows (for tests and tools).
+    pub fn plan(
+        &self,
+        number: &str,
+        label: &str,
+        languages: &[crate::queue::Language],
+    ) -> mix::Plan {
+        mix::plan(&self.bank, &script::parts(number, label, languages))
+    }
+
+    /// A clip's length in samples at the output rate.
+    pub fn clip_len(&self, name: &str) -> usize {
+        self.bank.get(name).len()
+    }
+
+    /// Cache counters.
+    pub fn stats(&self) -> Stats {
+        let c = self.lock();
+        Stats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            entries: c.entries(),
+            bytes: c.bytes(),
+        }
+    }
+
+    /// Queues a call for the sound device, in call order (no-op without
+    /// the `playback` feature or when playback is off).
+    pub fn play(&self, id: &str) {
+        #[cfg(feature = "playback")]
+        if let Some(p) = &self.player {
+            if let Some((wav, _)) = self.wav(id) {
+                p.enqueue(wav);
+            }
+        }
+        #[cfg(not(feature = "playback"))]
+        let _ = id;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

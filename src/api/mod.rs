@@ -195,11 +195,28 @@ async fn dispatch(api: &Api, req: &Request<'_>, segs: &[&str]) -> Answer {
             Ok(()) => tickets::cancel(api, req, token).await,
             Err(e) => Err(e),
         },
+        ["announcements", "stats"] => {
+            only(m, Method::GET).map(|_| json(200, &api.engine.announcer().stats()).into())
+        }
+        ["announcements", file] => only(m, Method::GET).and_then(|_| announcement(api, file)),
         _ => Err(ApiError::not_found(
             "no such API route; see the contract, section 3",
         )),
     };
     result.unwrap_or_else(Answer::from)
+}
+
+/// `GET /announcements/{id}.wav`
+fn announcement(api: &Api, file: &str) -> Result<Answer, ApiError> {
+    let missing = || ApiError::not_found("no such announcement; take the id from a called event");
+    let id = file.strip_suffix(".wav").ok_or_else(missing)?;
+    let (wav, _hit) = api.engine.announcer().wav(id).ok_or_else(missing)?;
+    Ok(Answer::Other {
+        content_type: "audio/wav",
+        // The id names exactly what is said, so the bytes never change.
+        cache: Some("public, max-age=86400"),
+        body: wav,
+    })
 }
 
 fn only(m: &Method, want: Method) -> Result<(), ApiError> {
