@@ -532,6 +532,12 @@ async fn run(o: Opts) {
         .pool_max_idle_per_host(64)
         .build()
         .unwrap();
+    // Tickets first: issuing with 10k screens connected would itself be a
+    // fan-out of one waiting event per ticket.
+    if o.scenario != "idle" {
+        let need = if o.scenario == "latency" || o.scenario == "storm" { o.calls + 40 } else { 20_000 };
+        issue_tickets(&http, &s.base, need).await;
+    }
     let rss_before = rss_kib(&pid);
     let stalled_every = (o.scenario == "stall").then_some(100);
     let f = fleet(s.addr, &o, o.subs, stalled_every).await;
