@@ -535,7 +535,11 @@ async fn run(o: Opts) {
     // Tickets first: issuing with 10k screens connected would itself be a
     // fan-out of one waiting event per ticket.
     if o.scenario != "idle" {
-        let need = if o.scenario == "latency" || o.scenario == "storm" { o.calls + 40 } else { 20_000 };
+        let need = if o.scenario == "latency" || o.scenario == "storm" {
+            o.calls + 40
+        } else {
+            20_000
+        };
         issue_tickets(&http, &s.base, need).await;
     }
     let rss_before = rss_kib(&pid);

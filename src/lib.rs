@@ -14,6 +14,7 @@
 //! - [`gateway`]: WebSocket channels; `wire` holds every message shape.
 //! - [`api`]: HTTP routes and contract errors.
 //! - [`announcer`]: spoken announcements.
+//! - [`pages`]: the screens, phone page, console and kiosk (from `displays/`).
 //! - [`server`]: wiring and shutdown order.
 #![forbid(unsafe_code)]
 
@@ -24,6 +25,7 @@ pub mod config;
 pub mod engine;
 pub mod gateway;
 pub mod hub;
+pub mod pages;
 pub mod queue;
 pub mod server;
 pub mod store;

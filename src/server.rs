@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::gateway;
 use crate::hub::Hub;
+use crate::pages;
 use crate::store::{Sqlite, Writer};
 
 /// How often expired idempotency keys and idle topics are dropped. Keys
@@ -83,6 +84,10 @@ pub async fn serve(
     let tasks = TaskTracker::new();
     let routes = gateway::routes(engine.clone(), tasks.clone())
         .or(api::routes(api))
+        .unify()
+        .or(pages::routes(engine.clone()))
+        .unify()
+        .or(warp::any().map(not_found))
         .unify()
         .with(warp::log::custom(|info| {
             tracing::trace!(
@@ -165,6 +170,16 @@ fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener
     socket.listen(BACKLOG)
 }
 
+/// Anything no route takes (a POST to a page, say): the contract's error.
+fn not_found() -> warp::http::Response<bytes::Bytes> {
+    let r = api::error::ApiError::not_found("nothing is served here; see the contract").reply();
+    warp::http::Response::builder()
+        .status(r.status)
+        .header("content-type", "application/json")
+        .body(r.body)
+        .expect("static response builds")
+}
+
 fn print_demo(out: &mut impl Write, addr: std::net::SocketAddr) -> std::io::Result<()> {
     let base = format!("http://{addr}");
     writeln!(
@@ -176,6 +191,10 @@ fn print_demo(out: &mut impl Write, addr: std::net::SocketAddr) -> std::io::Resu
     writeln!(
         out,
         "  window 3-01   demo-window-3-01-token   (every window: demo-window-<id>-token)"
+    )?;
+    writeln!(
+        out,
+        "pages: {base}/ (floor screens, entrance screen, kiosk, window consoles)"
     )?;
     writeln!(out, "take a number:")?;
     writeln!(

@@ -1,0 +1,241 @@
+// Shared by every page: the realtime channel with catch-up, the API, tokens,
+// floor state, and small formatting helpers. No framework, no build step.
+
+/** Reconnect delays: fast at first, then at most every 15 s, with jitter so a
+ *  hall's screens do not all knock at once after a restart. */
+const BACKOFF_MS = [250, 500, 1000, 2000, 4000, 8000, 15000];
+
+/**
+ * A channel of contract §4 that never gives up. Floor and hall channels
+ * resume with ?after=SEQ, so nothing is missed across drops and restarts.
+ * onMessage gets each message (arrays are unpacked) in seq order, at most
+ * once; onStatus gets true while connected.
+ */
+export function channel(path, { onMessage, onStatus = () => {}, sequenced = true }) {
+  let lastSeq = null;
+  let attempt = 0;
+  let ws = null;
+  let timer = null;
+  let stopped = false;
+
+  function url() {
+    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    const after = sequenced && lastSeq !== null ? `?after=${lastSeq}` : '';
+    return `${proto}//${location.host}${path}${after}`;
+  }
+
+  function handle(m) {
+    if (sequenced) {
+      if (m.type === 'snapshot') {
+        lastSeq = m.seq;
+      } else if (typeof m.seq === 'number') {
+        if (lastSeq !== null && m.seq <= lastSeq) return; // seen already
+        if (lastSeq !== null && m.seq !== lastSeq + 1) {
+          // A gap cannot happen by the contract; if it does, start over.
+          ws.close();
+          return;
+        }
+        lastSeq = m.seq;
+      }
+    }
+    onMessage(m);
+  }
+
+  function connect() {
+    if (stopped) return;
+    ws = new WebSocket(url());
+    ws.onopen = () => { attempt = 0; onStatus(true); };
+    ws.onmessage = (ev) => {
+      let data;
+      try { data = JSON.parse(ev.data); } catch { return; }
+      for (const m of Array.isArray(data) ? data : [data]) handle(m);
+    };
+    ws.onclose = () => {
+      onStatus(false);
+      if (stopped) return;
+      const base = BACKOFF_MS[Math.min(attempt, BACKOFF_MS.length - 1)];
+      attempt += 1;
+      timer = setTimeout(connect, base / 2 + Math.random() * base / 2);
+    };
+    ws.onerror = () => { /* onclose follows */ };
+  }
+
+  // A phone waking up should not wait out a long backoff.
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible' && ws && ws.readyState !== WebSocket.OPEN) {
+      clearTimeout(timer);
+      attempt = 0;
+      connect();
+    }
+  });
+  connect();
+  return {
+    reconnectNow() { clearTimeout(timer); attempt = 0; if (ws) ws.close(); },
+    stop() { stopped = true; clearTimeout(timer); if (ws) ws.close(); },
+    get lastSeq() { return lastSeq; },
+  };
+}
+
+/** Calls the API; resolves to {status, body}. Network errors become status 0. */
+export async function api(method, path, { token, body, key } = {}) {
+  const headers = {};
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (key) headers['idempotency-key'] = key;
+  try {
+    const r = await fetch(`/api/v1${path}`, {
+      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await r.text();
+    let json = null;
+    try { json = text ? JSON.parse(text) : null; } catch { json = null; }
+    return { status: r.status, body: json };
+  } catch {
+    return { status: 0, body: null };
+  }
+}
+
+/** A plain-words message for a failed API call. */
+export function problem(res) {
+  if (res.status === 0) return '网络连接中断，请稍后重试 · The network is down; try again.';
+  const m = res.body && res.body.error && res.body.error.message;
+  return m || `请求失败 (${res.status}) · Request failed (${res.status})`;
+}
+
+/**
+ * The page's token: from a #token=… fragment (kept, then removed from the
+ * address bar) or from local storage.
+ */
+export function storedToken(key) {
+  const m = location.hash.match(/token=([^&]+)/);
+  if (m) {
+    localStorage.setItem(key, decodeURIComponent(m[1]));
+    history.replaceState(null, '', location.pathname + location.search);
+  }
+  return localStorage.getItem(key);
+}
+
+export function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'class') e.className = v;
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) {
+    if (c !== null && c !== undefined) e.append(c);
+  }
+  return e;
+}
+
+/** "约 12 分钟" / "about 12 min" for an ETA in seconds. */
+export function waitText(seconds) {
+  if (!seconds) return ['即将叫号', 'soon'];
+  const min = Math.max(1, Math.round(seconds / 60));
+  return [`约 ${min} 分钟`, `about ${min} min`];
+}
+
+export function clock(node) {
+  const tick = () => {
+    const d = new Date();
+    node.textContent = d.toLocaleTimeString('zh-CN', { hour: '2-digit', minute: '2-digit' });
+  };
+  tick();
+  setInterval(tick, 10_000);
+}
+
+/** Keeps a floor's state from its snapshot and events (contract §4). */
+export class FloorState {
+  constructor(snapshot) {
+    this.floor = snapshot.floor;
+    this.name = snapshot.name;
+    this.announce = snapshot.announce;
+    this.languages = snapshot.languages || ['zh'];
+    this.windows = new Map(snapshot.windows.map((w) => [w.id, { ...w }]));
+    this.recent = snapshot.recent.slice(0, 10);
+    this.waiting = new Map(snapshot.waiting.map((w) => [w.service, { ...w }]));
+  }
+
+  /** Applies an event; returns true when it changed what is shown. */
+  apply(e) {
+    switch (e.type) {
+      case 'called': {
+        this.recent = [
+          { seq: e.seq, number: e.number, window: e.window, label: e.label, zone: e.zone, at: e.at },
+          ...this.recent.filter((r) => r.number !== e.number),
+        ].slice(0, 10);
+        const w = this.windows.get(e.window);
+        if (w) { w.number = e.number; w.status = 'called'; }
+        return true;
+      }
+      case 'ticket': {
+        const w = this.windows.get(e.window);
+        if (w && w.number === e.number) {
+          if (e.status === 'serving') w.status = 'serving';
+          else { w.number = null; w.status = null; }
+        }
+        return true;
+      }
+      case 'window': {
+        const w = this.windows.get(e.window);
+        if (w) w.state = e.state;
+        return true;
+      }
+      case 'waiting': {
+        const w = this.waiting.get(e.service);
+        if (w) w.count = e.count;
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+}
+
+/** Plays announcement audio strictly one after another, in the order given. */
+export class AudioQueue {
+  constructor(onBlocked) {
+    this.queue = [];
+    this.playing = false;
+    this.blocked = false;
+    this.onBlocked = onBlocked;
+    this.played = 0;
+  }
+
+  push(url) {
+    this.queue.push(url);
+    this.next();
+  }
+
+  /** After a user gesture: try again. */
+  unblock() {
+    this.blocked = false;
+    this.next();
+  }
+
+  async next() {
+    if (this.playing || this.blocked || this.queue.length === 0) return;
+    this.playing = true;
+    const url = this.queue[0];
+    const audio = new Audio(url);
+    try {
+      await audio.play();
+      await new Promise((resolve) => {
+        audio.onended = resolve;
+        audio.onerror = resolve;
+      });
+      this.queue.shift();
+      this.played += 1;
+    } catch (err) {
+      if (err && err.name === 'NotAllowedError') {
+        // Autoplay is blocked until someone taps: keep the queue, ask.
+        this.blocked = true;
+        this.onBlocked();
+      } else {
+        this.queue.shift(); // a broken clip must not stop the line
+      }
+    }
+    this.playing = false;
+    this.next();
+  }
+}

@@ -1,0 +1,100 @@
+//! The pages of contract §5 and their assets, built into the binary so one
+//! file deploys. Pages are plain HTML with ES modules; they learn their
+//! hall, floor, window or ticket from their own path.
+
+use bytes::Bytes;
+use warp::http::{Response, StatusCode};
+use warp::Filter;
+
+use std::sync::Arc;
+
+use crate::engine::Engine;
+
+const INDEX: &str = include_str!("../displays/index.html");
+const FLOOR: &str = include_str!("../displays/floor.html");
+const ENTRANCE: &str = include_str!("../displays/entrance.html");
+const PHONE: &str = include_str!("../displays/phone.html");
+const CONSOLE: &str = include_str!("../displays/console.html");
+const KIOSK: &str = include_str!("../displays/kiosk.html");
+
+/// (name, content type, bytes) of every asset under `/assets/`.
+const ASSETS: &[(&str, &str, &[u8])] = &[
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../displays/app.js"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../displays/style.css"),
+    ),
+    (
+        "chime.wav",
+        "audio/wav",
+        include_bytes!("../sounds/chime.wav"),
+    ),
+];
+
+fn page(status: u16, html: &'static str) -> Response<Bytes> {
+    Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::OK))
+        .header("content-type", "text/html; charset=utf-8")
+        // Screens run for weeks: always revalidate so an upgrade reaches them
+        // on their next reconnect-driven reload.
+        .header("cache-control", "no-cache")
+        .header("x-content-type-options", "nosniff")
+        .body(Bytes::from_static(html.as_bytes()))
+        .expect("page response builds")
+}
+
+const NOT_FOUND: &str = "<!doctype html><meta charset=utf-8><title>404</title>\
+<body style=\"font-family:sans-serif;background:#0b1f3a;color:#fff;text-align:center;padding-top:30vh\">\
+<h1>页面不存在 · Not found</h1><p><a style=\"color:#ffd34d\" href=\"/\">hallcast</a></p>";
+
+/// `GET /`, `/display/…`, `/t/…`, `/window/…`, `/kiosk/…`, `/assets/…`.
+pub fn routes(
+    engine: Arc<Engine>,
+) -> impl Filter<Extract = (Response<Bytes>,), Error = warp::Rejection> + Clone {
+    warp::get()
+        .and(warp::path::full())
+        .map(move |path: warp::path::FullPath| {
+            let segs: Vec<&str> = path.as_str().split('/').filter(|s| !s.is_empty()).collect();
+            let hall_ok = |h: &str| engine.hall(h).is_some();
+            match segs.as_slice() {
+                [] => page(200, INDEX),
+                ["display", hall] if hall_ok(hall) => page(200, ENTRANCE),
+                ["display", hall, "floors", floor] if hall_ok(hall) => {
+                    let known = floor
+                        .parse::<i32>()
+                        .ok()
+                        .and_then(|f| engine.hall(hall)?.spec.floor(f).map(|_| ()))
+                        .is_some();
+                    if known {
+                        page(200, FLOOR)
+                    } else {
+                        page(404, NOT_FOUND)
+                    }
+                }
+                // The page itself says when the token is unknown.
+                ["t", _token] => page(200, PHONE),
+                ["window", hall, window]
+                    if engine
+                        .hall(hall)
+                        .is_some_and(|h| h.spec.window_index(window).is_some()) =>
+                {
+                    page(200, CONSOLE)
+                }
+                ["kiosk", hall] if hall_ok(hall) => page(200, KIOSK),
+                ["assets", name] => match ASSETS.iter().find(|(n, _, _)| n == name) {
+                    Some((_, ct, body)) => Response::builder()
+                        .header("content-type", *ct)
+                        .header("cache-control", "no-cache")
+                        .body(Bytes::from_static(body))
+                        .expect("asset response builds"),
+                    None => page(404, NOT_FOUND),
+                },
+                _ => page(404, NOT_FOUND),
+            }
+        })
+}

@@ -1,0 +1,272 @@
+// Browser tests of the pages of contract §5: Debian's chromium, driven by
+// playwright-core, against the real hallcast binary on a free port.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { chromium } from 'playwright-core';
+
+const BIN = process.env.HALLCAST_BIN || path.resolve('../../target/debug/hallcast');
+const SHOTS = process.env.HALLCAST_SCREENSHOTS || path.resolve('../../target/screenshots');
+const KIOSK = 'demo-kiosk-lobby-1-token';
+const ADMIN = 'demo-admin-token-0000';
+const win = (id) => `demo-window-${id}-token`;
+
+let dataDir;
+let server;
+let base;
+let browser;
+const consoleErrors = [];
+
+/** Starts hallcast; resolves with the base URL from its "listening on" line. */
+function startServer(listen = '127.0.0.1:0') {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(BIN, ['--listen', listen, '--data-dir', dataDir], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, RUST_LOG: 'warn' },
+    });
+    const lines = createInterface({ input: proc.stdout });
+    const timer = setTimeout(() => reject(new Error('hallcast did not start')), 30_000);
+    lines.on('line', (line) => {
+      if (line.startsWith('listening on ')) {
+        clearTimeout(timer);
+        resolve({ proc, base: line.slice('listening on '.length) });
+      }
+    });
+    proc.on('exit', (code) => reject(new Error(`hallcast exited with ${code}`)));
+  });
+}
+
+function stopServer(s) {
+  return new Promise((resolve) => {
+    s.proc.once('exit', (code) => resolve(code));
+    s.proc.kill('SIGTERM');
+  });
+}
+
+async function call(method, p, token, body) {
+  const headers = { 'content-type': 'application/json' };
+  if (token) headers.authorization = `Bearer ${token}`;
+  const r = await fetch(`${base}/api/v1${p}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await r.text();
+  return { status: r.status, body: text ? JSON.parse(text) : null };
+}
+
+const issue = async (service, extra = {}) => {
+  const r = await call('POST', '/halls/demo/tickets', KIOSK, { service, ...extra });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  return r.body;
+};
+const act = (w, action, body = {}) => call('POST', `/halls/demo/windows/${w}/${action}`, win(w), body);
+
+/** A page that records console errors and uncaught exceptions. */
+async function open(url, { viewport = { width: 1920, height: 1080 }, context } = {}) {
+  const ctx = context || await browser.newContext({ viewport, locale: 'zh-CN' });
+  const page = await ctx.newPage();
+  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(`${url}: ${m.text()}`); });
+  page.on('pageerror', (e) => consoleErrors.push(`${url}: ${e.message}`));
+  await page.goto(`${base}${url}`);
+  return page;
+}
+
+async function shot(page, name) {
+  mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
+}
+
+const launch = (extra = []) => chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', ...extra],
+});
+
+before(async () => {
+  dataDir = mkdtempSync(path.join(tmpdir(), 'hallcast-browser-'));
+  server = await startServer();
+  base = server.base;
+  browser = await launch(['--autoplay-policy=no-user-gesture-required']);
+});
+
+after(async () => {
+  await browser?.close();
+  if (server) await stopServer(server);
+  rmSync(dataDir, { recursive: true, force: true });
+  console.log(`screenshots: ${SHOTS}`);
+});
+
+test('a call appears on the floor screen and on the entrance screen, and is spoken', async () => {
+  const floor = await open('/display/demo/floors/3');
+  const entrance = await open('/display/demo');
+  await floor.waitForFunction(() => window.hallcast && window.hallcast.state);
+  await issue('business');
+  assert.equal((await act('3-01', 'call')).status, 200);
+  await floor.locator('#now-number', { hasText: 'A001' }).waitFor();
+  await floor.locator('#recent li', { hasText: 'A001' }).waitFor();
+  assert.match(await floor.locator('#now-where').textContent(), /1 号窗口/);
+  await entrance.locator('#big-number', { hasText: 'A001' }).waitFor();
+  await entrance.locator('#floor-3 .calls', { hasText: 'A001' }).waitFor();
+  // The announcement plays through (autoplay allowed in this browser).
+  await floor.waitForFunction(() => window.hallcast.audio.played >= 1, null, { timeout: 20_000 });
+  // A second and third call are spoken one after another, in order.
+  await issue('business');
+  await issue('business');
+  await act('3-02', 'call');
+  await act('3-03', 'call');
+  await floor.locator('#now-number', { hasText: 'A003' }).waitFor();
+  await floor.waitForFunction(() => window.hallcast.audio.played >= 3 && window.hallcast.audio.queue.length === 0, null, { timeout: 30_000 });
+  await shot(floor, 'floor-3-landscape');
+  await shot(entrance, 'entrance');
+  await floor.context().close();
+  await entrance.context().close();
+});
+
+test('the floor screen works in portrait and asks for sound when autoplay is blocked', async () => {
+  // Headless chromium lets every page autoplay, whatever --autoplay-policy
+  // says; a wall screen's browser does not. Make play() refuse as such a
+  // browser does until someone taps, and check the page asks and recovers.
+  const ctx = await browser.newContext({ viewport: { width: 1080, height: 1920 }, locale: 'zh-CN' });
+  await ctx.addInitScript(() => {
+    const play = HTMLMediaElement.prototype.play;
+    window.__tapped = false;
+    addEventListener('click', () => { window.__tapped = true; }, true);
+    HTMLMediaElement.prototype.play = function () {
+      if (!window.__tapped) return Promise.reject(new DOMException('blocked', 'NotAllowedError'));
+      return play.call(this);
+    };
+  });
+  const page = await open('/display/demo/floors/6', { context: ctx });
+  await page.waitForFunction(() => window.hallcast && window.hallcast.state);
+  await issue('household');
+  await act('6-01', 'call');
+  await page.locator('#now-number', { hasText: 'F001' }).waitFor();
+  await page.locator('#sound:not(.hidden)').waitFor();
+  assert.equal(await page.evaluate(() => window.hallcast.audio.queue.length), 1, 'the call waits, not skipped');
+  await shot(page, 'floor-6-portrait-sound-overlay');
+  await page.locator('#sound').click();
+  await page.locator('#sound.hidden').waitFor({ state: 'attached' });
+  await page.waitForFunction(() => window.hallcast.audio.played === 1, null, { timeout: 20_000 });
+  await ctx.close();
+});
+
+test('a screen survives a server restart without a reload and misses nothing', async () => {
+  const page = await open('/display/demo/floors/4');
+  await page.waitForFunction(() => window.hallcast && window.hallcast.state);
+  await page.evaluate(() => { window.__sameDocument = true; });
+  await issue('property');
+  await issue('property');
+  await act('4-01', 'call');
+  await page.locator('#now-number', { hasText: 'B001' }).waitFor();
+
+  const port = new URL(base).port;
+  assert.equal(await stopServer(server), 0);
+  await page.locator('#offline:not(.hidden)').waitFor();
+  const errorsBefore = consoleErrors.length;
+  server = await startServer(`127.0.0.1:${port}`);
+  assert.equal(server.base, base);
+  await act('4-02', 'call');
+  await page.locator('#now-number', { hasText: 'B002' }).waitFor({ timeout: 30_000 });
+  await page.locator('#offline.hidden').waitFor({ state: 'attached' });
+  assert.equal(await page.evaluate(() => window.__sameDocument), true, 'no reload');
+  const recent = await page.locator('#recent li').allTextContents();
+  assert.ok(recent.some((t) => t.includes('B001')) && recent.some((t) => t.includes('B002')), recent.join());
+  // The browser logs failed reconnect attempts while the server is down;
+  // those are expected, nothing else is.
+  const during = consoleErrors.splice(errorsBefore);
+  assert.ok(during.every((e) => /WebSocket|ERR_CONNECTION_REFUSED|Failed to load resource/.test(e)), during.join('\n'));
+  await page.context().close();
+});
+
+test('the phone page goes from waiting to the called alert', async () => {
+  await issue('fund');
+  const mine = await issue('fund');
+  const ctx = await browser.newContext({ viewport: { width: 390, height: 844 }, locale: 'zh-CN', isMobile: true, hasTouch: true });
+  const page = await open(mine.ticket_url, { context: ctx });
+  await page.locator('#number', { hasText: mine.number }).waitFor();
+  await page.locator('#status', { hasText: '等候中' }).waitFor();
+  assert.equal(await page.locator('#ahead').textContent(), '1');
+  await page.waitForFunction(() => document.getElementById('qr').naturalWidth > 0);
+  await shot(page, 'phone-waiting');
+  await act('2-03', 'call');
+  await page.locator('#ahead', { hasText: '0' }).waitFor();
+  await act('2-03', 'call');
+  await page.locator('#alert:not(.hidden)').waitFor();
+  assert.match(await page.locator('#alert-window').textContent(), /3 号窗口/);
+  assert.match(await page.locator('#alert-where').textContent(), /2F C区/);
+  await shot(page, 'phone-called');
+  await page.locator('#alert-ok').click();
+  await page.locator('#status', { hasText: '请到窗口' }).waitFor();
+  await ctx.close();
+
+  const missing = await open('/t/no-such-ticket-token', { viewport: { width: 390, height: 844 } });
+  await missing.locator('#missing:not(.hidden)').waitFor();
+  await missing.context().close();
+  // That page's 404 for the ticket is its point, not an error of the page.
+  for (let i = consoleErrors.length - 1; i >= 0; i -= 1) {
+    if (consoleErrors[i].includes('no-such-ticket-token') && consoleErrors[i].includes('404')) consoleErrors.splice(i, 1);
+  }
+});
+
+test('a kiosk issues a ticket and shows its number and QR code', async () => {
+  const page = await open(`/kiosk/demo#token=${KIOSK}`);
+  assert.equal(new URL(page.url()).hash, '', 'the token leaves the address bar');
+  await page.locator('button.svc[data-service="tax"]').waitFor();
+  await shot(page, 'kiosk-services');
+  await page.locator('#green').check();
+  await page.locator('button.svc[data-service="tax"]').click();
+  const number = await page.locator('#ticket-number').textContent();
+  assert.match(number, /^E\d{3}$/);
+  await page.waitForFunction(() => document.getElementById('ticket-qr').naturalWidth > 0);
+  assert.match(await page.locator('#ticket').textContent(), /绿色通道/);
+  await shot(page, 'kiosk-ticket');
+  await page.emulateMedia({ media: 'print' });
+  await shot(page, 'kiosk-ticket-print');
+  // It really is in the line, as a green-channel ticket.
+  const console = await call('GET', '/halls/demo/windows/5-01', win('5-01'));
+  assert.ok(console.body.line.some((t) => t.number === number && t.priority === 'priority'));
+  await page.context().close();
+});
+
+test('the window console drives a ticket through call, start and complete', async () => {
+  // 1-01 serves certificate pick-up only: the ticket below is its only one.
+  const page = await open('/window/demo/1-01');
+  await page.locator('#signin:not(.hidden)').waitFor();
+  await page.locator('#token-input').fill(win('1-01'));
+  await page.locator('#token-save').click();
+  await page.locator('#app:not(.hidden)').waitFor();
+  const t = await issue('pickup');
+  await page.locator('#line li', { hasText: t.number }).waitFor();
+  await shot(page, 'console-idle');
+  await page.locator('#call').click();
+  await page.locator('#number', { hasText: t.number }).waitFor();
+  await page.keyboard.press('s'); // keyboard shortcut: arrived
+  await page.locator('#meta', { hasText: '办理中' }).waitFor();
+  await shot(page, 'console-serving');
+  await page.locator('#complete').click();
+  await page.locator('#number', { hasText: '—' }).waitFor();
+  const after = await call('GET', `/tickets/${t.token}`);
+  assert.equal(after.body.status, 'done');
+  // An error from the API is shown in plain words.
+  await page.locator('#pick').fill('Z999');
+  await page.locator('#call-number').click();
+  await page.locator('#msg.err').waitFor();
+  assert.match(await page.locator('#msg').textContent(), /Z999/);
+  await page.context().close();
+  // Chromium logs that 404 itself; it is the point of this step.
+  const i = consoleErrors.findIndex((e) => e.startsWith('/window/demo/1-01') && e.includes('404'));
+  assert.ok(i >= 0);
+  consoleErrors.splice(i, 1);
+});
+
+test('the index lists every page', async () => {
+  const page = await open('/');
+  await page.locator('a[href="/display/demo/floors/3"]').waitFor();
+  await shot(page, 'index');
+  await page.context().close();
+});
+
+test('no page logged a console error', () => {
+  assert.deepEqual(consoleErrors, []);
+});
