@@ -11,67 +11,18 @@
 //! Pin the server to core 0 and the clients to core 1 by running this under
 //! `taskset -c 1` and setting HALLCAST_TASKSET=0.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+mod common;
+
 const KIOSK: &str = "Bearer demo-kiosk-lobby-1-token";
 const ADMIN: &str = "Bearer demo-admin-token-0000";
 
-struct Server {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server() -> Server {
-    // Under target/ so the data is on the real disk, not a tmpfs.
-    let dir = tempfile::Builder::new()
-        .prefix("bench-data-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .expect("temp dir");
-    let exe = env!("CARGO_BIN_EXE_hallcast");
-    let mut cmd = match std::env::var("HALLCAST_TASKSET") {
-        Ok(cpus) => {
-            let mut c = Command::new("taskset");
-            c.args(["-c", &cpus, exe]);
-            c
-        }
-        Err(_) => Command::new(exe),
-    };
-    cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut child = cmd.spawn().expect("start hallcast");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("server output").expect("read");
-        if let Some(u) = line.strip_prefix("listening on ") {
-            break u.to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Server {
-        child,
-        base,
-        _dir: dir,
-    }
-}
-
 async fn run(clients: usize, secs: u64) {
-    let server = start_server();
+    let server = common::start_server(std::env::var("HALLCAST_TASKSET").ok().as_deref());
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(clients)
         .build()

@@ -16,9 +16,7 @@
 //! server CPU per delivery, server RSS per idle connection, and the
 //! generator's own CPU, flagging when the generator is the bottleneck.
 
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,6 +26,9 @@ use hdrhistogram::Histogram;
 use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
+
+mod common;
+use common::Server;
 
 const ADMIN: &str = "Bearer demo-admin-token-0000";
 const KIOSK: &str = "Bearer demo-kiosk-lobby-1-token";
@@ -82,57 +83,6 @@ fn opts() -> Opts {
 }
 
 // ----- the server process -----
-
-struct Server {
-    child: Child,
-    base: String,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(o: &Opts) -> Server {
-    let dir = tempfile::Builder::new()
-        .prefix("fanout-data-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap();
-    let exe = env!("CARGO_BIN_EXE_hallcast");
-    let mut cmd = match &o.server_cpu {
-        Some(cpu) => {
-            let mut c = Command::new("taskset");
-            c.args(["-c", cpu, exe]);
-            c
-        }
-        None => Command::new(exe),
-    };
-    cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut child = cmd.spawn().expect("start hallcast");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("server output").unwrap();
-        if let Some(u) = line.strip_prefix("listening on ") {
-            break u.to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    let addr = base.trim_start_matches("http://").parse().unwrap();
-    Server {
-        child,
-        base,
-        addr,
-        _dir: dir,
-    }
-}
 
 /// utime + stime of a process in seconds, from /proc.
 fn cpu_seconds(pid: &str) -> f64 {
@@ -211,9 +161,18 @@ fn scan(text: &str, now: Instant, seen: &mut Seen) {
 type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
 async fn connect(addr: SocketAddr, i: usize, path: &str) -> Socket {
+    connect_with(addr, i, path, None).await
+}
+
+/// `rcvbuf`: a small receive buffer, so a stalled reader backs up into the
+/// server quickly instead of into megabytes of its own kernel buffer.
+async fn connect_with(addr: SocketAddr, i: usize, path: &str, rcvbuf: Option<u32>) -> Socket {
     let src = Ipv4Addr::new(127, 0, 0, 2 + (i % SOURCE_IPS as usize) as u8);
     for attempt in 0..20 {
         let sock = TcpSocket::new_v4().unwrap();
+        if let Some(b) = rcvbuf {
+            sock.set_recv_buffer_size(b).unwrap();
+        }
         sock.bind(SocketAddr::new(src.into(), 0)).unwrap();
         match sock.connect(addr).await {
             Ok(tcp) => {
@@ -526,7 +485,9 @@ async fn settle(f: &Fleet) {
 
 async fn run(o: Opts) {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
-    let s = start_server(&o);
+    let t0 = Instant::now();
+    let phase = |name: &str| eprintln!("[{:6.1} s] {name}", t0.elapsed().as_secs_f64());
+    let s = common::start_server(o.server_cpu.as_deref());
     let pid = server_pid(&s);
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
@@ -542,6 +503,7 @@ async fn run(o: Opts) {
         };
         issue_tickets(&http, &s.base, need).await;
     }
+    phase("tickets issued");
     let rss_before = rss_kib(&pid);
     let stalled_every = (o.scenario == "stall").then_some(100);
     let f = fleet(s.addr, &o, o.subs, stalled_every).await;
@@ -557,13 +519,9 @@ async fn run(o: Opts) {
     if o.scenario == "idle" {
         return;
     }
-    let need = if o.scenario == "latency" {
-        o.calls + 10
-    } else {
-        60_000
-    };
-    issue_tickets(&http, &s.base, need).await;
+    phase("subscribers connected");
     settle(&f).await;
+    phase("settled");
     for seen in &f.seen {
         let mut s = seen.lock().unwrap();
         s.messages = 0;
@@ -579,7 +537,9 @@ async fn run(o: Opts) {
     let own0 = cpu_seconds("self");
     let steady = o.scenario == "latency";
     let (calls, published, elapsed) = publish_phase(&o, &s, &http, steady).await;
+    phase("published");
     settle(&f).await;
+    phase("delivered");
     let server_cpu = cpu_seconds(&pid) - cpu0;
     let own_cpu = cpu_seconds("self") - own0;
     let published = published.lock().unwrap().clone();

@@ -33,14 +33,18 @@ pub async fn serve<S>(mut ws: WebSocketStream<S>, mut sub: Subscription)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    // A replay can be thousands of events: write it a batch at a time, so
+    // the write buffer stays within one batch like every later write.
     let first = std::mem::take(&mut sub.first);
-    for m in first {
-        if ws.feed(Message::Text(m)).await.is_err() {
+    for chunk in first.chunks(MAX_BATCH) {
+        for m in chunk {
+            if ws.feed(Message::Text(m.clone())).await.is_err() {
+                return;
+            }
+        }
+        if ws.flush().await.is_err() {
             return;
         }
-    }
-    if ws.flush().await.is_err() {
-        return;
     }
     let skip = sub.skip_through;
     let mut batch: Vec<(u64, Payload)> = Vec::new();

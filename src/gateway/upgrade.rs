@@ -20,9 +20,11 @@ pub const WRITE_BUFFER: usize = 16 * 1024;
 /// beyond control frames.
 pub const MAX_CLIENT_FRAME: usize = 4 * 1024;
 
-/// A connection whose unsent bytes pass this is broken; writes fail and the
-/// connection ends.
-pub const MAX_WRITE_BUFFER: usize = 1024 * 1024;
+/// Unsent bytes a connection may hold in user space. Writes go out a batch
+/// at a time (at most `MAX_BATCH` messages of a few hundred bytes, or one
+/// snapshot), so this is never reached by a healthy peer; it bounds what a
+/// stalled one can pin.
+pub const MAX_WRITE_BUFFER: usize = 256 * 1024;
 
 /// The per-connection WebSocket settings.
 pub fn config() -> WebSocketConfig {

@@ -1,0 +1,61 @@
+//! What the benchmarks share: the real server as a separate process.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+
+/// A running `hallcast` on a fresh data dir under target/ (a real disk, so
+/// commits really wait for fsync).
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the release binary on port 0, pinned to `cpus` with `taskset`
+/// when given; waits for its "listening on" line.
+pub fn start_server(cpus: Option<&str>) -> Server {
+    let dir = tempfile::Builder::new()
+        .prefix("bench-data-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("temp dir");
+    let exe = env!("CARGO_BIN_EXE_hallcast");
+    let mut cmd = match cpus {
+        Some(cpus) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", cpus, exe]);
+            c
+        }
+        None => Command::new(exe),
+    };
+    cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = cmd.spawn().expect("start hallcast");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let base = loop {
+        let line = lines.next().expect("server output").expect("read");
+        if let Some(u) = line.strip_prefix("listening on ") {
+            break u.to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let addr = base.trim_start_matches("http://").parse().expect("address");
+    Server {
+        child,
+        base,
+        addr,
+        _dir: dir,
+    }
+}
