@@ -161,6 +161,17 @@ async fn priority_and_channel_and_notify_are_accepted() {
     );
     let snap = c.floor(5).await.to_string();
     assert!(!snap.contains("13800000000"));
+    // A number where text is expected is refused without quoting it.
+    let r = c
+        .post(
+            "/api/v1/halls/demo/tickets",
+            KIOSK,
+            r#"{"service":"tax","notify":{"phone":13911112222}}"#,
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (400, "bad_request"));
+    assert!(!r.text.contains("13911112222"), "{}", r.text);
+    assert!(!s.logs().contains("13911112222"));
     assert!(
         !s.logs().contains("13800000000"),
         "the phone number is never logged"

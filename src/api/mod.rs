@@ -269,7 +269,19 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(req: &Request<'_>) -> Result<T
     } else {
         &req.body
     };
+    // serde's own message can quote the offending value (a phone number,
+    // say): say where and what kind of problem, never the value.
     serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!("the request body is not the expected JSON: {e}"))
+        let what = match e.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                "is not valid JSON"
+            }
+            _ => "has a field of the wrong type or is not a JSON object",
+        };
+        ApiError::bad_request(format!(
+            "the request body {what} (line {}, column {}); see the contract, section 3",
+            e.line(),
+            e.column()
+        ))
     })
 }

@@ -153,7 +153,11 @@ impl Hub {
             for f in t.floors.values() {
                 lock(f).close_all();
             }
-            lock(&t.tickets).clear();
+            let mut tickets = lock(&t.tickets);
+            for topic in tickets.values_mut() {
+                topic.close_all();
+            }
+            tickets.clear();
         }
     }
 
