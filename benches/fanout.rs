@@ -613,8 +613,10 @@ async fn run(o: Opts) {
             missing += calls.iter().filter(|n| !all.contains(n)).count() as u64;
         }
         println!(
-            "stalled subscribers: {} closed as slow, {} resumed with ?after; calls still missing after resume: {}",
-            slow_closed, resumed, missing
+            "stalled subscribers: {} of {} were closed as slow (code 4008, read once they resumed) and came back with ?after; calls still missing after that: {}",
+            resumed,
+            f.stalls.len(),
+            missing
         );
         println!("server RSS after the stall: {} KiB", rss_kib(&pid));
     }
