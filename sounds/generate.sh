@@ -17,7 +17,7 @@ trap 'rm -rf "$tmp"' EXIT
 
 # say VOICE NAME TEXT [SPEED]
 say() {
-  local voice=$1 name=$2 text=$3 speed=${4:-150}
+  local voice=$1 name=$2 text=$3 speed=${4:-165}
   espeak-ng -v "$voice" -s "$speed" -w "$tmp/$name.raw.wav" "$text"
   # Trim silence at both ends, normalise to -3 dBFS, mono 16 kHz 16-bit.
   sox -D "$tmp/$name.raw.wav" -r $RATE -c 1 -b 16 "$name.wav" \
@@ -26,14 +26,14 @@ say() {
 
 # Chinese (Mandarin): digits, number words and phrases.
 zh_digits=(零 一 二 三 四 五 六 七 八 九)
-for d in 0 1 2 3 4 5 6 7 8 9; do say cmn "zh-$d" "${zh_digits[$d]}" 140; done
-say cmn zh-10 "十" 140
-say cmn zh-100 "百" 140
-say cmn zh-please "请" 140
-say cmn zh-hao "号" 140
-say cmn zh-to "到" 140
-say cmn zh-window "号窗口" 150
-say cmn zh-handle "办理" 150
+for d in 0 1 2 3 4 5 6 7 8 9; do say cmn "zh-$d" "${zh_digits[$d]}" 175; done
+say cmn zh-10 "十" 175
+say cmn zh-100 "百" 175
+say cmn zh-please "请" 175
+say cmn zh-hao "号" 175
+say cmn zh-to "到" 175
+say cmn zh-window "号窗口" 175
+say cmn zh-handle "办理" 175
 
 # English: digits, teens, tens, letters and phrases.
 en_words=(zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen)
