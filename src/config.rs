@@ -35,6 +35,9 @@ pub struct Config {
     pub sounds_dir: Option<PathBuf>,
     /// Play announcements on the server's sound device (`playback` feature).
     pub playback: bool,
+    /// How often every WebSocket is pinged; a peer silent for one period
+    /// after a ping is dropped.
+    pub ping_every: std::time::Duration,
     pub halls: Vec<Arc<HallSpec>>,
 }
 
@@ -89,6 +92,7 @@ struct RawServer {
     public_url: Option<String>,
     sounds_dir: Option<String>,
     playback: Option<bool>,
+    ping_seconds: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -189,6 +193,18 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
             ));
         }
     }
+    let ping_seconds = raw
+        .server
+        .ping_seconds
+        .unwrap_or(crate::gateway::connection::PING_EVERY.as_secs());
+    if !(1..=30).contains(&ping_seconds) {
+        return Err(err(
+            "[server] ping_seconds".into(),
+            format!(
+                "{ping_seconds} must be between 1 and 30 (the contract pings at least every 30 s)"
+            ),
+        ));
+    }
     if raw.halls.is_empty() {
         return Err(err(
             String::new(),
@@ -227,6 +243,7 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
         public_url: raw.server.public_url,
         sounds_dir: raw.server.sounds_dir.map(PathBuf::from),
         playback: raw.server.playback.unwrap_or(false),
+        ping_every: std::time::Duration::from_secs(ping_seconds),
         halls,
     })
 }

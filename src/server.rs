@@ -82,7 +82,7 @@ pub async fn serve(
         public_url: config.public_url(addr),
     });
     let tasks = TaskTracker::new();
-    let routes = gateway::routes(engine.clone(), tasks.clone())
+    let routes = gateway::routes(engine.clone(), tasks.clone(), config.ping_every)
         .or(api::routes(api))
         .unify()
         .or(pages::routes(engine.clone()))

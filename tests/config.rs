@@ -144,6 +144,11 @@ fn broken_configs_exit_2_naming_file_entry_and_rule() {
             &["[server] listen"],
         ),
         (
+            "listen = \"127.0.0.1:0\"",
+            "ping_seconds = 99",
+            &["[server] ping_seconds", "between 1 and 30"],
+        ),
+        (
             "name = \"3F\"",
             "name = \"3F\"\n  colour = \"red\"",
             &["unknown field", "colour"],

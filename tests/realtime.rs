@@ -433,3 +433,55 @@ async fn a_stalled_screen_is_closed_and_catches_up_while_others_keep_receiving()
         assert_eq!(seq(&back.next().await), want);
     }
 }
+
+#[tokio::test]
+async fn dead_peers_are_found_by_ping_and_live_ones_stay() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = hallcast::demo::CONFIG.replace("[server]", "[server]\nping_seconds = 1");
+    let s = Server::start_config(&config);
+    let c = Client::new(&s);
+    // A live screen answers pings (tungstenite does it while reading, so
+    // it reads all along, as a browser would).
+    let mut live = Ws::connect(&s.ws("/ws/v1/halls/demo/floors/2")).await;
+    live.next().await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(v) = live.next_or_end(Duration::from_secs(60)).await {
+            let _ = tx.send(v);
+        }
+    });
+
+    // A dead peer: completes the handshake, then never answers a ping.
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut raw = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let req = format!(
+        "GET /ws/v1/halls/demo/floors/2 HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    );
+    raw.write_all(req.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = vec![0u8; 65536];
+    let mut got = Vec::new();
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), raw.read(&mut buf))
+            .await
+            .expect("the server drops a silent peer within a few ping periods")
+            .unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 101"));
+    assert!(got.windows(2).any(|w| w == [0x89, 0x00]), "it was pinged");
+    assert!(started.elapsed() >= Duration::from_secs(1));
+
+    // The live screen is still there and still receiving.
+    c.issue("social").await;
+    let e = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("the live screen still receives")
+        .expect("the live screen is still connected");
+    assert_eq!(e["type"], "waiting");
+}

@@ -13,8 +13,9 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::hub::{Closed, Payload, Subscription};
 
-/// The server pings this often (the contract asks for at least every 30 s);
-/// a peer that has not answered by the next ping is dead and is closed.
+/// The server pings this often unless `[server] ping_seconds` says
+/// otherwise (the contract asks for at least every 30 s); a peer that has
+/// not answered by the next ping is dead and is dropped.
 pub const PING_EVERY: Duration = Duration::from_secs(25);
 
 /// Messages written per wake at most, so one connection's burst (a long
@@ -29,7 +30,7 @@ pub const MAX_CLIENT_PINGS: u32 = 60;
 pub const CLOSE_SLOW: u16 = 4008;
 
 /// Serves one connection until either side ends it.
-pub async fn serve<S>(mut ws: WebSocketStream<S>, mut sub: Subscription)
+pub async fn serve<S>(mut ws: WebSocketStream<S>, mut sub: Subscription, ping_every: Duration)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -48,7 +49,7 @@ where
     }
     let skip = sub.skip_through;
     let mut batch: Vec<(u64, Payload)> = Vec::new();
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let mut pong_due = false;
     let mut client_pings = 0u32;
     let mut last_sent = skip;

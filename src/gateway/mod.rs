@@ -42,6 +42,7 @@ fn error(e: ApiError) -> Response<Bytes> {
 pub fn routes(
     engine: Arc<Engine>,
     tasks: TaskTracker,
+    ping_every: std::time::Duration,
 ) -> impl Filter<Extract = (Response<Bytes>,), Error = warp::Rejection> + Clone {
     warp::path("ws")
         .and(warp::path("v1"))
@@ -95,7 +96,7 @@ pub fn routes(
                             Some(upgrade::config()),
                         )
                         .await;
-                        connection::serve(ws, sub).await;
+                        connection::serve(ws, sub, ping_every).await;
                         tracing::debug!("closed");
                     }
                     .instrument(span),
