@@ -283,13 +283,15 @@ impl Engine {
                         window,
                         voice: true,
                         ..
-                    } => self.announcer.announce(spec, e.floor, number, *window),
+                    } => self
+                        .announcer
+                        .announce(spec, e.floor, number, *window)
+                        .map(|(id, a)| {
+                            spoken.push(id);
+                            a
+                        }),
                     _ => None,
                 };
-                if let Some(a) = &announcement {
-                    let id = a.audio.trim_start_matches("/api/v1/announcements/");
-                    spoken.push(id.trim_end_matches(".wav").to_string());
-                }
                 let (floor_msg, hall_msg) = wire::event_messages(spec, e, announcement.as_ref());
                 StoredEvent {
                     floor: e.floor,
@@ -310,6 +312,12 @@ impl Engine {
         let seq = hall.hall_seq();
         let spec_id = &hall.spec().id;
         let mut msgs = Vec::new();
+        // Only followed tickets matter: walk those (a handful of phones per
+        // line), not the lines (possibly thousands of tickets per command).
+        let followed = self.hub.followed_tickets(spec_id);
+        if followed.is_empty() {
+            return msgs;
+        }
         let called: HashSet<&str> = out
             .events
             .iter()
@@ -318,12 +326,6 @@ impl Engine {
                 _ => None,
             })
             .collect();
-        // Only followed tickets matter: walk those (a handful of phones per
-        // line), not the lines (possibly thousands of tickets per command).
-        let followed = self.hub.followed_tickets(spec_id);
-        if followed.is_empty() {
-            return msgs;
-        }
         let touched: HashSet<u64> = out.tickets.iter().copied().collect();
         for token in followed {
             let Some(t) = hall.ticket_by_token(&token) else {

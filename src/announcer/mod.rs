@@ -46,10 +46,9 @@ pub struct Announcer {
 
 /// What an announcement id resolves to.
 struct Target<'a> {
-    spec: &'a HallSpec,
-    floor: i32,
     number: &'a str,
-    window: usize,
+    label: &'a str,
+    languages: &'a [crate::queue::Language],
 }
 
 fn valid_number(n: &str) -> bool {
@@ -81,15 +80,15 @@ impl Announcer {
         Ok(self)
     }
 
-    /// The announcement of `number` called to `window` on a voice floor;
-    /// `None` on a silent floor.
+    /// The announcement of `number` called to `window` on a voice floor,
+    /// with its id; `None` on a silent floor.
     pub fn announce(
         &self,
         spec: &HallSpec,
         floor: i32,
         number: &str,
         window: usize,
-    ) -> Option<Announcement> {
+    ) -> Option<(String, Announcement)> {
         let f = spec.floor(floor)?;
         if f.announce != Announce::Voice {
             return None;
@@ -104,10 +103,8 @@ impl Announcer {
             "{}.{}.{}.{}",
             spec.id, floor, number, spec.windows[window].id
         );
-        Some(Announcement {
-            text,
-            audio: format!("/api/v1/announcements/{id}.wav"),
-        })
+        let audio = format!("/api/v1/announcements/{id}.wav");
+        Some((id, Announcement { text, audio }))
     }
 
     fn resolve<'a>(&'a self, id: &'a str) -> Option<Target<'a>> {
@@ -120,11 +117,11 @@ impl Announcer {
         let floor: i32 = floor.parse().ok()?;
         let f = spec.floor(floor)?;
         let window = spec.window_index(window)?;
-        (f.announce == Announce::Voice && spec.windows[window].floor == floor).then_some(Target {
-            spec,
-            floor,
+        let w = &spec.windows[window];
+        (f.announce == Announce::Voice && w.floor == floor).then_some(Target {
             number,
-            window,
+            label: &w.label,
+            languages: &f.languages,
         })
     }
 
@@ -137,8 +134,7 @@ impl Announcer {
             return Some((w, true));
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
-        let f = t.spec.floor(t.floor)?;
-        let wav = self.compose(t.number, &t.spec.windows[t.window].label, &f.languages);
+        let wav = self.compose(t.number, t.label, t.languages);
         self.lock().put(id.to_string(), wav.clone());
         Some((wav, false))
     }

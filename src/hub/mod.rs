@@ -96,7 +96,6 @@ impl Hub {
         }
         // Per floor, in seq order, all of the command's events at once.
         let mut floors: Vec<i32> = events.iter().map(|e| e.floor).collect();
-        floors.dedup();
         floors.sort_unstable();
         floors.dedup();
         for floor in floors {
