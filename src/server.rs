@@ -1,7 +1,7 @@
 //! Wiring: builds the parts, serves, and owns the shutdown order.
 //!
-//! Shutdown order: stop accepting and finish in-flight HTTP requests (warp's
-//! graceful shutdown); close every WebSocket with "going away"; let the
+//! Shutdown order: stop accepting and finish in-flight HTTP requests
+//! (hyper's graceful shutdown, see `listener`); close every WebSocket with "going away"; let the
 //! writer commit what is queued; exit.
 
 use std::future::Future;
@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::gateway;
 use crate::hub::Hub;
+use crate::listener;
 use crate::pages;
 use crate::store::{Sqlite, Writer};
 
@@ -118,11 +119,8 @@ pub async fn serve(
         })
     };
 
-    warp::serve(routes)
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+    let service = hyper_util::service::TowerToHyperService::new(warp::service(routes));
+    listener::serve(listener, service, shutdown).await;
     tracing::info!("stopped accepting; closing channels and flushing the store");
     maintenance.abort();
     hub.close_all();

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::engine::{Engine, HallEngine};
-use crate::hub::{lock, payload, Payload, Subscription, Topic};
+use crate::hub::{lock, payload, Payload, Subscriber, Topic};
 use crate::store::StoredEvent;
 
 use super::wire;
@@ -72,24 +72,34 @@ impl Channel {
     }
 }
 
-/// Subscribes and prepares what the client gets first.
+/// What a new subscriber is sent before live messages.
+pub struct Start {
+    /// A snapshot, or the replay of what it missed.
+    pub first: Vec<Payload>,
+    /// Live messages with seq ≤ this are covered by `first` and skipped.
+    pub skip_through: u64,
+}
+
+/// Registers `sub` for the channel and prepares what it gets first.
 pub async fn subscribe(
     engine: &Arc<Engine>,
     ch: &Channel,
     after: Option<u64>,
-) -> Option<Subscription> {
+    sub: Arc<dyn Subscriber>,
+) -> Option<Start> {
     let hub = engine.hub();
     match ch {
         Channel::Ticket { hall, token } => {
             let h = engine.hall(hall)?;
-            let mut sub = hub.subscribe_ticket(hall, token)?;
+            hub.subscribe_ticket(hall, token, sub)?;
             let (first, seq) = h.read(|hall| {
                 hall.ticket_by_token(token)
                     .map(|t| (payload(&wire::ticket_message(hall, t)), hall.hall_seq()))
             })?;
-            sub.first = vec![first];
-            sub.skip_through = seq;
-            Some(sub)
+            Some(Start {
+                first: vec![first],
+                skip_through: seq,
+            })
         }
         Channel::Floor { hall, floor } => {
             let h = engine.hall(hall)?;
@@ -98,7 +108,7 @@ pub async fn subscribe(
                 wire::floor_snapshot_message(hall, *floor)
                     .map(|m| (payload(&m), hall.floor_seq(*floor)))
             };
-            start(engine, h, topic, Some(*floor), after, snapshot).await
+            start(engine, h, topic, Some(*floor), after, sub, snapshot).await
         }
         Channel::Hall { hall } => {
             let h = engine.hall(hall)?;
@@ -106,7 +116,7 @@ pub async fn subscribe(
             let snapshot = |hall: &crate::queue::Hall| {
                 Some((payload(&wire::hall_snapshot_message(hall)), hall.hall_seq()))
             };
-            start(engine, h, topic, None, after, snapshot).await
+            start(engine, h, topic, None, after, sub, snapshot).await
         }
     }
 }
@@ -117,8 +127,9 @@ async fn start(
     topic: &std::sync::Mutex<Topic>,
     floor: Option<i32>,
     after: Option<u64>,
+    sub: Arc<dyn Subscriber>,
     snapshot: impl Fn(&crate::queue::Hall) -> Option<(Payload, u64)>,
-) -> Option<Subscription> {
+) -> Option<Start> {
     if let Some(after) = after {
         let (first_kept, last) = {
             let t = lock(topic);
@@ -163,17 +174,21 @@ async fn start(
                         })
                         .collect();
                     first.extend(rest);
-                    let last = t.last_seq();
-                    return Some(t.subscribe(first, last));
+                    t.subscribe(sub);
+                    return Some(Start {
+                        first,
+                        skip_through: t.last_seq(),
+                    });
                 }
             }
         }
     }
     // Register first, then take the snapshot: anything published in between
-    // is in the outbox with a seq the snapshot covers, and is skipped.
-    let mut sub = lock(topic).subscribe(Vec::new(), 0);
+    // reaches the subscriber with a seq the snapshot covers, and is skipped.
+    lock(topic).subscribe(sub);
     let (first, seq) = h.read(|hall| snapshot(hall))?;
-    sub.first = vec![first];
-    sub.skip_through = seq;
-    Some(sub)
+    Some(Start {
+        first: vec![first],
+        skip_through: seq,
+    })
 }

@@ -1,27 +1,25 @@
-//! One WebSocket connection: sends what the subscription starts with, then
-//! every live message, batched per wake; reads the socket all the time
-//! (pings and close are handled only while reading); closes with a reason.
+//! One WebSocket connection's task. Deliveries do not pass through here
+//! (the fan-out writes them to the socket, see [`super::peer`]); the task
+//! writes what had to queue, reads the socket all the time (pongs, pings,
+//! close), pings, and closes with a reason.
 
+use std::future::poll_fn;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use crate::hub::{Closed, Payload, Subscription};
+use super::peer::{Peer, PeerIo};
+use crate::hub::{Closed, Subscriber};
 
 /// The server pings this often unless `[server] ping_seconds` says
 /// otherwise (the contract asks for at least every 30 s); a peer that has
 /// not answered by the next ping is dead and is dropped.
 pub const PING_EVERY: Duration = Duration::from_secs(25);
-
-/// Messages written per wake at most, so one connection's burst (a long
-/// replay) cannot hold a worker for long nor grow the write buffer without
-/// bound; the rest goes out on the next turn.
-pub const MAX_BATCH: usize = 256;
 
 /// Pings a client may send per ping period before it is closed as a flood.
 pub const MAX_CLIENT_PINGS: u32 = 60;
@@ -29,125 +27,124 @@ pub const MAX_CLIENT_PINGS: u32 = 60;
 /// Close code for a subscriber that fell too far behind (private range).
 pub const CLOSE_SLOW: u16 = 4008;
 
-/// Serves one connection until either side ends it.
-pub async fn serve<S>(mut ws: WebSocketStream<S>, mut sub: Subscription, ping_every: Duration)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    // A replay can be thousands of events: write it a batch at a time, so
-    // the write buffer stays within one batch like every later write.
-    let first = std::mem::take(&mut sub.first);
-    for chunk in first.chunks(MAX_BATCH) {
-        for m in chunk {
-            if ws.feed(Message::Text(m.clone())).await.is_err() {
-                return;
-            }
-        }
-        if ws.flush().await.is_err() {
-            return;
-        }
-    }
-    let skip = sub.skip_through;
-    let mut batch: Vec<(u64, Payload)> = Vec::new();
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
-    let mut pong_due = false;
-    let mut client_pings = 0u32;
-    let mut last_sent = skip;
-    let reason = loop {
-        tokio::select! {
-            biased;
-            why = sub.outbox.drain(&mut batch, MAX_BATCH) => {
-                if why != Closed::Open {
-                    break close_reason(why, last_sent);
-                }
-                let mut ok = true;
-                for (seq, m) in batch.drain(..) {
-                    if seq != 0 && seq <= skip {
-                        continue;
-                    }
-                    last_sent = last_sent.max(seq);
-                    if ws.feed(Message::Text(m)).await.is_err() {
-                        ok = false;
-                        break;
-                    }
-                }
-                if !ok || ws.flush().await.is_err() {
-                    return;
-                }
-            }
-            frame = ws.next() => match frame {
-                None => return,
-                Some(Ok(Message::Pong(_))) => pong_due = false,
-                Some(Ok(Message::Ping(_))) => {
-                    client_pings += 1;
-                    if client_pings > MAX_CLIENT_PINGS {
-                        break Some((CloseCode::Policy, "too many pings".to_string()));
-                    }
-                    // tungstenite queued the pong; send it now.
-                    if ws.flush().await.is_err() {
-                        return;
-                    }
-                }
-                Some(Ok(Message::Close(_))) => {
-                    // Flush the queued close reply so the client sees a clean
-                    // closing handshake.
-                    let _ = ws.close(None).await;
-                    return;
-                }
-                Some(Ok(Message::Text(_))) => {
-                    break Some((CloseCode::Policy, "this channel does not accept messages".into()));
-                }
-                Some(Ok(Message::Binary(_))) => {
-                    break Some((CloseCode::Unsupported, "binary frames are not accepted".into()));
-                }
-                Some(Ok(Message::Frame(_))) => {}
-                Some(Err(WsError::Capacity(_))) => {
-                    break Some((CloseCode::Size, "frame too large".into()));
-                }
-                Some(Err(WsError::Protocol(_))) | Some(Err(WsError::Utf8(_))) => {
-                    break Some((CloseCode::Protocol, "protocol error".into()));
-                }
-                Some(Err(_)) => return,
-            },
-            _ = ping.tick() => {
-                if pong_due {
-                    tracing::debug!("no pong within a ping period; closing");
-                    return;
-                }
-                pong_due = true;
-                client_pings = 0;
-                if ws.send(Message::Ping(Default::default())).await.is_err() {
-                    return;
-                }
-            }
-        }
-    };
+/// How long a closing connection may take to send its close frame and
+/// hear the answer: a peer that stopped reading must not keep the task.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// Serves one connection until either side ends it. The peer has been
+/// started (its first messages are queued).
+pub async fn serve(peer: Arc<Peer>, mut ws: WebSocketStream<PeerIo>, ping_every: Duration) {
+    let reason = run(&peer, &mut ws, ping_every).await;
     if let Some((code, reason)) = reason {
         tracing::debug!(code = u16::from(code), %reason, "closing connection");
+        // Stop deliveries first: nothing may follow the close frame.
+        peer.close(Closed::Gone);
         let frame = CloseFrame {
             code,
             reason: reason.into(),
         };
-        // Bounded: a peer that stopped reading must not keep this task.
-        let _ = tokio::time::timeout(Duration::from_secs(5), async {
-            let _ = ws.close(Some(frame)).await;
+        let _ = tokio::time::timeout(CLOSE_WAIT, async {
+            if ws.close(Some(frame)).await.is_err() {
+                return;
+            }
+            if poll_fn(|cx| peer.poll_flush(cx)).await.is_err() {
+                return;
+            }
             // Read until the peer answers the close (or goes).
             while let Some(Ok(_)) = ws.next().await {}
         })
         .await;
     }
+    peer.shutdown();
 }
 
-fn close_reason(why: Closed, last_sent: u64) -> Option<(CloseCode, String)> {
-    match why {
-        Closed::Open | Closed::Gone => None,
-        Closed::Shutdown => Some((
-            CloseCode::Away,
-            "server restarting; reconnect with ?after".into(),
-        )),
-        Closed::Slow => Some((
-            CloseCode::Library(CLOSE_SLOW),
-            format!("slow consumer: too far behind; reconnect with ?after={last_sent}"),
-        )),
+/// The connection's loop; the close frame to send, if any.
+async fn run(
+    peer: &Peer,
+    ws: &mut WebSocketStream<PeerIo>,
+    ping_every: Duration,
+) -> Option<(CloseCode, String)> {
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    let mut pong_due = false;
+    let mut client_pings = 0u32;
+    loop {
+        let (pending, closed) = peer.status();
+        match closed {
+            Closed::Open => {}
+            Closed::Gone => return None,
+            Closed::Slow => {
+                return Some((
+                    CloseCode::Library(CLOSE_SLOW),
+                    format!(
+                        "slow consumer: too far behind; reconnect with ?after={}",
+                        peer.sent_through()
+                    ),
+                ))
+            }
+            // Pending messages go out before "going away".
+            Closed::Shutdown if !pending => {
+                return Some((
+                    CloseCode::Away,
+                    "server restarting; reconnect with ?after".into(),
+                ))
+            }
+            Closed::Shutdown => {}
+        }
+        tokio::select! {
+            biased;
+            r = poll_fn(|cx| peer.poll_flush(cx)), if pending => {
+                if r.is_err() {
+                    return None;
+                }
+            }
+            _ = peer.changed(), if !pending => {}
+            frame = ws.next() => match frame {
+                None => return None,
+                Some(Ok(Message::Pong(_))) => pong_due = false,
+                Some(Ok(Message::Ping(_))) => {
+                    client_pings += 1;
+                    if client_pings > MAX_CLIENT_PINGS {
+                        return Some((CloseCode::Policy, "too many pings".to_string()));
+                    }
+                    // tungstenite queued the pong; hand it to the peer.
+                    if ws.flush().await.is_err() {
+                        return None;
+                    }
+                }
+                Some(Ok(Message::Close(_))) => {
+                    // Send the queued close reply so the client sees a clean
+                    // closing handshake.
+                    peer.close(Closed::Gone);
+                    let _ = ws.close(None).await;
+                    let _ = tokio::time::timeout(CLOSE_WAIT, poll_fn(|cx| peer.poll_flush(cx))).await;
+                    return None;
+                }
+                Some(Ok(Message::Text(_))) => {
+                    return Some((CloseCode::Policy, "this channel does not accept messages".into()));
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    return Some((CloseCode::Unsupported, "binary frames are not accepted".into()));
+                }
+                Some(Ok(Message::Frame(_))) => {}
+                Some(Err(WsError::Capacity(_))) => {
+                    return Some((CloseCode::Size, "frame too large".into()));
+                }
+                Some(Err(WsError::Protocol(_))) | Some(Err(WsError::Utf8(_))) => {
+                    return Some((CloseCode::Protocol, "protocol error".into()));
+                }
+                Some(Err(_)) => return None,
+            },
+            _ = ping.tick() => {
+                if pong_due {
+                    tracing::debug!("no pong within a ping period; closing");
+                    return None;
+                }
+                pong_due = true;
+                client_pings = 0;
+                if ws.send(Message::Ping(Default::default())).await.is_err() {
+                    return None;
+                }
+            }
+        }
     }
 }

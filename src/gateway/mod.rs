@@ -1,11 +1,13 @@
 //! WebSocket channels (contract §4): floor, hall and ticket.
 //!
 //! The upgrade happens inside warp's server (so graceful shutdown and
-//! remote addresses keep working) but with our own `WebSocketConfig`; each
-//! connection is a task that drains its hub outbox and reads its socket.
+//! remote addresses keep working) but with our own `WebSocketConfig`; the
+//! socket becomes a [`peer::Peer`] that the hub's fan-out writes to
+//! directly, and a task per connection reads it and writes what queued.
 
 pub mod channel;
 pub mod connection;
+pub mod peer;
 pub mod upgrade;
 pub mod wire;
 
@@ -24,7 +26,9 @@ use warp::Filter;
 
 use crate::api::error::ApiError;
 use crate::engine::Engine;
+use crate::hub::frames;
 use channel::Channel;
+use peer::{Peer, PeerIo};
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
@@ -86,17 +90,36 @@ pub fn routes(
                                 return;
                             }
                         };
-                        let Some(sub) = channel::subscribe(&engine, &ch, after).await else {
+                        // warp serves plain TCP; the fan-out needs the socket
+                        // itself to write to it from its own thread.
+                        let parts = match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
+                            Ok(p) => p,
+                            Err(_) => {
+                                tracing::error!("upgraded connection is not a TCP socket");
+                                return;
+                            }
+                        };
+                        let peer = Peer::new(parts.io.into_inner());
+                        // What hyper read past the handshake (usually
+                        // nothing); copied and dropped now, because it pins
+                        // hyper's whole read buffer.
+                        let prefix = bytes::Bytes::copy_from_slice(&parts.read_buf);
+                        drop(parts.read_buf);
+                        let Some(start) =
+                            channel::subscribe(&engine, &ch, after, peer.clone()).await
+                        else {
+                            peer.shutdown();
                             return;
                         };
                         tracing::debug!(after, "subscribed");
+                        peer.start(frames::text_frames(&start.first), start.skip_through);
                         let ws = WebSocketStream::from_raw_socket(
-                            TokioIo::new(upgraded),
+                            PeerIo::new(peer.clone(), prefix),
                             Role::Server,
                             Some(upgrade::config()),
                         )
                         .await;
-                        connection::serve(ws, sub, ping_every).await;
+                        connection::serve(peer, ws, ping_every).await;
                         tracing::debug!("closed");
                     }
                     .instrument(span),

@@ -12,26 +12,19 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 /// and it sets most of an idle connection's memory.
 pub const READ_BUFFER: usize = 1024;
 
-/// Outgoing frames are gathered up to this many bytes before a write, so a
-/// batch goes out in one syscall at flush.
-pub const WRITE_BUFFER: usize = 16 * 1024;
-
 /// The largest frame or message a client may send: they have nothing to say
 /// beyond control frames.
 pub const MAX_CLIENT_FRAME: usize = 4 * 1024;
 
-/// Unsent bytes a connection may hold in user space. Writes go out a batch
-/// at a time (at most `MAX_BATCH` messages of a few hundred bytes, or one
-/// snapshot), so this is never reached by a healthy peer; it bounds what a
-/// stalled one can pin.
-pub const MAX_WRITE_BUFFER: usize = 256 * 1024;
+/// tungstenite writes only the connection's control frames (messages go
+/// through the peer), and hands each to the peer at once.
+pub const WRITE_BUFFER: usize = 0;
 
 /// The per-connection WebSocket settings.
 pub fn config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_message_size(Some(MAX_CLIENT_FRAME))
         .max_frame_size(Some(MAX_CLIENT_FRAME))
 }

@@ -3,15 +3,21 @@
 //! the newest events for `?after` catch-up.
 //!
 //! The store writer publishes here after each commit, in sequence order.
-//! Publishing never waits: each subscriber has a bounded queue, and one
-//! that falls [`SUBSCRIBER_QUEUE`] messages behind is dropped and told why,
-//! so a slow screen never delays a window's call or another screen.
+//! Publishing never waits: it keeps the messages in the ring and hands the
+//! batch to the fan-out thread ([`fanout`]), which offers it to each
+//! subscriber; a subscriber whose socket is full queues it, and one that
+//! falls [`SUBSCRIBER_QUEUE`] messages behind is dropped and told why, so a
+//! slow screen never delays a window's call or another screen.
 
-mod outbox;
+mod fanout;
+pub mod frames;
+mod subscriber;
 mod topic;
 
-pub use outbox::{Closed, Outbox};
-pub use topic::{Sequenced, Subscription, Topic};
+pub use fanout::Fanout;
+pub use frames::Batch;
+pub use subscriber::{Closed, Subscriber};
+pub use topic::{Delivery, Sequenced, Topic};
 
 /// A message as sent: text already checked as UTF-8 once at publish, so
 /// every delivery only bumps a reference count.
@@ -23,7 +29,7 @@ pub fn payload(bytes: &bytes::Bytes) -> Payload {
 }
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
@@ -45,6 +51,7 @@ pub struct HallTopics {
 /// All topics of all halls. Halls and floors are fixed at start.
 pub struct Hub {
     halls: HashMap<String, HallTopics>,
+    fanout: Fanout,
 }
 
 impl Hub {
@@ -68,7 +75,10 @@ impl Hub {
                 )
             })
             .collect();
-        Hub { halls }
+        Hub {
+            halls,
+            fanout: Fanout::start(),
+        }
     }
 
     /// A hall's topics.
@@ -87,12 +97,13 @@ impl Hub {
         let Some(t) = self.halls.get(hall) else {
             return;
         };
+        let mut out: Vec<Delivery> = Vec::new();
         if !events.is_empty() {
             let all: Vec<Sequenced> = events
                 .iter()
                 .map(|e| (e.hall_seq, payload(&e.hall_msg)))
                 .collect();
-            lock(&t.hall).publish_all(&all);
+            out.extend(lock(&t.hall).publish_all(&all));
         }
         // Per floor, in seq order, all of the command's events at once.
         let mut floors: Vec<i32> = events.iter().map(|e| e.floor).collect();
@@ -107,19 +118,20 @@ impl Hub {
                 .filter(|e| e.floor == floor)
                 .map(|e| (e.floor_seq, payload(&e.floor_msg)))
                 .collect();
-            lock(topic).publish_all(&mine);
+            out.extend(lock(topic).publish_all(&mine));
         }
         if !tickets.is_empty() {
             let mut map = lock(&t.tickets);
             for (token, seq, msg) in tickets {
                 if let Some(topic) = map.get_mut(token) {
-                    topic.publish(*seq, &payload(msg));
+                    out.extend(topic.publish(*seq, &payload(msg)));
                     if topic.is_idle() {
                         map.remove(token);
                     }
                 }
             }
         }
+        self.fanout.send(out);
     }
 
     /// Tokens of the hall's tickets that someone follows right now.
@@ -135,14 +147,19 @@ impl Hub {
     }
 
     /// Follows a ticket. The caller then reads the ticket's state and
-    /// sends it first, skipping queued messages it already reflects.
-    pub fn subscribe_ticket(&self, hall: &str, token: &str) -> Option<Subscription> {
+    /// sends it first, skipping messages it already reflects.
+    pub fn subscribe_ticket(
+        &self,
+        hall: &str,
+        token: &str,
+        sub: Arc<dyn Subscriber>,
+    ) -> Option<()> {
         let t = self.halls.get(hall)?;
         let mut map = lock(&t.tickets);
-        let topic = map
-            .entry(token.to_string())
-            .or_insert_with(Topic::without_ring);
-        Some(topic.subscribe(Vec::new(), 0))
+        map.entry(token.to_string())
+            .or_insert_with(Topic::without_ring)
+            .subscribe(sub);
+        Some(())
     }
 
     /// Ends every subscription: connections close with "going away".

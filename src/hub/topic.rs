@@ -1,9 +1,10 @@
-//! One topic: a ring of recent messages and the subscribers' outboxes.
+//! One topic: a ring of recent messages and the list of subscribers.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::outbox::{Closed, Outbox, Pushed};
+use super::frames::Batch;
+use super::subscriber::{Closed, Subscriber};
 use super::Payload;
 use crate::store::EVENT_RING;
 
@@ -11,23 +12,15 @@ use crate::store::EVENT_RING;
 /// halls, the hall sequence of the command that made it for tickets.
 pub type Sequenced = (u64, Payload);
 
-/// What a connection reads from.
-pub struct Subscription {
-    /// Messages to send before anything from the outbox: a snapshot or a
-    /// replay.
-    pub first: Vec<Payload>,
-    /// Live messages. Those with seq ≤ `skip_through` are already covered
-    /// by `first` (the subscriber registers before its snapshot is taken,
-    /// so nothing falls between the two) and must be skipped.
-    pub outbox: Arc<Outbox>,
-    pub skip_through: u64,
-}
+/// A topic's subscribers as handed to the fan-out: a snapshot, so the
+/// fan-out writes without holding the topic's lock.
+pub type Subscribers = Arc<[Arc<dyn Subscriber>]>;
 
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        // Lets the hub drop this subscriber at its next publish or prune.
-        self.outbox.close(Closed::Gone);
-    }
+/// One publish to deliver: the batch and who gets it. Whoever subscribes
+/// after the batch entered the ring gets it from the ring instead.
+pub struct Delivery {
+    pub subs: Subscribers,
+    pub batch: Arc<Batch>,
 }
 
 /// A topic's ring and subscribers.
@@ -37,7 +30,10 @@ pub struct Topic {
     /// Ring capacity; 0 for ticket topics, which need no replay.
     ring_cap: usize,
     last: u64,
-    subs: Vec<Arc<Outbox>>,
+    subs: Vec<Arc<dyn Subscriber>>,
+    /// `subs` as last handed out; rebuilt only after the list changed, so
+    /// a publish to 10,000 subscribers costs one reference count here.
+    shared: Option<Subscribers>,
 }
 
 impl Topic {
@@ -48,6 +44,7 @@ impl Topic {
             ring_cap: EVENT_RING,
             last: 0,
             subs: Vec::new(),
+            shared: None,
         }
     }
 
@@ -87,27 +84,22 @@ impl Topic {
         )
     }
 
-    /// Adds a subscriber.
-    pub fn subscribe(&mut self, first: Vec<Payload>, skip_through: u64) -> Subscription {
+    /// Adds a subscriber. It gets every publish from now on; what came
+    /// before (through [`Topic::last_seq`]) is the caller's to send first.
+    pub fn subscribe(&mut self, sub: Arc<dyn Subscriber>) {
         self.prune();
-        let outbox = Arc::new(Outbox::default());
-        self.subs.push(outbox.clone());
-        Subscription {
-            first,
-            outbox,
-            skip_through,
-        }
+        self.subs.push(sub);
+        self.shared = None;
     }
 
-    /// Keeps the message in the ring and queues it to every subscriber.
-    pub fn publish(&mut self, seq: u64, msg: &Payload) {
-        self.publish_all(&[(seq, msg.clone())]);
+    /// Keeps the message in the ring; who should get it.
+    pub fn publish(&mut self, seq: u64, msg: &Payload) -> Option<Delivery> {
+        self.publish_all(&[(seq, msg.clone())])
     }
 
     /// Publishes one command's messages (in seq order) together: each
-    /// subscriber gets all of them in one push and one wake, so its
-    /// connection writes them with one syscall.
-    pub fn publish_all(&mut self, msgs: &[Sequenced]) {
+    /// subscriber gets all of them in one write.
+    pub fn publish_all(&mut self, msgs: &[Sequenced]) -> Option<Delivery> {
         let mut fresh = msgs;
         if self.ring_cap > 0 {
             // Already kept (start-up preload overlaps): never send twice.
@@ -120,11 +112,20 @@ impl Topic {
                 self.ring.pop_front();
             }
         }
-        let Some((last, _)) = fresh.last() else {
-            return;
-        };
+        let (last, _) = fresh.last()?;
         self.last = self.last.max(*last);
-        self.subs.retain(|s| s.push_all(fresh) == Pushed::Queued);
+        self.prune();
+        if self.subs.is_empty() {
+            return None;
+        }
+        let subs = self
+            .shared
+            .get_or_insert_with(|| self.subs.iter().cloned().collect())
+            .clone();
+        Some(Delivery {
+            subs,
+            batch: Arc::new(Batch::new(fresh)),
+        })
     }
 
     /// No live subscriber.
@@ -132,16 +133,21 @@ impl Topic {
         self.subs.iter().all(|s| s.is_closed())
     }
 
-    /// Drops subscribers whose connection ended.
+    /// Drops subscribers that closed.
     pub fn prune(&mut self) {
+        let before = self.subs.len();
         self.subs.retain(|s| !s.is_closed());
+        if self.subs.len() != before {
+            self.shared = None;
+        }
     }
 
-    /// Closes every subscriber's outbox: connections close "going away".
+    /// Closes every subscriber: connections close "going away".
     pub fn close_all(&mut self) {
         for s in self.subs.drain(..) {
             s.close(Closed::Shutdown);
         }
+        self.shared = None;
     }
 
     /// Live subscribers.
@@ -153,23 +159,45 @@ impl Topic {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::SUBSCRIBER_QUEUE;
+    use std::sync::Mutex;
 
     fn msg(s: u64) -> Payload {
         Payload::from(format!("m{s}"))
     }
 
-    async fn drain(sub: &Subscription) -> (Vec<u64>, Closed) {
-        let mut out = Vec::new();
-        let why = sub.outbox.drain(&mut out, usize::MAX).await;
-        (out.into_iter().map(|(s, _)| s).collect(), why)
+    /// Records the seqs it was given.
+    #[derive(Default)]
+    struct Recorder {
+        got: Mutex<Vec<u64>>,
+        closed: Mutex<Option<Closed>>,
+    }
+
+    impl Subscriber for Recorder {
+        fn deliver(&self, batch: &Arc<Batch>) -> bool {
+            self.got.lock().unwrap().push(batch.last_seq());
+            !self.is_closed()
+        }
+        fn close(&self, why: Closed) {
+            self.closed.lock().unwrap().get_or_insert(why);
+        }
+        fn is_closed(&self) -> bool {
+            self.closed.lock().unwrap().is_some()
+        }
+    }
+
+    fn deliver(d: Option<Delivery>) {
+        if let Some(d) = d {
+            for s in d.subs.iter() {
+                s.deliver(&d.batch);
+            }
+        }
     }
 
     #[test]
     fn replay_covers_exactly_what_the_ring_holds() {
         let mut t = Topic::with_ring();
         for s in 1..=(EVENT_RING as u64 + 10) {
-            t.publish(s, &msg(s));
+            assert!(t.publish(s, &msg(s)).is_none(), "nobody to deliver to");
         }
         let last = EVENT_RING as u64 + 10;
         assert_eq!(t.replay(last).unwrap().len(), 0);
@@ -182,45 +210,50 @@ mod tests {
         assert!(t.replay(last + 1).is_none(), "a future seq gets a snapshot");
     }
 
-    #[tokio::test]
-    async fn duplicate_publish_is_ignored() {
+    #[test]
+    fn duplicate_publish_is_ignored() {
         let mut t = Topic::with_ring();
-        let sub = t.subscribe(vec![], 0);
-        t.publish(1, &msg(1));
-        t.publish(1, &msg(1));
-        t.publish(2, &msg(2));
-        assert_eq!(drain(&sub).await, (vec![1, 2], Closed::Open));
-    }
-
-    #[tokio::test]
-    async fn slow_subscriber_is_kicked_and_others_keep_receiving() {
-        let mut t = Topic::with_ring();
-        let slow = t.subscribe(vec![], 0);
-        let fast = t.subscribe(vec![], 0);
-        for s in 1..=(SUBSCRIBER_QUEUE as u64 + 1) {
-            t.publish(s, &msg(s));
-            assert_eq!(drain(&fast).await.0, vec![s]);
-        }
-        assert_eq!(drain(&slow).await, (vec![], Closed::Slow));
-        assert_eq!(t.subscribers(), 1);
-    }
-
-    #[tokio::test]
-    async fn close_all_ends_subscriptions_as_shutdown_after_pending() {
-        let mut t = Topic::with_ring();
-        let sub = t.subscribe(vec![], 0);
-        t.publish(1, &msg(1));
-        t.close_all();
-        assert_eq!(drain(&sub).await, (vec![1], Closed::Open));
-        assert_eq!(drain(&sub).await, (vec![], Closed::Shutdown));
+        let r = Arc::new(Recorder::default());
+        t.subscribe(r.clone());
+        deliver(t.publish(1, &msg(1)));
+        deliver(t.publish(1, &msg(1)));
+        deliver(t.publish(2, &msg(2)));
+        assert_eq!(*r.got.lock().unwrap(), vec![1, 2]);
     }
 
     #[test]
-    fn a_dropped_subscription_is_pruned() {
+    fn the_subscriber_list_is_shared_until_it_changes() {
         let mut t = Topic::with_ring();
-        let sub = t.subscribe(vec![], 0);
+        t.subscribe(Arc::new(Recorder::default()));
+        let a = t.publish(1, &msg(1)).unwrap().subs;
+        let b = t.publish(2, &msg(2)).unwrap().subs;
+        assert!(Arc::ptr_eq(&a, &b));
+        let late = Arc::new(Recorder::default());
+        t.subscribe(late.clone());
+        let c = t.publish(3, &msg(3)).unwrap().subs;
+        assert_eq!((a.len(), c.len()), (1, 2));
+        late.close(Closed::Gone);
+        let d = t.publish(4, &msg(4)).unwrap().subs;
+        assert_eq!(d.len(), 1, "a closed subscriber gets nothing more");
+    }
+
+    #[test]
+    fn close_all_closes_as_shutdown() {
+        let mut t = Topic::with_ring();
+        let r = Arc::new(Recorder::default());
+        t.subscribe(r.clone());
+        t.close_all();
+        assert_eq!(*r.closed.lock().unwrap(), Some(Closed::Shutdown));
+        assert!(t.publish(1, &msg(1)).is_none());
+    }
+
+    #[test]
+    fn a_closed_subscriber_is_pruned() {
+        let mut t = Topic::with_ring();
+        let r = Arc::new(Recorder::default());
+        t.subscribe(r.clone());
         assert!(!t.is_idle());
-        drop(sub);
+        r.close(Closed::Gone);
         assert!(t.is_idle());
         t.prune();
         assert_eq!(t.subscribers(), 0);

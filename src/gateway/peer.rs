@@ -1,0 +1,355 @@
+//! A subscriber's socket, written by two hands: the fan-out thread writes
+//! each delivery straight to it when nothing is queued ahead, and the
+//! connection's task writes what had to wait (and control frames).
+//!
+//! The straight write is what makes fan-out cheap: a delivery is one
+//! non-blocking `write` from the fan-out thread, with no task woken and no
+//! per-connection copy. Only when the kernel's send buffer is full does
+//! data queue here and the task take over, waiting for the socket; later
+//! deliveries queue behind it, so bytes always leave in order. Both hands
+//! write whole frames under one lock, so frames never interleave.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+use crate::hub::{Batch, Closed, Subscriber, SUBSCRIBER_QUEUE};
+
+/// Queued buffers written with one `writev` at most.
+const MAX_IOVECS: usize = 64;
+
+/// Bytes waiting for room in the socket, with what they carry.
+struct Entry {
+    bytes: Bytes,
+    /// Highest seq in `bytes` (0: none, e.g. a control frame).
+    last_seq: u64,
+    /// Messages in `bytes`, counted against [`SUBSCRIBER_QUEUE`].
+    msgs: usize,
+    /// Some of it is already written: it must be finished before anything
+    /// else, even a close frame, or the stream is corrupt.
+    started: bool,
+}
+
+struct State {
+    /// Until the connection has queued what it sends first (snapshot or
+    /// replay), live batches wait here whole: those it covers are then
+    /// left out by seq.
+    held: Option<Vec<Arc<Batch>>>,
+    /// Messages with seq ≤ this are covered by what was sent first.
+    skip_through: u64,
+    pending: VecDeque<Entry>,
+    pending_msgs: usize,
+    /// Highest seq fully handed to the kernel: where a client closed as
+    /// slow should resume.
+    sent_through: u64,
+    closed: Closed,
+    /// A write failed: the socket is unusable, nothing more is written.
+    failed: bool,
+}
+
+/// One connection's socket and its queue.
+pub struct Peer {
+    stream: TcpStream,
+    state: Mutex<State>,
+    /// Mirrors `state.closed != Open`, read without the lock on every
+    /// publish by the topic's prune.
+    closed: AtomicBool,
+    /// Signals the connection's task: data queued (wait for the socket) or
+    /// the peer was closed.
+    changed: Notify,
+}
+
+impl Peer {
+    /// Wraps an upgraded socket. Deliveries are held until [`Peer::start`].
+    pub fn new(stream: TcpStream) -> Arc<Peer> {
+        Arc::new(Peer {
+            stream,
+            state: Mutex::new(State {
+                held: Some(Vec::new()),
+                skip_through: 0,
+                pending: VecDeque::new(),
+                pending_msgs: 0,
+                sent_through: 0,
+                closed: Closed::Open,
+                failed: false,
+            }),
+            closed: AtomicBool::new(false),
+            changed: Notify::new(),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues what the subscription starts with (`first`, covering every
+    /// seq through `skip_through`), then the live batches held meanwhile
+    /// that it does not cover, and writes what the socket takes.
+    pub fn start(&self, first: Bytes, skip_through: u64) {
+        let mut st = self.state();
+        let held = st.held.take().unwrap_or_default();
+        st.skip_through = skip_through;
+        st.sent_through = st.sent_through.max(skip_through);
+        if st.closed != Closed::Open {
+            return;
+        }
+        self.queue(&mut st, first, skip_through, 0);
+        for b in held {
+            let (bytes, msgs) = b.after(skip_through);
+            if !self.queue(&mut st, bytes, b.last_seq(), msgs) {
+                return;
+            }
+        }
+    }
+
+    /// Writes `bytes` now if nothing is queued ahead, else queues them.
+    /// `false` when the peer is closed (as slow, if this overflowed it).
+    fn queue(&self, st: &mut State, mut bytes: Bytes, last_seq: u64, msgs: usize) -> bool {
+        if bytes.is_empty() {
+            return true;
+        }
+        let mut started = false;
+        if st.pending.is_empty() {
+            match self.stream.try_write(&bytes) {
+                Ok(n) if n == bytes.len() => {
+                    st.sent_through = st.sent_through.max(last_seq);
+                    return true;
+                }
+                Ok(n) => {
+                    bytes.advance(n);
+                    started = n > 0;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => {
+                    self.fail(st);
+                    return false;
+                }
+            }
+        } else if st.pending_msgs + msgs > SUBSCRIBER_QUEUE {
+            self.close_locked(st, Closed::Slow);
+            return false;
+        }
+        let was_empty = st.pending.is_empty();
+        st.pending_msgs += msgs;
+        st.pending.push_back(Entry {
+            bytes,
+            last_seq,
+            msgs,
+            started,
+        });
+        if was_empty {
+            // The task now waits for room in the socket.
+            self.changed.notify_one();
+        }
+        true
+    }
+
+    /// A frame of the connection's own (pong, ping, close): after whatever
+    /// is queued, never refused for being behind.
+    fn write_control(&self, frame: &[u8]) -> io::Result<()> {
+        let mut st = self.state();
+        if st.failed {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        self.queue(&mut st, Bytes::copy_from_slice(frame), 0, 0);
+        Ok(())
+    }
+
+    fn close_locked(&self, st: &mut State, why: Closed) {
+        if st.closed != Closed::Open {
+            return;
+        }
+        st.closed = why;
+        self.closed.store(true, Ordering::Release);
+        // Pending messages are sent before "going away"; otherwise the
+        // backlog is dropped, except a frame already begun, which must be
+        // finished before the close frame.
+        if why != Closed::Shutdown {
+            st.pending.retain(|e| e.started);
+            st.pending_msgs = st.pending.iter().map(|e| e.msgs).sum();
+        }
+        self.changed.notify_one();
+    }
+
+    fn fail(&self, st: &mut State) {
+        st.failed = true;
+        st.pending.clear();
+        st.pending_msgs = 0;
+        self.close_locked(st, Closed::Gone);
+    }
+
+    /// Something is queued, and why the peer closed (`Open` if it has
+    /// not; `Gone` once its socket failed).
+    pub fn status(&self) -> (bool, Closed) {
+        let st = self.state();
+        let closed = if st.failed { Closed::Gone } else { st.closed };
+        (!st.pending.is_empty(), closed)
+    }
+
+    /// Where a client closed now should resume: `?after=` this.
+    pub fn sent_through(&self) -> u64 {
+        self.state().sent_through
+    }
+
+    /// Resolves when [`Peer::status`] may have changed.
+    pub async fn changed(&self) {
+        self.changed.notified().await
+    }
+
+    /// Writes what is queued, waiting for room in the socket; ready when
+    /// nothing is left.
+    pub fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            {
+                let mut st = self.state();
+                match self.write_pending(&mut st) {
+                    Ok(()) => return Poll::Ready(Ok(())),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => {
+                        self.fail(&mut st);
+                        return Poll::Ready(Err(e));
+                    }
+                }
+            }
+            ready!(self.stream.poll_write_ready(cx))?;
+        }
+    }
+
+    /// Writes queued entries until none is left (`Ok`) or the socket is
+    /// full (`WouldBlock`).
+    fn write_pending(&self, st: &mut State) -> io::Result<()> {
+        if st.failed {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        while !st.pending.is_empty() {
+            let slices: Vec<IoSlice<'_>> = st
+                .pending
+                .iter()
+                .take(MAX_IOVECS)
+                .map(|e| IoSlice::new(&e.bytes))
+                .collect();
+            let mut n = self.stream.try_write_vectored(&slices)?;
+            while n > 0 {
+                let e = st.pending.front_mut().expect("written bytes were queued");
+                if n < e.bytes.len() {
+                    e.bytes.advance(n);
+                    e.started = true;
+                    break;
+                }
+                n -= e.bytes.len();
+                let e = st.pending.pop_front().expect("checked above");
+                st.pending_msgs -= e.msgs;
+                st.sent_through = st.sent_through.max(e.last_seq);
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the connection for the peer as well: the socket is shut down
+    /// now, though the descriptor is released only when the topic drops
+    /// this subscriber.
+    pub fn shutdown(&self) {
+        self.close(Closed::Gone);
+        let _ = socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Both);
+    }
+}
+
+impl Subscriber for Peer {
+    fn deliver(&self, batch: &Arc<Batch>) -> bool {
+        if self.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut st = self.state();
+        if st.closed != Closed::Open {
+            return false;
+        }
+        if let Some(held) = st.held.as_mut() {
+            held.push(batch.clone());
+            let msgs: usize = held.iter().map(|b| b.len()).sum();
+            if msgs > SUBSCRIBER_QUEUE {
+                self.close_locked(&mut st, Closed::Slow);
+                return false;
+            }
+            return true;
+        }
+        let (bytes, msgs) = batch.after(st.skip_through);
+        self.queue(&mut st, bytes, batch.last_seq(), msgs)
+    }
+
+    fn close(&self, why: Closed) {
+        let mut st = self.state();
+        self.close_locked(&mut st, why);
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+/// The peer as tungstenite's stream: reads come from the socket (after any
+/// bytes hyper read past the handshake); writes are the connection's own
+/// control frames and go through the peer's queue, in order with
+/// deliveries. Flushing is the connection loop's job, so `poll_flush` here
+/// does not wait.
+pub struct PeerIo {
+    peer: Arc<Peer>,
+    prefix: Bytes,
+}
+
+impl PeerIo {
+    pub fn new(peer: Arc<Peer>, prefix: Bytes) -> PeerIo {
+        PeerIo { peer, prefix }
+    }
+}
+
+impl AsyncRead for PeerIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            ready!(self.peer.stream.poll_read_ready(cx))?;
+            match self.peer.stream.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for PeerIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Poll::Ready(self.peer.write_control(buf).map(|()| buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,201 @@
+//! The fan-out thread: writes every publish to its subscribers.
+//!
+//! Publishing (in the store writer, after the commit) only updates the
+//! topic's ring and hands the batch over; this one thread then offers it to
+//! each subscriber, which writes it straight to its socket when the socket
+//! has room. A connection's task is not woken for a delivery at all, so a
+//! call to 10,000 screens costs 10,000 write syscalls and little else; the
+//! hand-over keeps a window's answer from waiting on those writes.
+//!
+//! Whatever piled up while the thread was busy is coalesced per topic, so
+//! under load each subscriber still gets one write per pass, however many
+//! calls it holds.
+
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+
+use super::frames::Batch;
+use super::topic::{Delivery, Subscribers};
+
+/// Publishes taken per pass at most, so one pass's buffers stay small.
+const MAX_PASS: usize = 1024;
+
+/// Coalesced batches grow to about this many bytes: well inside a
+/// connection's 64 KiB kernel send buffer, so one write takes it all.
+const MAX_MERGED_BYTES: usize = 32 * 1024;
+
+/// Hands deliveries to the fan-out thread. Dropping it ends the thread
+/// once it has delivered what it was given.
+pub struct Fanout {
+    tx: Mutex<Sender<Vec<Delivery>>>,
+}
+
+impl Fanout {
+    /// Starts the thread.
+    pub fn start() -> Fanout {
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("hallcast-fanout".into())
+            .spawn(move || run(rx))
+            .expect("the fan-out thread starts");
+        Fanout { tx: Mutex::new(tx) }
+    }
+
+    /// Queues one command's deliveries; never waits on a subscriber.
+    pub fn send(&self, deliveries: Vec<Delivery>) {
+        if deliveries.is_empty() {
+            return;
+        }
+        // The thread only ends when this sender is dropped.
+        let _ = super::lock(&self.tx).send(deliveries);
+    }
+}
+
+fn run(rx: Receiver<Vec<Delivery>>) {
+    while let Ok(mut pass) = rx.recv() {
+        while pass.len() < MAX_PASS {
+            match rx.try_recv() {
+                Ok(more) => pass.extend(more),
+                Err(_) => break,
+            }
+        }
+        for d in coalesce(pass) {
+            for s in d.subs.iter() {
+                s.deliver(&d.batch);
+            }
+        }
+    }
+}
+
+/// Merges deliveries to the same subscriber list (the same topic, nobody
+/// joined or left in between) into fewer, larger batches. Keeps each
+/// topic's order; different topics have different subscribers, so their
+/// relative order does not matter.
+pub fn coalesce(pass: Vec<Delivery>) -> Vec<Delivery> {
+    if pass.len() < 2 {
+        return pass;
+    }
+    let mut groups: Vec<(Subscribers, Vec<Arc<Batch>>)> = Vec::new();
+    for d in pass {
+        match groups.iter_mut().find(|(s, _)| Arc::ptr_eq(s, &d.subs)) {
+            Some((_, batches)) => batches.push(d.batch),
+            None => groups.push((d.subs, vec![d.batch])),
+        }
+    }
+    let mut out = Vec::new();
+    for (subs, batches) in groups {
+        let mut run: Vec<Arc<Batch>> = Vec::new();
+        for b in batches {
+            let size: usize = run.iter().map(|r| r.size()).sum();
+            if !run.is_empty() && size + b.size() > MAX_MERGED_BYTES {
+                out.push(merged(&subs, std::mem::take(&mut run)));
+            }
+            run.push(b);
+        }
+        if !run.is_empty() {
+            out.push(merged(&subs, run));
+        }
+    }
+    out
+}
+
+fn merged(subs: &Subscribers, mut run: Vec<Arc<Batch>>) -> Delivery {
+    let batch = if run.len() == 1 {
+        run.pop().expect("one batch")
+    } else {
+        Arc::new(Batch::concat(&run.iter().map(|b| &**b).collect::<Vec<_>>()))
+    };
+    Delivery {
+        subs: subs.clone(),
+        batch,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::subscriber::{Closed, Subscriber};
+    use crate::hub::Payload;
+
+    struct Nobody;
+    impl Subscriber for Nobody {
+        fn deliver(&self, _: &Arc<Batch>) -> bool {
+            true
+        }
+        fn close(&self, _: Closed) {}
+        fn is_closed(&self) -> bool {
+            false
+        }
+    }
+
+    fn list() -> Subscribers {
+        let s: Arc<dyn Subscriber> = Arc::new(Nobody);
+        vec![s].into()
+    }
+
+    fn batch(seq: u64, bytes: usize) -> Arc<Batch> {
+        Arc::new(Batch::new(&[(seq, Payload::from("x".repeat(bytes)))]))
+    }
+
+    fn seqs(d: &Delivery) -> (u64, usize) {
+        (d.batch.last_seq(), d.batch.len())
+    }
+
+    #[test]
+    fn merges_per_topic_keeping_order() {
+        let (floor, hall) = (list(), list());
+        let d = |subs: &Subscribers, seq| Delivery {
+            subs: subs.clone(),
+            batch: batch(seq, 10),
+        };
+        let out = coalesce(vec![
+            d(&floor, 1),
+            d(&hall, 7),
+            d(&floor, 2),
+            d(&hall, 8),
+            d(&floor, 3),
+        ]);
+        let got: Vec<_> = out.iter().map(seqs).collect();
+        assert_eq!(got, vec![(3, 3), (8, 2)]);
+        assert_eq!(out[0].batch.after(1).1, 2, "seqs survive the merge");
+    }
+
+    #[test]
+    fn a_changed_subscriber_list_is_not_merged_across() {
+        let (old, new) = (list(), list());
+        let out = coalesce(vec![
+            Delivery {
+                subs: old.clone(),
+                batch: batch(1, 10),
+            },
+            Delivery {
+                subs: new.clone(),
+                batch: batch(2, 10),
+            },
+            Delivery {
+                subs: new.clone(),
+                batch: batch(3, 10),
+            },
+        ]);
+        let got: Vec<_> = out.iter().map(seqs).collect();
+        assert_eq!(got, vec![(1, 1), (3, 2)]);
+    }
+
+    #[test]
+    fn merged_batches_stay_under_the_byte_cap() {
+        let subs = list();
+        let pass = (1..=10)
+            .map(|s| Delivery {
+                subs: subs.clone(),
+                batch: batch(s, 10_000),
+            })
+            .collect();
+        let out = coalesce(pass);
+        assert!(out.len() >= 3);
+        assert!(out
+            .iter()
+            .all(|d| d.batch.size() <= MAX_MERGED_BYTES + 10_100));
+        assert_eq!(out.iter().map(|d| d.batch.len()).sum::<usize>(), 10);
+        assert_eq!(out.last().unwrap().batch.last_seq(), 10);
+    }
+}

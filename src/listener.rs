@@ -1,0 +1,94 @@
+//! Accepts HTTP connections and serves them with hyper, the routes being
+//! warp filters.
+//!
+//! warp's own `serve` wraps every connection in a private type (to sniff
+//! for HTTP/2), so an upgraded WebSocket could not be taken back as the
+//! `TcpStream` it is. The fan-out writes to that socket from its own
+//! thread, so we accept here and hand hyper the plain socket: HTTP/1.1
+//! with upgrades, the same graceful shutdown warp does.
+
+use std::future::Future;
+use std::time::Duration;
+
+use hyper::body::{Body, Incoming};
+use hyper::service::Service;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// After an accept error other than a refused connection (most likely the
+/// file-descriptor limit), wait this long: connections closing meanwhile
+/// free descriptors, and the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves `service` (warp's routes, as `TowerToHyperService::new(
+/// warp::service(routes))`) until `shutdown` resolves, then stops accepting
+/// and waits for in-flight HTTP requests. Upgraded connections are no
+/// longer HTTP and are not waited for here.
+pub async fn serve<S, B>(listener: TcpListener, service: S, shutdown: impl Future<Output = ()>)
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    // hyper-util's GracefulShutdown does not take HTTP/1 connections with
+    // upgrades, so the same thing by hand: on shutdown every connection
+    // finishes its request in flight and closes.
+    let stopping = CancellationToken::new();
+    let conns = TaskTracker::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot accept a connection; retrying");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = service.clone();
+        let conn = hyper::server::conn::http1::Builder::new()
+            // Enables hyper's header read timeout (30 s): a client that
+            // opens a connection and never finishes its request is dropped.
+            .timer(TokioTimer::new())
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let stopping = stopping.clone();
+        conns.spawn(async move {
+            let mut conn = std::pin::pin!(conn);
+            let ended = tokio::select! {
+                ended = conn.as_mut() => ended,
+                () = stopping.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    stopping.cancel();
+    conns.close();
+    conns.wait().await;
+}
+
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
+}
