@@ -353,3 +353,188 @@ impl AsyncWrite for PeerIo {
         Poll::Ready(Ok(()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::Payload;
+    use tokio::io::AsyncReadExt;
+    use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+
+    /// A peer on a real loopback socket with small kernel buffers (so a
+    /// client that does not read fills them quickly), and the client end.
+    async fn pair() -> (Arc<Peer>, TcpStream) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_send_buffer_size(4096).unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let client = tokio::net::TcpSocket::new_v4().unwrap();
+        client.set_recv_buffer_size(4096).unwrap();
+        let client = client
+            .connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (Peer::new(server), client)
+    }
+
+    /// Messages whose text is their seq, zero-padded to `size` bytes.
+    fn batch(seqs: std::ops::RangeInclusive<u64>, size: usize) -> Arc<Batch> {
+        let msgs: Vec<(u64, Payload)> = seqs
+            .map(|s| {
+                let digits = s.to_string();
+                let pad = "0".repeat(size.saturating_sub(digits.len()));
+                (s, Payload::from(pad + &digits))
+            })
+            .collect();
+        Arc::new(Batch::new(&msgs))
+    }
+
+    /// The seqs of the whole frames in `bytes`; panics on a torn frame.
+    fn decode(bytes: &[u8]) -> Vec<u64> {
+        let mut out = Vec::new();
+        let mut cur = std::io::Cursor::new(bytes);
+        while (cur.position() as usize) < bytes.len() {
+            let (h, len) = FrameHeader::parse(&mut cur)
+                .unwrap()
+                .expect("a whole header");
+            assert!(h.is_final && h.mask.is_none());
+            let at = cur.position() as usize;
+            let body = bytes.get(at..at + len as usize).expect("a whole frame");
+            out.push(std::str::from_utf8(body).unwrap().parse().unwrap());
+            cur.set_position((at + len as usize) as u64);
+        }
+        out
+    }
+
+    /// Everything the client receives until the line is quiet.
+    async fn read_available(client: &mut TcpStream) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 65536];
+        while let Ok(Ok(n)) =
+            tokio::time::timeout(std::time::Duration::from_millis(200), client.read(&mut buf)).await
+        {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    }
+
+    /// Drives the peer's queue out, as the connection's task does.
+    fn flush_in_background(peer: &Arc<Peer>) -> tokio::task::JoinHandle<io::Result<()>> {
+        let peer = peer.clone();
+        tokio::spawn(async move { std::future::poll_fn(|cx| peer.poll_flush(cx)).await })
+    }
+
+    #[tokio::test]
+    async fn what_the_first_messages_cover_is_left_out() {
+        let (peer, mut client) = pair().await;
+        // Published between registering and the snapshot: held.
+        assert!(peer.deliver(&batch(4..=6, 1)));
+        // The snapshot covers everything through 5.
+        peer.start(crate::hub::frames::text_frames(&[Payload::from("5")]), 5);
+        assert!(peer.deliver(&batch(7..=7, 1)));
+        // Committed before the snapshot was read, published after: skipped.
+        assert!(peer.deliver(&batch(5..=5, 1)));
+        assert!(peer.deliver(&batch(8..=9, 1)));
+        assert_eq!(decode(&read_available(&mut client).await), [5, 6, 7, 8, 9]);
+        assert_eq!(peer.status(), (false, Closed::Open));
+        assert_eq!(peer.sent_through(), 9);
+    }
+
+    #[tokio::test]
+    async fn a_full_socket_queues_in_order_and_the_flush_finishes_it() {
+        let (peer, mut client) = pair().await;
+        peer.start(Bytes::new(), 0);
+        // 200 messages of 300 bytes: far more than both kernel buffers.
+        for s in 1..=200 {
+            assert!(peer.deliver(&batch(s..=s, 300)));
+        }
+        assert!(peer.status().0, "the rest waits in the queue");
+        let flusher = flush_in_background(&peer);
+        let got = decode(&read_available(&mut client).await);
+        flusher.await.unwrap().unwrap();
+        assert_eq!(got, (1..=200).collect::<Vec<_>>());
+        assert_eq!(peer.status(), (false, Closed::Open));
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_stops_reading_is_closed_as_slow_without_tearing_a_frame() {
+        let (peer, mut client) = pair().await;
+        peer.start(Bytes::new(), 0);
+        // Larger than the socket takes: the kernel has part of it.
+        assert!(peer.deliver(&batch(1..=1, 100_000)));
+        let mut taken = 1;
+        for s in 2..=(SUBSCRIBER_QUEUE as u64 * 2) {
+            if !peer.deliver(&batch(s..=s, 10)) {
+                break;
+            }
+            taken = s;
+        }
+        assert_eq!(
+            taken, SUBSCRIBER_QUEUE as u64,
+            "the queue holds its limit, then closes"
+        );
+        assert_eq!(peer.status().1, Closed::Slow);
+        assert!(
+            !peer.deliver(&batch(9999..=9999, 1)),
+            "nothing more is taken"
+        );
+        // The connection's close frame follows what is left: only the frame
+        // the socket had begun, which must be finished first.
+        peer.write_control(&[0x88, 0x00]).unwrap();
+        let flusher = flush_in_background(&peer);
+        let got = read_available(&mut client).await;
+        flusher.await.unwrap().unwrap();
+        assert_eq!(
+            &got[got.len() - 2..],
+            &[0x88, 0x00],
+            "the close frame comes last"
+        );
+        assert_eq!(decode(&got[..got.len() - 2]), [1]);
+        assert_eq!(peer.sent_through(), 1);
+    }
+
+    #[tokio::test]
+    async fn control_frames_keep_their_place_behind_queued_messages() {
+        let (peer, mut client) = pair().await;
+        peer.start(Bytes::new(), 0);
+        for s in 1..=100 {
+            peer.deliver(&batch(s..=s, 300));
+        }
+        // A pong written now must not jump ahead of queued messages.
+        peer.write_control(&[0x8a, 0x00]).unwrap();
+        peer.deliver(&batch(101..=101, 300));
+        let flusher = flush_in_background(&peer);
+        let got = read_available(&mut client).await;
+        flusher.await.unwrap().unwrap();
+        let pong = got
+            .windows(2)
+            .position(|w| w == [0x8a, 0x00])
+            .expect("the pong was sent");
+        assert_eq!(decode(&got[..pong]), (1..=100).collect::<Vec<_>>());
+        assert_eq!(decode(&got[pong + 2..]), [101]);
+    }
+
+    #[tokio::test]
+    async fn a_broken_socket_closes_the_peer() {
+        let (peer, client) = pair().await;
+        peer.start(Bytes::new(), 0);
+        drop(client);
+        // The first writes may still be accepted by the kernel; the reset
+        // they provoke fails a later one.
+        let mut alive = true;
+        for s in 1..=50 {
+            alive = peer.deliver(&batch(s..=s, 10));
+            if !alive {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(!alive);
+        assert_eq!(peer.status(), (false, Closed::Gone));
+        assert!(peer.write_control(&[0x88, 0x00]).is_err());
+    }
+}
