@@ -23,19 +23,30 @@ impl Drop for Server {
 
 /// Starts the release binary on port 0, pinned to `cpus` with `taskset`
 /// when given; waits for its "listening on" line.
+///
+/// `HALLCAST_BENCH_SERVER` replaces the binary with another command (split
+/// on spaces) that takes the same arguments: a reference server, to
+/// compare on the same machine at the same moment.
 pub fn start_server(cpus: Option<&str>) -> Server {
     let dir = tempfile::Builder::new()
         .prefix("bench-data-")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .expect("temp dir");
-    let exe = env!("CARGO_BIN_EXE_hallcast");
+    let program: Vec<String> = match std::env::var("HALLCAST_BENCH_SERVER") {
+        Ok(p) => p.split_whitespace().map(String::from).collect(),
+        Err(_) => vec![env!("CARGO_BIN_EXE_hallcast").to_string()],
+    };
     let mut cmd = match cpus {
         Some(cpus) => {
             let mut c = Command::new("taskset");
-            c.args(["-c", cpus, exe]);
+            c.args(["-c", cpus]).args(&program);
             c
         }
-        None => Command::new(exe),
+        None => {
+            let mut c = Command::new(&program[0]);
+            c.args(&program[1..]);
+            c
+        }
     };
     cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())

@@ -31,19 +31,32 @@ pub const CLOSE_SLOW: u16 = 4008;
 /// hear the answer: a peer that stopped reading must not keep the task.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
+/// The same for a connection closed as slow, whose kernel buffer is full
+/// by definition: its close frame goes out only once it reads again. A
+/// screen that froze for a while (a stuck tab, a suspended laptop) should
+/// still learn why it was dropped and where to resume when it wakes; a
+/// minute of that costs one full kernel send buffer per stalled socket,
+/// and bounds what a dead one holds.
+const SLOW_CLOSE_WAIT: Duration = Duration::from_secs(60);
+
 /// Serves one connection until either side ends it. The peer has been
 /// started (its first messages are queued).
 pub async fn serve(peer: Arc<Peer>, mut ws: WebSocketStream<PeerIo>, ping_every: Duration) {
     let reason = run(&peer, &mut ws, ping_every).await;
     if let Some((code, reason)) = reason {
         tracing::debug!(code = u16::from(code), %reason, "closing connection");
+        let wait = if code == CloseCode::Library(CLOSE_SLOW) {
+            SLOW_CLOSE_WAIT
+        } else {
+            CLOSE_WAIT
+        };
         // Stop deliveries first: nothing may follow the close frame.
         peer.close(Closed::Gone);
         let frame = CloseFrame {
             code,
             reason: reason.into(),
         };
-        let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        let _ = tokio::time::timeout(wait, async {
             if ws.close(Some(frame)).await.is_err() {
                 return;
             }
