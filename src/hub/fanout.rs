@@ -1,13 +1,17 @@
-//! The fan-out thread: writes every publish to its subscribers.
+//! The fan-out threads: write every publish to its subscribers.
 //!
 //! Publishing (in the store writer, after the commit) only updates the
-//! topic's ring and hands the batch over; this one thread then offers it to
-//! each subscriber, which writes it straight to its socket when the socket
-//! has room. A connection's task is not woken for a delivery at all, so a
-//! call to 10,000 screens costs 10,000 write syscalls and little else; the
-//! hand-over keeps a window's answer from waiting on those writes.
+//! topic's ring and hands the batch over; the fan-out threads then offer it
+//! to each subscriber, which writes it straight to its socket when the
+//! socket has room. A connection's task is not woken for a delivery at all,
+//! so a call to 10,000 screens costs 10,000 write syscalls and little else;
+//! the hand-over keeps a window's answer from waiting on those writes.
 //!
-//! Whatever piled up while the thread was busy is coalesced per topic, so
+//! There is one thread per core: the writes are nearly all kernel work, so
+//! they spread over the cores there are. Each subscriber belongs to one
+//! thread for its whole life, which keeps its messages in order.
+//!
+//! Whatever piled up while a thread was busy is coalesced per topic, so
 //! under load each subscriber still gets one write per pass, however many
 //! calls it holds.
 
@@ -24,34 +28,57 @@ const MAX_PASS: usize = 1024;
 /// connection's 64 KiB kernel send buffer, so one write takes it all.
 const MAX_MERGED_BYTES: usize = 32 * 1024;
 
-/// Hands deliveries to the fan-out thread. Dropping it ends the thread
-/// once it has delivered what it was given.
+/// Fan-out threads at most, however many cores.
+const MAX_THREADS: usize = 8;
+
+/// Hands deliveries to the fan-out threads. Dropping it ends the threads
+/// once they have delivered what they were given.
 pub struct Fanout {
-    tx: Mutex<Sender<Vec<Delivery>>>,
+    threads: Vec<Mutex<Sender<Vec<Delivery>>>>,
 }
 
 impl Fanout {
-    /// Starts the thread.
+    /// Starts one thread per core this process may use.
     pub fn start() -> Fanout {
-        let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("hallcast-fanout".into())
-            .spawn(move || run(rx))
-            .expect("the fan-out thread starts");
-        Fanout { tx: Mutex::new(tx) }
+        let n = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_THREADS);
+        let threads = (0..n)
+            .map(|k| {
+                let (tx, rx) = mpsc::channel();
+                std::thread::Builder::new()
+                    .name(format!("hallcast-fanout-{k}"))
+                    .spawn(move || run(rx, k))
+                    .expect("a fan-out thread starts");
+                Mutex::new(tx)
+            })
+            .collect();
+        Fanout { threads }
+    }
+
+    /// Fan-out threads: each topic splits its subscribers this many ways.
+    pub fn threads(&self) -> usize {
+        self.threads.len()
     }
 
     /// Queues one command's deliveries; never waits on a subscriber.
     pub fn send(&self, deliveries: Vec<Delivery>) {
-        if deliveries.is_empty() {
-            return;
+        for (k, tx) in self.threads.iter().enumerate() {
+            let mine: Vec<Delivery> = deliveries
+                .iter()
+                .filter(|d| d.subs.get(k).is_some_and(|l| !l.is_empty()))
+                .cloned()
+                .collect();
+            if !mine.is_empty() {
+                // A thread only ends when its sender is dropped.
+                let _ = super::lock(tx).send(mine);
+            }
         }
-        // The thread only ends when this sender is dropped.
-        let _ = super::lock(&self.tx).send(deliveries);
     }
 }
 
-fn run(rx: Receiver<Vec<Delivery>>) {
+/// Thread `k`: delivers to the subscribers of list `k` of each topic.
+fn run(rx: Receiver<Vec<Delivery>>, k: usize) {
     while let Ok(mut pass) = rx.recv() {
         while pass.len() < MAX_PASS {
             match rx.try_recv() {
@@ -60,7 +87,7 @@ fn run(rx: Receiver<Vec<Delivery>>) {
             }
         }
         for d in coalesce(pass) {
-            for s in d.subs.iter() {
+            for s in &d.subs[k] {
                 s.deliver(&d.batch);
             }
         }
@@ -130,7 +157,7 @@ mod tests {
 
     fn list() -> Subscribers {
         let s: Arc<dyn Subscriber> = Arc::new(Nobody);
-        vec![s].into()
+        vec![vec![s]].into()
     }
 
     fn batch(seq: u64, bytes: usize) -> Arc<Batch> {

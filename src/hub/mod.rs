@@ -57,28 +57,27 @@ pub struct Hub {
 impl Hub {
     /// Topics for every hall and floor.
     pub fn new<'a>(halls: impl IntoIterator<Item = &'a HallSpec>) -> Hub {
+        let fanout = Fanout::start();
+        let shards = fanout.threads();
         let halls = halls
             .into_iter()
             .map(|h| {
                 let floors = h
                     .floors
                     .iter()
-                    .map(|f| (f.number, Mutex::new(Topic::with_ring())))
+                    .map(|f| (f.number, Mutex::new(Topic::with_ring(shards))))
                     .collect();
                 (
                     h.id.clone(),
                     HallTopics {
-                        hall: Mutex::new(Topic::with_ring()),
+                        hall: Mutex::new(Topic::with_ring(shards)),
                         floors,
                         tickets: Mutex::new(HashMap::new()),
                     },
                 )
             })
             .collect();
-        Hub {
-            halls,
-            fanout: Fanout::start(),
-        }
+        Hub { halls, fanout }
     }
 
     /// A hall's topics.
@@ -157,7 +156,7 @@ impl Hub {
         let t = self.halls.get(hall)?;
         let mut map = lock(&t.tickets);
         map.entry(token.to_string())
-            .or_insert_with(Topic::without_ring)
+            .or_insert_with(|| Topic::without_ring(self.fanout.threads()))
             .subscribe(sub);
         Some(())
     }

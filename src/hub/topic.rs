@@ -1,6 +1,7 @@
 //! One topic: a ring of recent messages and the list of subscribers.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::frames::Batch;
@@ -13,11 +14,17 @@ use crate::store::EVENT_RING;
 pub type Sequenced = (u64, Payload);
 
 /// A topic's subscribers as handed to the fan-out: a snapshot, so the
-/// fan-out writes without holding the topic's lock.
-pub type Subscribers = Arc<[Arc<dyn Subscriber>]>;
+/// fan-out writes without holding the topic's lock; one list per fan-out
+/// thread.
+pub type Subscribers = Arc<[Vec<Arc<dyn Subscriber>>]>;
+
+/// Spreads subscribers over the fan-out threads, across all topics (a
+/// hall's many one-phone ticket topics should not all land on one thread).
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 
 /// One publish to deliver: the batch and who gets it. Whoever subscribes
 /// after the batch entered the ring gets it from the ring instead.
+#[derive(Clone)]
 pub struct Delivery {
     pub subs: Subscribers,
     pub batch: Arc<Batch>,
@@ -30,29 +37,35 @@ pub struct Topic {
     /// Ring capacity; 0 for ticket topics, which need no replay.
     ring_cap: usize,
     last: u64,
-    subs: Vec<Arc<dyn Subscriber>>,
+    /// Each subscriber with the fan-out thread that serves it, for its
+    /// whole life: one thread per subscriber keeps its messages in order.
+    subs: Vec<(usize, Arc<dyn Subscriber>)>,
+    /// Fan-out threads.
+    shards: usize,
     /// `subs` as last handed out; rebuilt only after the list changed, so
     /// a publish to 10,000 subscribers costs one reference count here.
     shared: Option<Subscribers>,
 }
 
 impl Topic {
-    /// A floor or hall topic, keeping [`EVENT_RING`] messages.
-    pub fn with_ring() -> Topic {
+    /// A floor or hall topic, keeping [`EVENT_RING`] messages, delivered
+    /// by `shards` fan-out threads.
+    pub fn with_ring(shards: usize) -> Topic {
         Topic {
             ring: VecDeque::new(),
             ring_cap: EVENT_RING,
             last: 0,
             subs: Vec::new(),
+            shards: shards.max(1),
             shared: None,
         }
     }
 
     /// A ticket topic.
-    pub fn without_ring() -> Topic {
+    pub fn without_ring(shards: usize) -> Topic {
         Topic {
             ring_cap: 0,
-            ..Topic::with_ring()
+            ..Topic::with_ring(shards)
         }
     }
 
@@ -88,7 +101,8 @@ impl Topic {
     /// before (through [`Topic::last_seq`]) is the caller's to send first.
     pub fn subscribe(&mut self, sub: Arc<dyn Subscriber>) {
         self.prune();
-        self.subs.push(sub);
+        let shard = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % self.shards;
+        self.subs.push((shard, sub));
         self.shared = None;
     }
 
@@ -118,9 +132,16 @@ impl Topic {
         if self.subs.is_empty() {
             return None;
         }
+        let (subs, shards) = (&self.subs, self.shards);
         let subs = self
             .shared
-            .get_or_insert_with(|| self.subs.iter().cloned().collect())
+            .get_or_insert_with(|| {
+                let mut lists = vec![Vec::new(); shards];
+                for (k, s) in subs {
+                    lists[*k].push(s.clone());
+                }
+                lists.into()
+            })
             .clone();
         Some(Delivery {
             subs,
@@ -130,13 +151,13 @@ impl Topic {
 
     /// No live subscriber.
     pub fn is_idle(&self) -> bool {
-        self.subs.iter().all(|s| s.is_closed())
+        self.subs.iter().all(|(_, s)| s.is_closed())
     }
 
     /// Drops subscribers that closed.
     pub fn prune(&mut self) {
         let before = self.subs.len();
-        self.subs.retain(|s| !s.is_closed());
+        self.subs.retain(|(_, s)| !s.is_closed());
         if self.subs.len() != before {
             self.shared = None;
         }
@@ -144,7 +165,7 @@ impl Topic {
 
     /// Closes every subscriber: connections close "going away".
     pub fn close_all(&mut self) {
-        for s in self.subs.drain(..) {
+        for (_, s) in self.subs.drain(..) {
             s.close(Closed::Shutdown);
         }
         self.shared = None;
@@ -187,15 +208,19 @@ mod tests {
 
     fn deliver(d: Option<Delivery>) {
         if let Some(d) = d {
-            for s in d.subs.iter() {
+            for s in d.subs.iter().flatten() {
                 s.deliver(&d.batch);
             }
         }
     }
 
+    fn count(subs: &Subscribers) -> usize {
+        subs.iter().map(Vec::len).sum()
+    }
+
     #[test]
     fn replay_covers_exactly_what_the_ring_holds() {
-        let mut t = Topic::with_ring();
+        let mut t = Topic::with_ring(2);
         for s in 1..=(EVENT_RING as u64 + 10) {
             assert!(t.publish(s, &msg(s)).is_none(), "nobody to deliver to");
         }
@@ -212,7 +237,7 @@ mod tests {
 
     #[test]
     fn duplicate_publish_is_ignored() {
-        let mut t = Topic::with_ring();
+        let mut t = Topic::with_ring(2);
         let r = Arc::new(Recorder::default());
         t.subscribe(r.clone());
         deliver(t.publish(1, &msg(1)));
@@ -223,7 +248,7 @@ mod tests {
 
     #[test]
     fn the_subscriber_list_is_shared_until_it_changes() {
-        let mut t = Topic::with_ring();
+        let mut t = Topic::with_ring(2);
         t.subscribe(Arc::new(Recorder::default()));
         let a = t.publish(1, &msg(1)).unwrap().subs;
         let b = t.publish(2, &msg(2)).unwrap().subs;
@@ -231,15 +256,35 @@ mod tests {
         let late = Arc::new(Recorder::default());
         t.subscribe(late.clone());
         let c = t.publish(3, &msg(3)).unwrap().subs;
-        assert_eq!((a.len(), c.len()), (1, 2));
+        assert_eq!((count(&a), count(&c)), (1, 2));
         late.close(Closed::Gone);
         let d = t.publish(4, &msg(4)).unwrap().subs;
-        assert_eq!(d.len(), 1, "a closed subscriber gets nothing more");
+        assert_eq!(count(&d), 1, "a closed subscriber gets nothing more");
+    }
+
+    #[test]
+    fn subscribers_spread_over_the_fan_out_threads_and_stay_on_theirs() {
+        let mut t = Topic::with_ring(2);
+        let subs: Vec<Arc<Recorder>> = (0..6).map(|_| Arc::new(Recorder::default())).collect();
+        for s in &subs {
+            t.subscribe(s.clone());
+        }
+        let before = t.publish(1, &msg(1)).unwrap().subs;
+        assert_eq!((before[0].len(), before[1].len()), (3, 3));
+        let shard_of = |l: &Subscribers, r: &Arc<Recorder>| {
+            let r: Arc<dyn Subscriber> = r.clone();
+            l.iter().position(|v| v.iter().any(|s| Arc::ptr_eq(s, &r)))
+        };
+        subs[0].close(Closed::Gone);
+        let after = t.publish(2, &msg(2)).unwrap().subs;
+        for s in &subs[1..] {
+            assert_eq!(shard_of(&before, s), shard_of(&after, s));
+        }
     }
 
     #[test]
     fn close_all_closes_as_shutdown() {
-        let mut t = Topic::with_ring();
+        let mut t = Topic::with_ring(2);
         let r = Arc::new(Recorder::default());
         t.subscribe(r.clone());
         t.close_all();
@@ -249,7 +294,7 @@ mod tests {
 
     #[test]
     fn a_closed_subscriber_is_pruned() {
-        let mut t = Topic::with_ring();
+        let mut t = Topic::with_ring(2);
         let r = Arc::new(Recorder::default());
         t.subscribe(r.clone());
         assert!(!t.is_idle());
