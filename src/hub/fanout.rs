@@ -15,6 +15,7 @@
 //! under load each subscriber still gets one write per pass, however many
 //! calls it holds.
 
+use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
@@ -103,10 +104,17 @@ pub fn coalesce(pass: Vec<Delivery>) -> Vec<Delivery> {
         return pass;
     }
     let mut groups: Vec<(Subscribers, Vec<Arc<Batch>>)> = Vec::new();
+    // A pass can hold hundreds of ticket topics: find groups by address
+    // (every list is alive until the pass ends, so an address names one).
+    let mut index: HashMap<*const (), usize> = HashMap::new();
     for d in pass {
-        match groups.iter_mut().find(|(s, _)| Arc::ptr_eq(s, &d.subs)) {
-            Some((_, batches)) => batches.push(d.batch),
-            None => groups.push((d.subs, vec![d.batch])),
+        let key = Arc::as_ptr(&d.subs) as *const ();
+        match index.get(&key) {
+            Some(&i) => groups[i].1.push(d.batch),
+            None => {
+                index.insert(key, groups.len());
+                groups.push((d.subs, vec![d.batch]));
+            }
         }
     }
     let mut out = Vec::new();
