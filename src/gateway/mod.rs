@@ -1,8 +1,7 @@
 //! WebSocket channels (contract §4): floor, hall and ticket.
 //!
-//! The upgrade happens inside warp's server (so graceful shutdown and
-//! remote addresses keep working) but with our own `WebSocketConfig`; the
-//! socket becomes a [`peer::Peer`] that the hub's fan-out writes to
+//! The upgrade is answered by a warp route with our own `WebSocketConfig`;
+//! the socket becomes a [`peer::Peer`] that the hub's fan-out writes to
 //! directly, and a task per connection reads it and writes what queued.
 
 pub mod channel;
@@ -90,8 +89,9 @@ pub fn routes(
                                 return;
                             }
                         };
-                        // warp serves plain TCP; the fan-out needs the socket
-                        // itself to write to it from its own thread.
+                        // `listener` gives hyper the plain TcpStream, so that
+                        // is what the upgrade hands back; the fan-out needs
+                        // the socket itself to write to it from its threads.
                         let parts = match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
                             Ok(p) => p,
                             Err(_) => {

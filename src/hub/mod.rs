@@ -4,7 +4,7 @@
 //!
 //! The store writer publishes here after each commit, in sequence order.
 //! Publishing never waits: it keeps the messages in the ring and hands the
-//! batch to the fan-out thread ([`fanout`]), which offers it to each
+//! batch to the fan-out threads ([`fanout`]), which offer it to each
 //! subscriber; a subscriber whose socket is full queues it, and one that
 //! falls [`SUBSCRIBER_QUEUE`] messages behind is dropped and told why, so a
 //! slow screen never delays a window's call or another screen.
@@ -91,7 +91,8 @@ impl Hub {
     }
 
     /// Delivers committed events (in sequence order) and ticket-channel
-    /// messages. Called only by the store writer's continuations.
+    /// messages. Called only by the store writer's continuations, one at a
+    /// time: so the fan-out gets each topic's batches in ring order.
     pub fn publish(&self, hall: &str, events: &[StoredEvent], tickets: &[(String, u64, Bytes)]) {
         let Some(t) = self.halls.get(hall) else {
             return;
