@@ -485,3 +485,77 @@ async fn dead_peers_are_found_by_ping_and_live_ones_stay() {
         .expect("the live screen is still connected");
     assert_eq!(e["type"], "waiting");
 }
+
+/// Reads a channel from its snapshot to `last`: every seq once, in order.
+async fn read_through(ws: &mut Ws, last: u64) -> (u64, Vec<Value>) {
+    let snap = ws.next().await;
+    assert_eq!(snap["type"], "snapshot");
+    let start = seq(&snap);
+    let mut at = start;
+    let mut events = Vec::new();
+    while at < last {
+        let e = ws.next().await;
+        assert_eq!(seq(&e), at + 1, "gapless and no repeats: {e}");
+        at = seq(&e);
+        events.push(e);
+    }
+    assert!(
+        ws.silent_for(Duration::from_millis(20)).await,
+        "nothing after the last seq"
+    );
+    (start, events)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_reach_every_screen_once_in_order_even_screens_joining_meanwhile() {
+    let s = Server::start();
+    let c = Client::new(&s);
+    futures_util::future::join_all((0..100).map(|_| c.issue("business"))).await;
+    let floor = s.ws("/ws/v1/halls/demo/floors/3");
+    let hall = s.ws("/ws/v1/halls/demo");
+    let mut early = Vec::new();
+    for i in 0..30 {
+        early.push(Ws::connect(if i % 5 == 0 { &hall } else { &floor }).await);
+    }
+    // Eight windows call at once, ten times each, while more screens join.
+    let calls = futures_util::future::join_all((1..=8).map(|w| {
+        let c = &c;
+        async move {
+            for _ in 0..10 {
+                assert_eq!(
+                    c.window(&format!("3-{w:02}"), "call", "{}").await.status,
+                    200
+                );
+            }
+        }
+    }));
+    let joins = async {
+        let mut late = Vec::new();
+        for i in 0..20 {
+            late.push(Ws::connect(if i % 5 == 0 { &hall } else { &floor }).await);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        late
+    };
+    let (_, late) = tokio::join!(calls, joins);
+    let last_floor = seq(&c.floor(3).await);
+    let last_hall = seq(&Ws::connect(&hall).await.next().await);
+    let mut from_start: Vec<Vec<Value>> = Vec::new();
+    for (i, mut ws) in early.into_iter().chain(late).enumerate() {
+        let last = if i % 5 == 0 { last_hall } else { last_floor };
+        let (start, events) = read_through(&mut ws, last).await;
+        if i < 30 && i % 5 != 0 {
+            assert_eq!(start, 100, "early floor screens start after the issues");
+            from_start.push(events);
+        }
+    }
+    assert!(
+        from_start.windows(2).all(|w| w[0] == w[1]),
+        "every early screen saw the same events"
+    );
+    let called = from_start[0]
+        .iter()
+        .filter(|e| e["type"] == "called")
+        .count();
+    assert_eq!(called, 80);
+}
