@@ -97,7 +97,6 @@ impl Peer {
         let mut st = self.state();
         let held = st.held.take().unwrap_or_default();
         st.skip_through = skip_through;
-        st.sent_through = st.sent_through.max(skip_through);
         if st.closed != Closed::Open {
             return;
         }
@@ -114,10 +113,14 @@ impl Peer {
     /// `false` when the peer is closed (as slow, if this overflowed it).
     fn queue(&self, st: &mut State, mut bytes: Bytes, last_seq: u64, msgs: usize) -> bool {
         if bytes.is_empty() {
+            if st.pending.is_empty() {
+                st.sent_through = st.sent_through.max(last_seq);
+            }
             return true;
         }
         let mut started = false;
-        if st.pending.is_empty() {
+        // Before `start`, nothing may overtake the first messages.
+        if st.pending.is_empty() && st.held.is_none() {
             match self.stream.try_write(&bytes) {
                 Ok(n) if n == bytes.len() => {
                     st.sent_through = st.sent_through.max(last_seq);
@@ -442,6 +445,22 @@ mod tests {
         assert_eq!(decode(&read_available(&mut client).await), [5, 6, 7, 8, 9]);
         assert_eq!(peer.status(), (false, Closed::Open));
         assert_eq!(peer.sent_through(), 9);
+    }
+
+    #[tokio::test]
+    async fn a_peer_overrun_before_it_started_resumes_from_what_it_was_sent() {
+        let (peer, mut client) = pair().await;
+        for s in 1..=(SUBSCRIBER_QUEUE as u64 + 1) {
+            peer.deliver(&batch(s..=s, 1));
+        }
+        assert_eq!(peer.status().1, Closed::Slow);
+        // The snapshot covers 5, but it is never sent.
+        peer.start(crate::hub::frames::text_frames(&[Payload::from("5")]), 5);
+        assert!(
+            read_available(&mut client).await.is_empty(),
+            "nothing is sent"
+        );
+        assert_eq!(peer.sent_through(), 0, "so ?after points before everything");
     }
 
     #[tokio::test]
