@@ -1,17 +1,15 @@
 //! The kernel's floor for fan-out on this machine, with no server at all:
-//! one thread pinned to core 0 writes one prepared message to each of N
-//! loopback sockets (non-blocking, one `write` each, the server's socket
-//! settings), and a tokio reader pinned to core 1 reads them. Whatever a
-//! server that makes one write per subscriber per call does, it cannot
-//! beat this; the difference between this and `fanout` is the server's own
-//! cost.
+//! one thread pinned to core 0 writes one prepared WebSocket frame to each
+//! of N loopback sockets (non-blocking, one `write` each, the server's
+//! socket settings), and a tokio reader pinned to core 1 reads them the way
+//! the fan-out generator does. Whatever a server that makes one write per
+//! subscriber per call does, it cannot beat this; the difference between
+//! this and `fanout` is the server's own cost.
 //!
 //!     cargo bench --bench floor -- --subs 10000 --passes 30 --size 700
 //!
 //! Reports the writer's time per pass (≈ its CPU: it never waits) and the
-//! time until the last socket has each pass. The reader only counts bytes,
-//! so it is cheaper per message than the fan-out generator, which parses
-//! WebSocket frames and JSON.
+//! time until the last socket has each pass.
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -19,9 +17,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use socket2::{Domain, Socket, Type};
-use tokio::io::AsyncReadExt;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 
 fn pin_to(cpu: usize) {
     // SAFETY: a zeroed cpu_set_t is a valid empty set; the calls only read
@@ -87,7 +88,12 @@ fn main() {
     );
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let (clients, mut servers) = pairs(subs);
-    let message = vec![b'x'; size];
+    // One unmasked text frame, as a server sends it.
+    let text = format!(
+        "{{\"type\":\"called\",\"seq\":1,\"pad\":\"{}\"}}",
+        "x".repeat(size.saturating_sub(40))
+    );
+    let message = hallcast::hub::frames::text_frames(&[hallcast::hub::Payload::from(text)]);
     let remaining: Arc<Vec<AtomicUsize>> =
         Arc::new((0..passes).map(|_| AtomicUsize::new(subs)).collect());
     let last: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; passes]));
@@ -104,22 +110,23 @@ fn main() {
                     .into_iter()
                     .map(|c| {
                         c.set_nonblocking(true).unwrap();
-                        let mut c = tokio::net::TcpStream::from_std(c).unwrap();
+                        let c = tokio::net::TcpStream::from_std(c).unwrap();
                         let (remaining, last) = (remaining.clone(), last.clone());
                         tokio::spawn(async move {
-                            let mut buf = vec![0u8; 4096];
-                            let mut got = 0usize;
-                            while let Ok(n) = c.read(&mut buf).await {
-                                if n == 0 {
-                                    return;
+                            // Read as the fan-out generator reads: WebSocket
+                            // frames through tungstenite, a scan of the text.
+                            let cfg = WebSocketConfig::default().read_buffer_size(4096);
+                            let mut ws =
+                                WebSocketStream::from_raw_socket(c, Role::Client, Some(cfg)).await;
+                            let mut pass = 0;
+                            while let Some(Ok(Message::Text(t))) = ws.next().await {
+                                assert!(t.contains("\"seq\":"));
+                                if pass < passes
+                                    && remaining[pass].fetch_sub(1, Ordering::AcqRel) == 1
+                                {
+                                    last.lock().unwrap()[pass] = Some(Instant::now());
                                 }
-                                let before = got / size;
-                                got += n;
-                                for pass in before..(got / size).min(passes) {
-                                    if remaining[pass].fetch_sub(1, Ordering::AcqRel) == 1 {
-                                        last.lock().unwrap()[pass] = Some(Instant::now());
-                                    }
-                                }
+                                pass += 1;
                             }
                         })
                     })
