@@ -6,7 +6,7 @@
 //! subscriber per call does, it cannot beat this; the difference between
 //! this and `fanout` is the server's own cost.
 //!
-//!     cargo bench --bench floor -- --subs 10000 --passes 30 --size 700
+//!     cargo bench --bench floor -- --subs 9900 --passes 30 --size 700 [--spin]
 //!
 //! Reports the writer's time per pass (≈ its CPU: it never waits) and the
 //! time until the last socket has each pass.
@@ -86,6 +86,7 @@ fn main() {
         arg("--passes", 30),
         arg("--size", 700),
     );
+    let spin = std::env::args().any(|a| a == "--spin");
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let (clients, mut servers) = pairs(subs);
     // One unmasked text frame, as a server sends it.
@@ -106,6 +107,14 @@ fn main() {
                 .build()
                 .unwrap();
             rt.block_on(async move {
+                if spin {
+                    // As the generator's --spin: the reader never sleeps.
+                    tokio::spawn(async {
+                        loop {
+                            tokio::task::yield_now().await
+                        }
+                    });
+                }
                 let tasks: Vec<_> = clients
                     .into_iter()
                     .map(|c| {
