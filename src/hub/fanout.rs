@@ -120,11 +120,13 @@ pub fn coalesce(pass: Vec<Delivery>) -> Vec<Delivery> {
     let mut out = Vec::new();
     for (subs, batches) in groups {
         let mut run: Vec<Arc<Batch>> = Vec::new();
+        let mut size = 0;
         for b in batches {
-            let size: usize = run.iter().map(|r| r.size()).sum();
             if !run.is_empty() && size + b.size() > MAX_MERGED_BYTES {
                 out.push(merged(&subs, std::mem::take(&mut run)));
+                size = 0;
             }
+            size += b.size();
             run.push(b);
         }
         if !run.is_empty() {
