@@ -20,6 +20,13 @@ use tokio_util::task::TaskTracker;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A client must send a whole request head within this long of connecting
+/// (or, on a kept-alive connection, of starting the next request), or the
+/// connection is closed: half-sent requests cannot pile up open sockets.
+/// Kiosks and phones send a head in one packet; ten seconds is generous
+/// even on a poor mobile link.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// After an accept error other than a refused connection (most likely the
 /// file-descriptor limit), wait this long: connections closing meanwhile
 /// free descriptors, and the loop does not spin.
@@ -59,9 +66,8 @@ where
         };
         let service = service.clone();
         let conn = hyper::server::conn::http1::Builder::new()
-            // Enables hyper's header read timeout (30 s): a client that
-            // opens a connection and never finishes its request is dropped.
             .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();
         let stopping = stopping.clone();

@@ -883,3 +883,26 @@ async fn tokens_act_only_in_their_own_hall() {
         "Berlin time in November"
     );
 }
+
+#[tokio::test]
+async fn a_half_sent_request_is_dropped_and_others_are_served_meanwhile() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Server::start();
+    let c = Client::new(&s);
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /api/v1/halls/demo HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(c.get("/healthz").await.status, 200, "others are served");
+    // The server closes it once the header-read timeout (10 s) passes.
+    let mut buf = [0u8; 512];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(30), slow.read(&mut buf))
+        .await
+        .expect("closed within 30 s")
+        .unwrap_or(0);
+    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(n == 0 || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(9));
+}
