@@ -39,6 +39,9 @@ struct Entry {
 }
 
 struct State {
+    /// The socket; taken (and so closed) when the connection ends, even
+    /// while topics or deliveries in flight still hold this peer.
+    stream: Option<TcpStream>,
     /// Until the connection has queued what it sends first (snapshot or
     /// replay), live batches wait here whole: those it covers are then
     /// left out by seq.
@@ -57,7 +60,6 @@ struct State {
 
 /// One connection's socket and its queue.
 pub struct Peer {
-    stream: TcpStream,
     state: Mutex<State>,
     /// Mirrors `state.closed != Open`, read without the lock on every
     /// publish by the topic's prune.
@@ -71,8 +73,8 @@ impl Peer {
     /// Wraps an upgraded socket. Deliveries are held until [`Peer::start`].
     pub fn new(stream: TcpStream) -> Arc<Peer> {
         Arc::new(Peer {
-            stream,
             state: Mutex::new(State {
+                stream: Some(stream),
                 held: Some(Vec::new()),
                 skip_through: 0,
                 pending: VecDeque::new(),
@@ -121,7 +123,10 @@ impl Peer {
         let mut started = false;
         // Before `start`, nothing may overtake the first messages.
         if st.pending.is_empty() && st.held.is_none() {
-            match self.stream.try_write(&bytes) {
+            let Some(stream) = &st.stream else {
+                return false;
+            };
+            match stream.try_write(&bytes) {
                 Ok(n) if n == bytes.len() => {
                     st.sent_through = st.sent_through.max(last_seq);
                     return true;
@@ -211,18 +216,19 @@ impl Peer {
     /// nothing is left.
     pub fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
-            {
-                let mut st = self.state();
-                match self.write_pending(&mut st) {
-                    Ok(()) => return Poll::Ready(Ok(())),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => {
-                        self.fail(&mut st);
-                        return Poll::Ready(Err(e));
-                    }
+            let mut st = self.state();
+            match self.write_pending(&mut st) {
+                Ok(()) => return Poll::Ready(Ok(())),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    self.fail(&mut st);
+                    return Poll::Ready(Err(e));
                 }
             }
-            ready!(self.stream.poll_write_ready(cx))?;
+            let Some(stream) = &st.stream else {
+                return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+            };
+            ready!(stream.poll_write_ready(cx))?;
         }
     }
 
@@ -232,6 +238,9 @@ impl Peer {
         if st.failed {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
+        let Some(stream) = &st.stream else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
         while !st.pending.is_empty() {
             let slices: Vec<IoSlice<'_>> = st
                 .pending
@@ -239,7 +248,7 @@ impl Peer {
                 .take(MAX_IOVECS)
                 .map(|e| IoSlice::new(&e.bytes))
                 .collect();
-            let mut n = self.stream.try_write_vectored(&slices)?;
+            let mut n = stream.try_write_vectored(&slices)?;
             while n > 0 {
                 let e = st.pending.front_mut().expect("written bytes were queued");
                 if n < e.bytes.len() {
@@ -256,12 +265,16 @@ impl Peer {
         Ok(())
     }
 
-    /// Ends the connection for the peer as well: the socket is shut down
-    /// now, though the descriptor is released only when the topic drops
-    /// this subscriber.
+    /// Ends the connection: closes the socket now, so its descriptor is
+    /// free at once, not when the topic next prunes this subscriber (a
+    /// reconnect storm near the descriptor limit needs it back).
     pub fn shutdown(&self) {
-        self.close(Closed::Gone);
-        let _ = socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Both);
+        let mut st = self.state();
+        self.close_locked(&mut st, Closed::Gone);
+        st.pending.clear();
+        st.pending_msgs = 0;
+        st.failed = true;
+        drop(st.stream.take());
     }
 }
 
@@ -325,9 +338,13 @@ impl AsyncRead for PeerIo {
             self.prefix.advance(n);
             return Poll::Ready(Ok(()));
         }
+        let st = self.peer.state();
+        let Some(stream) = &st.stream else {
+            return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+        };
         loop {
-            ready!(self.peer.stream.poll_read_ready(cx))?;
-            match self.peer.stream.try_read(buf.initialize_unfilled()) {
+            ready!(stream.poll_read_ready(cx))?;
+            match stream.try_read(buf.initialize_unfilled()) {
                 Ok(n) => {
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
@@ -535,6 +552,22 @@ mod tests {
             .expect("the pong was sent");
         assert_eq!(decode(&got[..pong]), (1..=100).collect::<Vec<_>>());
         assert_eq!(decode(&got[pong + 2..]), [101]);
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_the_socket_while_others_still_hold_the_peer() {
+        let (peer, mut client) = pair().await;
+        peer.start(Bytes::new(), 0);
+        let held_by_a_topic = peer.clone();
+        peer.shutdown();
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), client.read(&mut buf))
+            .await
+            .expect("the client sees the end at once")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+        assert!(held_by_a_topic.is_closed());
+        assert!(!held_by_a_topic.deliver(&batch(1..=1, 1)));
     }
 
     #[tokio::test]
