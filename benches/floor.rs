@@ -49,7 +49,8 @@ fn arg(name: &str, default: usize) -> usize {
 fn listener() -> TcpListener {
     let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
     s.set_reuse_address(true).unwrap();
-    s.set_send_buffer_size(64 * 1024).unwrap();
+    s.set_send_buffer_size(hallcast::server::SEND_BUFFER as usize)
+        .unwrap();
     s.set_tcp_nodelay(true).unwrap();
     s.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
         .unwrap();

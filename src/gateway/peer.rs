@@ -270,10 +270,7 @@ impl Peer {
     /// reconnect storm near the descriptor limit needs it back).
     pub fn shutdown(&self) {
         let mut st = self.state();
-        self.close_locked(&mut st, Closed::Gone);
-        st.pending.clear();
-        st.pending_msgs = 0;
-        st.failed = true;
+        self.fail(&mut st);
         drop(st.stream.take());
     }
 }
@@ -379,7 +376,6 @@ mod tests {
     use super::*;
     use crate::hub::Payload;
     use tokio::io::AsyncReadExt;
-    use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 
     /// A peer on a real loopback socket with small kernel buffers (so a
     /// client that does not read fills them quickly), and the client end.
@@ -412,19 +408,10 @@ mod tests {
 
     /// The seqs of the whole frames in `bytes`; panics on a torn frame.
     fn decode(bytes: &[u8]) -> Vec<u64> {
-        let mut out = Vec::new();
-        let mut cur = std::io::Cursor::new(bytes);
-        while (cur.position() as usize) < bytes.len() {
-            let (h, len) = FrameHeader::parse(&mut cur)
-                .unwrap()
-                .expect("a whole header");
-            assert!(h.is_final && h.mask.is_none());
-            let at = cur.position() as usize;
-            let body = bytes.get(at..at + len as usize).expect("a whole frame");
-            out.push(std::str::from_utf8(body).unwrap().parse().unwrap());
-            cur.set_position((at + len as usize) as u64);
-        }
-        out
+        crate::hub::frames::decode_text_frames(bytes)
+            .iter()
+            .map(|t| t.parse().unwrap())
+            .collect()
     }
 
     /// Everything the client receives until the line is quiet.

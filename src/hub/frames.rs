@@ -136,6 +136,27 @@ impl Batch {
     }
 }
 
+/// The texts of the whole server frames in `bytes`, decoded with
+/// tungstenite itself so the encoding is checked against an independent
+/// implementation; panics on a torn or masked frame.
+#[cfg(test)]
+pub fn decode_text_frames(bytes: &[u8]) -> Vec<String> {
+    use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+    let mut out = Vec::new();
+    let mut cur = std::io::Cursor::new(bytes);
+    while (cur.position() as usize) < bytes.len() {
+        let (h, len) = FrameHeader::parse(&mut cur)
+            .unwrap()
+            .expect("a whole header");
+        assert!(h.is_final && h.mask.is_none());
+        let at = cur.position() as usize;
+        let body = bytes.get(at..at + len as usize).expect("a whole frame");
+        out.push(String::from_utf8(body.to_vec()).unwrap());
+        cur.set_position((at + len as usize) as u64);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,22 +165,7 @@ mod tests {
         Payload::from(s.to_string())
     }
 
-    /// Decodes server frames with tungstenite itself, so the encoding is
-    /// checked against an independent implementation.
-    fn decode(bytes: &[u8]) -> Vec<String> {
-        use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
-        let mut out = Vec::new();
-        let mut cur = std::io::Cursor::new(bytes);
-        while (cur.position() as usize) < bytes.len() {
-            let (h, len) = FrameHeader::parse(&mut cur).unwrap().unwrap();
-            assert!(h.is_final);
-            assert!(h.mask.is_none());
-            let at = cur.position() as usize;
-            out.push(String::from_utf8(bytes[at..at + len as usize].to_vec()).unwrap());
-            cur.set_position((at + len as usize) as u64);
-        }
-        out
-    }
+    use super::decode_text_frames as decode;
 
     #[test]
     fn frames_decode_at_every_length_class() {
