@@ -67,7 +67,7 @@ impl Fanout {
         for (k, tx) in self.threads.iter().enumerate() {
             let mine: Vec<Delivery> = deliveries
                 .iter()
-                .filter(|d| d.subs.get(k).is_some_and(|l| !l.is_empty()))
+                .filter(|d| !d.subs.shard(k).is_empty())
                 .cloned()
                 .collect();
             if !mine.is_empty() {
@@ -88,9 +88,7 @@ fn run(rx: Receiver<Vec<Delivery>>, k: usize) {
             }
         }
         for d in coalesce(pass) {
-            for s in &d.subs[k] {
-                s.deliver(&d.batch);
-            }
+            d.subs.deliver(k, &d.batch);
         }
     }
 }
@@ -152,6 +150,7 @@ fn merged(subs: &Subscribers, mut run: Vec<Arc<Batch>>) -> Delivery {
 mod tests {
     use super::*;
     use crate::hub::subscriber::{Closed, Subscriber};
+    use crate::hub::topic::SubscriberList;
     use crate::hub::Payload;
 
     struct Nobody;
@@ -167,7 +166,7 @@ mod tests {
 
     fn list() -> Subscribers {
         let s: Arc<dyn Subscriber> = Arc::new(Nobody);
-        vec![vec![s]].into()
+        SubscriberList::new(vec![vec![s]])
     }
 
     fn batch(seq: u64, bytes: usize) -> Arc<Batch> {

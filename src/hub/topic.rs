@@ -1,7 +1,7 @@
 //! One topic: a ring of recent messages and the list of subscribers.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::frames::Batch;
@@ -14,9 +14,50 @@ use crate::store::EVENT_RING;
 pub type Sequenced = (u64, Payload);
 
 /// A topic's subscribers as handed to the fan-out: a snapshot, so the
-/// fan-out writes without holding the topic's lock; one list per fan-out
-/// thread.
-pub type Subscribers = Arc<[Vec<Arc<dyn Subscriber>>]>;
+/// fan-out writes without holding the topic's lock.
+pub type Subscribers = Arc<SubscriberList>;
+
+/// The snapshot: one list per fan-out thread, and whether a delivery found
+/// someone gone.
+pub struct SubscriberList {
+    shards: Box<[Vec<Arc<dyn Subscriber>>]>,
+    /// Set by the fan-out when a subscriber refused a delivery because it
+    /// closed; the topic prunes at its next publish. Finding the closed ones
+    /// any other way means touching every subscriber, and between calls
+    /// 10,000 subscribers' memory is cold: a pass just to check them cost
+    /// 20-40 ms here, all of it before the call's fan-out could start.
+    refused: AtomicBool,
+}
+
+impl SubscriberList {
+    /// The lists of each fan-out thread, in thread order.
+    pub fn new(shards: Vec<Vec<Arc<dyn Subscriber>>>) -> Subscribers {
+        Arc::new(SubscriberList {
+            shards: shards.into(),
+            refused: AtomicBool::new(false),
+        })
+    }
+
+    /// Offers `batch` to fan-out thread `shard`'s subscribers.
+    pub fn deliver(&self, shard: usize, batch: &Arc<Batch>) {
+        let mut refused = false;
+        for s in self.shard(shard) {
+            refused |= !s.deliver(batch);
+        }
+        if refused {
+            self.refused.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Fan-out thread `shard`'s subscribers.
+    pub fn shard(&self, shard: usize) -> &[Arc<dyn Subscriber>] {
+        self.shards.get(shard).map_or(&[], |l| l.as_slice())
+    }
+
+    fn refused(&self) -> bool {
+        self.refused.load(Ordering::Relaxed)
+    }
+}
 
 /// Spreads subscribers over the fan-out threads, across all topics (a
 /// hall's many one-phone ticket topics should not all land on one thread).
@@ -45,7 +86,15 @@ pub struct Topic {
     /// `subs` as last handed out; rebuilt only after the list changed, so
     /// a publish to 10,000 subscribers costs one reference count here.
     shared: Option<Subscribers>,
+    /// `subscribe` prunes when the list reaches this length: closed
+    /// subscribers a publish has not found yet (no call for a while, many
+    /// reconnects) stay at most as many as the live ones, and a reconnect
+    /// storm does not check the whole list at every join.
+    prune_at: usize,
 }
+
+/// A list shorter than this is never pruned on `subscribe`.
+const PRUNE_AT_LEAST: usize = 64;
 
 impl Topic {
     /// A floor or hall topic, keeping [`EVENT_RING`] messages, delivered
@@ -58,6 +107,7 @@ impl Topic {
             subs: Vec::new(),
             shards: shards.max(1),
             shared: None,
+            prune_at: PRUNE_AT_LEAST,
         }
     }
 
@@ -100,7 +150,9 @@ impl Topic {
     /// Adds a subscriber. It gets every publish from now on; what came
     /// before (through [`Topic::last_seq`]) is the caller's to send first.
     pub fn subscribe(&mut self, sub: Arc<dyn Subscriber>) {
-        self.prune();
+        if self.subs.len() >= self.prune_at {
+            self.prune();
+        }
         let shard = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % self.shards;
         self.subs.push((shard, sub));
         self.shared = None;
@@ -128,7 +180,9 @@ impl Topic {
         }
         let (last, _) = fresh.last()?;
         self.last = self.last.max(*last);
-        self.prune();
+        if self.shared.as_ref().is_some_and(|s| s.refused()) {
+            self.prune();
+        }
         if self.subs.is_empty() {
             return None;
         }
@@ -140,7 +194,7 @@ impl Topic {
                 for (k, s) in subs {
                     lists[*k].push(s.clone());
                 }
-                lists.into()
+                SubscriberList::new(lists)
             })
             .clone();
         Some(Delivery {
@@ -158,9 +212,10 @@ impl Topic {
     pub fn prune(&mut self) {
         let before = self.subs.len();
         self.subs.retain(|(_, s)| !s.is_closed());
-        if self.subs.len() != before {
+        if self.subs.len() != before || self.shared.as_ref().is_some_and(|s| s.refused()) {
             self.shared = None;
         }
+        self.prune_at = (2 * self.subs.len()).max(PRUNE_AT_LEAST);
     }
 
     /// Closes every subscriber: connections close "going away".
@@ -186,36 +241,43 @@ mod tests {
         Payload::from(format!("m{s}"))
     }
 
-    /// Records the seqs it was given.
+    /// Records the seqs it was given, and how often it was asked whether
+    /// it closed.
     #[derive(Default)]
     struct Recorder {
         got: Mutex<Vec<u64>>,
         closed: Mutex<Option<Closed>>,
+        asked: AtomicUsize,
     }
 
     impl Subscriber for Recorder {
         fn deliver(&self, batch: &Arc<Batch>) -> bool {
+            if self.closed.lock().unwrap().is_some() {
+                return false;
+            }
             self.got.lock().unwrap().push(batch.last_seq());
-            !self.is_closed()
+            true
         }
         fn close(&self, why: Closed) {
             self.closed.lock().unwrap().get_or_insert(why);
         }
         fn is_closed(&self) -> bool {
+            self.asked.fetch_add(1, Ordering::Relaxed);
             self.closed.lock().unwrap().is_some()
         }
     }
 
+    /// What the fan-out threads do.
     fn deliver(d: Option<Delivery>) {
         if let Some(d) = d {
-            for s in d.subs.iter().flatten() {
-                s.deliver(&d.batch);
+            for k in 0..d.subs.shards.len() {
+                d.subs.deliver(k, &d.batch);
             }
         }
     }
 
     fn count(subs: &Subscribers) -> usize {
-        subs.iter().map(Vec::len).sum()
+        subs.shards.iter().map(Vec::len).sum()
     }
 
     #[test]
@@ -258,8 +320,62 @@ mod tests {
         let c = t.publish(3, &msg(3)).unwrap().subs;
         assert_eq!((count(&a), count(&c)), (1, 2));
         late.close(Closed::Gone);
+        deliver(Some(Delivery {
+            subs: c,
+            batch: Arc::new(Batch::new(&[(3, msg(3))])),
+        }));
         let d = t.publish(4, &msg(4)).unwrap().subs;
-        assert_eq!(count(&d), 1, "a closed subscriber gets nothing more");
+        assert_eq!(count(&d), 1, "the refused delivery dropped it");
+    }
+
+    #[test]
+    fn publishing_does_not_visit_subscribers_until_one_refuses() {
+        let mut t = Topic::with_ring(2);
+        let subs: Vec<Arc<Recorder>> = (0..4).map(|_| Arc::new(Recorder::default())).collect();
+        for s in &subs {
+            t.subscribe(s.clone());
+        }
+        let asked = || subs.iter().map(|s| s.asked.load(Ordering::Relaxed)).sum::<usize>();
+        for seq in 1..=5 {
+            deliver(t.publish(seq, &msg(seq)));
+        }
+        assert_eq!(asked(), 0, "five publishes asked nobody");
+        subs[1].close(Closed::Gone);
+        deliver(t.publish(6, &msg(6)));
+        assert_eq!(asked(), 0, "the refusal is only noted");
+        let next = t.publish(7, &msg(7)).unwrap().subs;
+        assert_eq!(count(&next), 3);
+        assert_eq!(asked(), 4, "one prune");
+        deliver(Some(Delivery {
+            subs: next,
+            batch: Arc::new(Batch::new(&[(7, msg(7))])),
+        }));
+        deliver(t.publish(8, &msg(8)));
+        assert_eq!(asked(), 4, "nobody refused since");
+        assert_eq!(*subs[0].got.lock().unwrap(), vec![1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(*subs[1].got.lock().unwrap(), vec![1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn closed_subscribers_never_outnumber_the_live_ones_for_long() {
+        let mut t = Topic::with_ring(2);
+        let live: Vec<Arc<Recorder>> = (0..100).map(|_| Arc::new(Recorder::default())).collect();
+        for s in &live {
+            t.subscribe(s.clone());
+        }
+        // Reconnects with no publish in between: nothing refuses a
+        // delivery, so only joining can find the ones that left.
+        for _ in 0..1000 {
+            let r = Arc::new(Recorder::default());
+            t.subscribe(r.clone());
+            r.close(Closed::Gone);
+            assert!(t.subscribers() <= 2 * live.len().max(PRUNE_AT_LEAST) + 1);
+        }
+        let checks: usize = live.iter().map(|s| s.asked.load(Ordering::Relaxed)).sum();
+        assert!(
+            checks < 1000 * live.len() / 10,
+            "joins prune now and then, not each time ({checks} checks)"
+        );
     }
 
     #[test]
@@ -270,10 +386,10 @@ mod tests {
             t.subscribe(s.clone());
         }
         let before = t.publish(1, &msg(1)).unwrap().subs;
-        assert_eq!((before[0].len(), before[1].len()), (3, 3));
+        assert_eq!((before.shard(0).len(), before.shard(1).len()), (3, 3));
         let shard_of = |l: &Subscribers, r: &Arc<Recorder>| {
             let r: Arc<dyn Subscriber> = r.clone();
-            l.iter().position(|v| v.iter().any(|s| Arc::ptr_eq(s, &r)))
+            l.shards.iter().position(|v| v.iter().any(|s| Arc::ptr_eq(s, &r)))
         };
         subs[0].close(Closed::Gone);
         let after = t.publish(2, &msg(2)).unwrap().subs;
