@@ -486,9 +486,13 @@ async fn dead_peers_are_found_by_ping_and_live_ones_stay() {
     assert_eq!(e["type"], "waiting");
 }
 
-/// Reads a channel from its snapshot to `last`: every seq once, in order.
-async fn read_through(ws: &mut Ws, last: u64) -> (u64, Vec<Value>) {
-    let snap = ws.next().await;
+/// Reads a channel from its snapshot (`snap`, or the first message) to
+/// `last`: every seq once, in order.
+async fn read_through(ws: &mut Ws, snap: Option<Value>, last: u64) -> (u64, Vec<Value>) {
+    let snap = match snap {
+        Some(s) => s,
+        None => ws.next().await,
+    };
     assert_eq!(snap["type"], "snapshot");
     let start = seq(&snap);
     let mut at = start;
@@ -515,7 +519,11 @@ async fn concurrent_calls_reach_every_screen_once_in_order_even_screens_joining_
     let hall = s.ws("/ws/v1/halls/demo");
     let mut early = Vec::new();
     for i in 0..30 {
-        early.push(Ws::connect(if i % 5 == 0 { &hall } else { &floor }).await);
+        let mut ws = Ws::connect(if i % 5 == 0 { &hall } else { &floor }).await;
+        // Subscribed for sure before the calls: the upgrade's answer can
+        // come before the server has registered the screen.
+        let snap = ws.next().await;
+        early.push((ws, Some(snap)));
     }
     // Eight windows call at once, ten times each, while more screens join.
     let calls = futures_util::future::join_all((1..=8).map(|w| {
@@ -532,7 +540,10 @@ async fn concurrent_calls_reach_every_screen_once_in_order_even_screens_joining_
     let joins = async {
         let mut late = Vec::new();
         for i in 0..20 {
-            late.push(Ws::connect(if i % 5 == 0 { &hall } else { &floor }).await);
+            late.push((
+                Ws::connect(if i % 5 == 0 { &hall } else { &floor }).await,
+                None,
+            ));
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         late
@@ -541,9 +552,9 @@ async fn concurrent_calls_reach_every_screen_once_in_order_even_screens_joining_
     let last_floor = seq(&c.floor(3).await);
     let last_hall = seq(&Ws::connect(&hall).await.next().await);
     let mut from_start: Vec<Vec<Value>> = Vec::new();
-    for (i, mut ws) in early.into_iter().chain(late).enumerate() {
+    for (i, (mut ws, snap)) in early.into_iter().chain(late).enumerate() {
         let last = if i % 5 == 0 { last_hall } else { last_floor };
-        let (start, events) = read_through(&mut ws, last).await;
+        let (start, events) = read_through(&mut ws, snap, last).await;
         if i < 30 && i % 5 != 0 {
             assert_eq!(start, 100, "early floor screens start after the issues");
             from_start.push(events);

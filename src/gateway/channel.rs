@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::engine::{Engine, HallEngine};
-use crate::hub::{lock, payload, Payload, Subscriber, Topic};
+use crate::hub::{lock, payload, Member, Payload, Topic};
 use crate::store::StoredEvent;
 
 use super::wire;
@@ -85,7 +85,7 @@ pub async fn subscribe(
     engine: &Arc<Engine>,
     ch: &Channel,
     after: Option<u64>,
-    sub: Arc<dyn Subscriber>,
+    sub: Member,
 ) -> Option<Start> {
     let hub = engine.hub();
     match ch {
@@ -127,7 +127,7 @@ async fn start(
     topic: &std::sync::Mutex<Topic>,
     floor: Option<i32>,
     after: Option<u64>,
-    sub: Arc<dyn Subscriber>,
+    sub: Member,
     snapshot: impl Fn(&crate::queue::Hall) -> Option<(Payload, u64)>,
 ) -> Option<Start> {
     if let Some(after) = after {

@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use super::peer::{Peer, PeerIo};
-use crate::hub::{Closed, Subscriber};
+use crate::hub::Closed;
 
 /// The server pings this often unless `[server] ping_seconds` says
 /// otherwise (the contract asks for at least every 30 s); a peer that has

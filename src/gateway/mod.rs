@@ -106,7 +106,7 @@ pub fn routes(
                         let prefix = bytes::Bytes::copy_from_slice(&parts.read_buf);
                         drop(parts.read_buf);
                         let Some(start) =
-                            channel::subscribe(&engine, &ch, after, peer.clone()).await
+                            channel::subscribe(&engine, &ch, after, peer.member()).await
                         else {
                             peer.shutdown();
                             return;

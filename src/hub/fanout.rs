@@ -149,23 +149,23 @@ fn merged(subs: &Subscribers, mut run: Vec<Arc<Batch>>) -> Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::subscriber::{Closed, Subscriber};
+    use crate::hub::subscriber::{Closed, Member, MemberId, SubscriberGroup};
     use crate::hub::topic::SubscriberList;
     use crate::hub::Payload;
 
     struct Nobody;
-    impl Subscriber for Nobody {
-        fn deliver(&self, _: &Arc<Batch>) -> bool {
+    impl SubscriberGroup for Nobody {
+        fn deliver(&self, _: MemberId, _: &Arc<Batch>) -> bool {
             true
         }
-        fn close(&self, _: Closed) {}
-        fn is_closed(&self) -> bool {
+        fn close(&self, _: MemberId, _: Closed) {}
+        fn is_closed(&self, _: MemberId) -> bool {
             false
         }
     }
 
     fn list() -> Subscribers {
-        let s: Arc<dyn Subscriber> = Arc::new(Nobody);
+        let s = Member::new(Arc::new(Nobody), MemberId::default());
         SubscriberList::new(vec![vec![s]])
     }
 

@@ -16,7 +16,7 @@ mod topic;
 
 pub use fanout::Fanout;
 pub use frames::Batch;
-pub use subscriber::{Closed, Subscriber};
+pub use subscriber::{Closed, Member, MemberId, SubscriberGroup};
 pub use topic::{Delivery, Sequenced, Topic};
 
 /// A message as sent: text already checked as UTF-8 once at publish, so
@@ -29,7 +29,7 @@ pub fn payload(bytes: &bytes::Bytes) -> Payload {
 }
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use bytes::Bytes;
 
@@ -148,12 +148,7 @@ impl Hub {
 
     /// Follows a ticket. The caller then reads the ticket's state and
     /// sends it first, skipping messages it already reflects.
-    pub fn subscribe_ticket(
-        &self,
-        hall: &str,
-        token: &str,
-        sub: Arc<dyn Subscriber>,
-    ) -> Option<()> {
+    pub fn subscribe_ticket(&self, hall: &str, token: &str, sub: Member) -> Option<()> {
         let t = self.halls.get(hall)?;
         let mut map = lock(&t.tickets);
         map.entry(token.to_string())

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::frames::Batch;
-use super::subscriber::{Closed, Subscriber};
+use super::subscriber::{Closed, Member};
 use super::Payload;
 use crate::store::EVENT_RING;
 
@@ -20,7 +20,7 @@ pub type Subscribers = Arc<SubscriberList>;
 /// The snapshot: one list per fan-out thread, and whether a delivery found
 /// someone gone.
 pub struct SubscriberList {
-    shards: Box<[Vec<Arc<dyn Subscriber>>]>,
+    shards: Box<[Vec<Member>]>,
     /// Set by the fan-out when a subscriber refused a delivery because it
     /// closed; the topic prunes at its next publish. Finding the closed ones
     /// any other way means touching every subscriber, and between calls
@@ -31,7 +31,7 @@ pub struct SubscriberList {
 
 impl SubscriberList {
     /// The lists of each fan-out thread, in thread order.
-    pub fn new(shards: Vec<Vec<Arc<dyn Subscriber>>>) -> Subscribers {
+    pub fn new(shards: Vec<Vec<Member>>) -> Subscribers {
         Arc::new(SubscriberList {
             shards: shards.into(),
             refused: AtomicBool::new(false),
@@ -50,7 +50,7 @@ impl SubscriberList {
     }
 
     /// Fan-out thread `shard`'s subscribers.
-    pub fn shard(&self, shard: usize) -> &[Arc<dyn Subscriber>] {
+    pub fn shard(&self, shard: usize) -> &[Member] {
         self.shards.get(shard).map_or(&[], |l| l.as_slice())
     }
 
@@ -80,7 +80,7 @@ pub struct Topic {
     last: u64,
     /// Each subscriber with the fan-out thread that serves it, for its
     /// whole life: one thread per subscriber keeps its messages in order.
-    subs: Vec<(usize, Arc<dyn Subscriber>)>,
+    subs: Vec<(usize, Member)>,
     /// Fan-out threads.
     shards: usize,
     /// `subs` as last handed out; rebuilt only after the list changed, so
@@ -149,7 +149,7 @@ impl Topic {
 
     /// Adds a subscriber. It gets every publish from now on; what came
     /// before (through [`Topic::last_seq`]) is the caller's to send first.
-    pub fn subscribe(&mut self, sub: Arc<dyn Subscriber>) {
+    pub fn subscribe(&mut self, sub: Member) {
         if self.subs.len() >= self.prune_at {
             self.prune();
         }
@@ -235,6 +235,7 @@ impl Topic {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::subscriber::{MemberId, SubscriberGroup};
     use std::sync::Mutex;
 
     fn msg(s: u64) -> Payload {
@@ -250,21 +251,25 @@ mod tests {
         asked: AtomicUsize,
     }
 
-    impl Subscriber for Recorder {
-        fn deliver(&self, batch: &Arc<Batch>) -> bool {
+    impl SubscriberGroup for Recorder {
+        fn deliver(&self, _: MemberId, batch: &Arc<Batch>) -> bool {
             if self.closed.lock().unwrap().is_some() {
                 return false;
             }
             self.got.lock().unwrap().push(batch.last_seq());
             true
         }
-        fn close(&self, why: Closed) {
+        fn close(&self, _: MemberId, why: Closed) {
             self.closed.lock().unwrap().get_or_insert(why);
         }
-        fn is_closed(&self) -> bool {
+        fn is_closed(&self, _: MemberId) -> bool {
             self.asked.fetch_add(1, Ordering::Relaxed);
             self.closed.lock().unwrap().is_some()
         }
+    }
+
+    fn member(r: &Arc<Recorder>) -> Member {
+        Member::new(r.clone(), MemberId::default())
     }
 
     /// What the fan-out threads do.
@@ -301,7 +306,7 @@ mod tests {
     fn duplicate_publish_is_ignored() {
         let mut t = Topic::with_ring(2);
         let r = Arc::new(Recorder::default());
-        t.subscribe(r.clone());
+        t.subscribe(member(&r));
         deliver(t.publish(1, &msg(1)));
         deliver(t.publish(1, &msg(1)));
         deliver(t.publish(2, &msg(2)));
@@ -311,15 +316,15 @@ mod tests {
     #[test]
     fn the_subscriber_list_is_shared_until_it_changes() {
         let mut t = Topic::with_ring(2);
-        t.subscribe(Arc::new(Recorder::default()));
+        t.subscribe(member(&Arc::new(Recorder::default())));
         let a = t.publish(1, &msg(1)).unwrap().subs;
         let b = t.publish(2, &msg(2)).unwrap().subs;
         assert!(Arc::ptr_eq(&a, &b));
         let late = Arc::new(Recorder::default());
-        t.subscribe(late.clone());
+        t.subscribe(member(&late));
         let c = t.publish(3, &msg(3)).unwrap().subs;
         assert_eq!((count(&a), count(&c)), (1, 2));
-        late.close(Closed::Gone);
+        late.close(MemberId::default(), Closed::Gone);
         deliver(Some(Delivery {
             subs: c,
             batch: Arc::new(Batch::new(&[(3, msg(3))])),
@@ -333,14 +338,18 @@ mod tests {
         let mut t = Topic::with_ring(2);
         let subs: Vec<Arc<Recorder>> = (0..4).map(|_| Arc::new(Recorder::default())).collect();
         for s in &subs {
-            t.subscribe(s.clone());
+            t.subscribe(member(s));
         }
-        let asked = || subs.iter().map(|s| s.asked.load(Ordering::Relaxed)).sum::<usize>();
+        let asked = || {
+            subs.iter()
+                .map(|s| s.asked.load(Ordering::Relaxed))
+                .sum::<usize>()
+        };
         for seq in 1..=5 {
             deliver(t.publish(seq, &msg(seq)));
         }
         assert_eq!(asked(), 0, "five publishes asked nobody");
-        subs[1].close(Closed::Gone);
+        subs[1].close(MemberId::default(), Closed::Gone);
         deliver(t.publish(6, &msg(6)));
         assert_eq!(asked(), 0, "the refusal is only noted");
         let next = t.publish(7, &msg(7)).unwrap().subs;
@@ -361,14 +370,14 @@ mod tests {
         let mut t = Topic::with_ring(2);
         let live: Vec<Arc<Recorder>> = (0..100).map(|_| Arc::new(Recorder::default())).collect();
         for s in &live {
-            t.subscribe(s.clone());
+            t.subscribe(member(s));
         }
         // Reconnects with no publish in between: nothing refuses a
         // delivery, so only joining can find the ones that left.
         for _ in 0..1000 {
             let r = Arc::new(Recorder::default());
-            t.subscribe(r.clone());
-            r.close(Closed::Gone);
+            t.subscribe(member(&r));
+            r.close(MemberId::default(), Closed::Gone);
             assert!(t.subscribers() <= 2 * live.len().max(PRUNE_AT_LEAST) + 1);
         }
         let checks: usize = live.iter().map(|s| s.asked.load(Ordering::Relaxed)).sum();
@@ -383,15 +392,15 @@ mod tests {
         let mut t = Topic::with_ring(2);
         let subs: Vec<Arc<Recorder>> = (0..6).map(|_| Arc::new(Recorder::default())).collect();
         for s in &subs {
-            t.subscribe(s.clone());
+            t.subscribe(member(s));
         }
         let before = t.publish(1, &msg(1)).unwrap().subs;
         assert_eq!((before.shard(0).len(), before.shard(1).len()), (3, 3));
         let shard_of = |l: &Subscribers, r: &Arc<Recorder>| {
-            let r: Arc<dyn Subscriber> = r.clone();
-            l.shards.iter().position(|v| v.iter().any(|s| Arc::ptr_eq(s, &r)))
+            let r = member(r);
+            l.shards.iter().position(|v| v.iter().any(|s| s.same(&r)))
         };
-        subs[0].close(Closed::Gone);
+        subs[0].close(MemberId::default(), Closed::Gone);
         let after = t.publish(2, &msg(2)).unwrap().subs;
         for s in &subs[1..] {
             assert_eq!(shard_of(&before, s), shard_of(&after, s));
@@ -402,7 +411,7 @@ mod tests {
     fn close_all_closes_as_shutdown() {
         let mut t = Topic::with_ring(2);
         let r = Arc::new(Recorder::default());
-        t.subscribe(r.clone());
+        t.subscribe(member(&r));
         t.close_all();
         assert_eq!(*r.closed.lock().unwrap(), Some(Closed::Shutdown));
         assert!(t.publish(1, &msg(1)).is_none());
@@ -412,9 +421,9 @@ mod tests {
     fn a_closed_subscriber_is_pruned() {
         let mut t = Topic::with_ring(2);
         let r = Arc::new(Recorder::default());
-        t.subscribe(r.clone());
+        t.subscribe(member(&r));
         assert!(!t.is_idle());
-        r.close(Closed::Gone);
+        r.close(MemberId::default(), Closed::Gone);
         assert!(t.is_idle());
         t.prune();
         assert_eq!(t.subscribers(), 0);
