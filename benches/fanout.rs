@@ -28,12 +28,16 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
+#[path = "fanout/reader.rs"]
+mod reader;
 use common::Server;
+use reader::{find_u64, scan, Joined, Seen, Shared};
 
 const ADMIN: &str = "Bearer demo-admin-token-0000";
 const KIOSK: &str = "Bearer demo-kiosk-lobby-1-token";
@@ -128,54 +132,6 @@ fn server_pid(s: &Server) -> String {
 
 // ----- subscribers -----
 
-/// What one subscriber saw.
-#[derive(Default)]
-struct Seen {
-    /// (call number, receipt time) of every `called` event.
-    calls: Vec<(u32, Instant)>,
-    messages: u64,
-    gaps: u64,
-    last_seq: u64,
-    /// The snapshot (or a replay start) was seen: `last_seq` is meaningful.
-    started: bool,
-    closed_slow: bool,
-}
-
-fn find_u64(s: &str, key: &str) -> Option<u64> {
-    let i = s.find(key)? + key.len();
-    let digits: String = s[i..].chars().take_while(|c| c.is_ascii_digit()).collect();
-    digits.parse().ok()
-}
-
-/// Scans one message (an object, or an array of objects) without a full
-/// JSON parse: the generator must stay cheaper than the server.
-fn scan(text: &str, now: Instant, seen: &mut Seen) {
-    let objects: Vec<&str> = if text.starts_with('[') {
-        text.split("},{").collect()
-    } else {
-        vec![text]
-    };
-    for o in objects {
-        if o.contains("\"type\":\"snapshot\"") {
-            seen.last_seq = find_u64(o, "\"seq\":").unwrap_or(0);
-            seen.started = true;
-            continue;
-        }
-        seen.messages += 1;
-        if let Some(seq) = find_u64(o, "\"seq\":") {
-            if seen.started && seq != seen.last_seq + 1 {
-                seen.gaps += 1;
-            }
-            seen.last_seq = seq;
-        }
-        if o.contains("\"type\":\"called\"") {
-            if let Some(n) = find_u64(o, "\"number\":\"A") {
-                seen.calls.push((n as u32, now));
-            }
-        }
-    }
-}
-
 type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
 async fn connect(addr: SocketAddr, i: usize, path: &str) -> Socket {
@@ -214,67 +170,102 @@ async fn connect_with(addr: SocketAddr, i: usize, path: &str, rcvbuf: Option<u32
     unreachable!()
 }
 
-/// Reads until the socket ends (the task is aborted at the end of a run);
-/// `stall` stops reading while set, keeping the socket open. No timer per
-/// message: the generator must stay far cheaper than the server.
-async fn subscriber(mut ws: Socket, stall: Option<Arc<AtomicBool>>, seen: Arc<Mutex<Seen>>) {
-    loop {
-        if let Some(st) = &stall {
-            while st.load(Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        match ws.next().await {
-            Some(Ok(Message::Text(t))) => {
-                let now = Instant::now();
-                scan(&t, now, &mut seen.lock().unwrap());
-            }
-            Some(Ok(Message::Close(f))) => {
-                if f.is_some_and(|f| u16::from(f.code) == 4008) {
-                    seen.lock().unwrap().closed_slow = true;
-                }
-                return;
-            }
-            Some(Ok(_)) => {}
-            Some(Err(_)) | None => return,
-        }
+/// The subscribers, read by one thread (see `reader`).
+struct Fleet {
+    shared: Arc<Shared>,
+    /// While set, every hundredth subscriber (in the stall scenario) is
+    /// not read.
+    stall: Arc<AtomicBool>,
+    stalled: Vec<usize>,
+    stop: Arc<AtomicBool>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Fleet {
+    fn seen(&self) -> std::sync::MutexGuard<'_, Vec<Seen>> {
+        self.shared.seen.lock().unwrap()
+    }
+
+    /// Closes every subscriber's socket.
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.reader.join().unwrap();
     }
 }
 
-struct Fleet {
-    seen: Vec<Arc<Mutex<Seen>>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    stalls: Vec<Arc<AtomicBool>>,
+/// Connects and upgrades; the socket comes back past the upgrade's answer,
+/// with whatever arrived after it.
+async fn join(addr: SocketAddr, i: usize, path: &str) -> Joined {
+    let src = Ipv4Addr::new(127, 0, 0, 2 + (i % SOURCE_IPS as usize) as u8);
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    for attempt in 0..20 {
+        let sock = TcpSocket::new_v4().unwrap();
+        sock.bind(SocketAddr::new(src.into(), 0)).unwrap();
+        if let Ok(mut tcp) = sock.connect(addr).await {
+            if tcp.write_all(request.as_bytes()).await.is_ok() {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = tcp.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        assert!(got.starts_with(b"HTTP/1.1 101"), "upgrade refused");
+                        return Joined {
+                            index: i,
+                            socket: tcp.into_std().unwrap(),
+                            early: got[end + 4..].to_vec(),
+                        };
+                    }
+                }
+            }
+        }
+        if attempt == 19 {
+            panic!("subscriber {i} cannot connect");
+        }
+        tokio::time::sleep(Duration::from_millis(50 * (attempt + 1))).await;
+    }
+    unreachable!()
 }
 
 async fn fleet(addr: SocketAddr, o: &Opts, n: usize, stalled_every: Option<usize>) -> Fleet {
-    let mut f = Fleet {
-        seen: Vec::new(),
-        tasks: Vec::new(),
-        stalls: Vec::new(),
+    let shared = Arc::new(Shared::default());
+    *shared.seen.lock().unwrap() = vec![Seen::default(); n];
+    let stall = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = {
+        let (shared, stall, stop, spin) = (shared.clone(), stall.clone(), stop.clone(), o.spin);
+        std::thread::spawn(move || {
+            let stalls = move |i: usize| stalled_every.is_some_and(|e| i % e == 0);
+            reader::run(rx, shared, stall, stalls, stop, spin)
+        })
     };
+    let stalled = (0..n)
+        .filter(|i| stalled_every.is_some_and(|e| i % e == 0))
+        .collect();
     let path = format!("/ws/v1/halls/demo/floors/{}", o.floor);
     // Connect in waves of 500 so the accept queue is never the test.
     for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
-        let conns =
-            futures_util::future::join_all(chunk.iter().map(|&i| connect(addr, i, &path))).await;
-        for (ws, &i) in conns.into_iter().zip(chunk) {
-            let seen = Arc::new(Mutex::new(Seen::default()));
-            let stall = stalled_every.filter(|e| i % e == 0).map(|_| {
-                let s = Arc::new(AtomicBool::new(false));
-                f.stalls.push(s.clone());
-                s
-            });
-            f.seen.push(seen.clone());
-            f.tasks.push(tokio::spawn(subscriber(ws, stall, seen)));
+        let joined =
+            futures_util::future::join_all(chunk.iter().map(|&i| join(addr, i, &path))).await;
+        for j in joined {
+            tx.send(j).unwrap();
         }
     }
+    let f = Fleet {
+        shared,
+        stall,
+        stalled,
+        stop,
+        reader,
+    };
     // Every subscriber has its snapshot before anything is published.
-    loop {
-        let ready = f.seen.iter().filter(|s| s.lock().unwrap().started).count();
-        if ready == n {
-            break;
-        }
+    while f.seen().iter().filter(|s| s.started).count() < n {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     f
@@ -412,24 +403,20 @@ fn collect(
     let mut to_last = Histogram::<u64>::new(3).unwrap();
     let mut last_rx: Vec<Option<Instant>> = vec![None; published.len()];
     let mut received: Vec<u64> = vec![0; published.len()];
-    let mut deliveries = 0;
-    let mut gaps = 0;
-    for (i, s) in f.seen.iter().enumerate() {
-        let s = s.lock().unwrap();
-        deliveries += s.messages;
-        gaps += s.gaps;
-        if skip.get(i).copied().unwrap_or(false) {
+    let seen = f.seen();
+    let deliveries = seen.iter().map(|s| s.messages).sum();
+    let gaps = seen.iter().map(|s| s.gaps).sum();
+    for &(i, n, at) in f.shared.receipts.lock().unwrap().iter() {
+        if skip.get(i as usize).copied().unwrap_or(false) {
             continue;
         }
-        for &(n, at) in &s.calls {
-            let n = n as usize;
-            if let Some(Some(p)) = published.get(n) {
-                lat.record(at.saturating_duration_since(*p).as_micros() as u64)
-                    .unwrap();
-                received[n] += 1;
-                if last_rx[n].is_none_or(|l| at > l) {
-                    last_rx[n] = Some(at);
-                }
+        let n = n as usize;
+        if let Some(Some(p)) = published.get(n) {
+            lat.record(at.saturating_duration_since(*p).as_micros() as u64)
+                .unwrap();
+            received[n] += 1;
+            if last_rx[n].is_none_or(|l| at > l) {
+                last_rx[n] = Some(at);
             }
         }
     }
@@ -437,7 +424,7 @@ fn collect(
         .iter()
         .filter(|s| !**s)
         .count()
-        .max(f.seen.len() - skip.len()) as u64;
+        .max(seen.len() - skip.len()) as u64;
     let mut lost = 0;
     for &n in calls {
         let n = n as usize;
@@ -510,7 +497,7 @@ async fn settle(f: &Fleet) {
     let mut last = u64::MAX;
     loop {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let now: u64 = f.seen.iter().map(|s| s.lock().unwrap().messages).sum();
+        let now: u64 = f.seen().iter().map(|s| s.messages).sum();
         if now == last {
             return;
         }
@@ -524,19 +511,6 @@ async fn run(o: Opts) {
     let phase = |name: &str| eprintln!("[{:6.1} s] {name}", t0.elapsed().as_secs_f64());
     let s = common::start_server(o.server_cpu.as_deref());
     let pid = server_pid(&s);
-    if o.spin {
-        // On loopback the sender's core pays for waking a sleeping
-        // receiver (in this VM an inter-processor interrupt per write), a
-        // cost remote screens never put on the server. A generator that
-        // never sleeps takes that out of the server's figures; it then
-        // shows 100 % CPU by design. Not the set-up of the issue's targets:
-        // for comparing, run both ways.
-        tokio::spawn(async {
-            loop {
-                tokio::task::yield_now().await
-            }
-        });
-    }
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()
@@ -570,16 +544,13 @@ async fn run(o: Opts) {
     phase("subscribers connected");
     settle(&f).await;
     phase("settled");
-    for seen in &f.seen {
-        let mut s = seen.lock().unwrap();
+    for s in f.seen().iter_mut() {
         s.messages = 0;
-        s.calls.clear();
     }
+    f.shared.receipts.lock().unwrap().clear();
 
     if o.scenario == "stall" {
-        for st in &f.stalls {
-            st.store(true, Ordering::Relaxed);
-        }
+        f.stall.store(true, Ordering::Relaxed);
     }
     let cpu0 = cpu_seconds(&pid);
     let own0 = cpu_seconds("self");
@@ -595,11 +566,7 @@ async fn run(o: Opts) {
         .map(|i| stalled_every.is_some_and(|e| i % e == 0))
         .collect();
     let (latency, to_last, deliveries, gaps, lost) = collect(&f, &published, &calls, &skip);
-    let slow_closed = f
-        .seen
-        .iter()
-        .filter(|s| s.lock().unwrap().closed_slow)
-        .count();
+    let slow_closed = f.seen().iter().filter(|s| s.closed_slow).count();
     let healthy_elapsed = if steady { elapsed } else { elapsed.max(1e-9) };
     report(
         &o.scenario,
@@ -621,26 +588,24 @@ async fn run(o: Opts) {
     if o.scenario == "stall" {
         // Resume the stalled ones; those the server closed reconnect with
         // ?after and must end up with every call.
-        for st in &f.stalls {
-            st.store(false, Ordering::Relaxed);
-        }
+        f.stall.store(false, Ordering::Relaxed);
         settle(&f).await;
-        let stalled: Vec<usize> = (0..o.subs).filter(|i| skip[*i]).collect();
         let mut missing = 0u64;
         let mut resumed = 0;
-        for i in stalled {
-            let (last, had) = {
-                let s = f.seen[i].lock().unwrap();
-                (
-                    s.last_seq,
-                    s.calls
-                        .iter()
-                        .map(|c| c.0)
-                        .collect::<std::collections::HashSet<_>>(),
-                )
+        for &i in &f.stalled {
+            let (last, closed) = {
+                let s = &f.seen()[i];
+                (s.last_seq, s.closed_slow)
             };
-            let mut all = had;
-            let closed = f.seen[i].lock().unwrap().closed_slow;
+            let mut all: std::collections::HashSet<u32> = f
+                .shared
+                .receipts
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|r| r.0 as usize == i)
+                .map(|r| r.1)
+                .collect();
             if closed {
                 resumed += 1;
                 let path = format!("/ws/v1/halls/demo/floors/{}?after={last}", o.floor);
@@ -653,9 +618,10 @@ async fn run(o: Opts) {
                 while let Ok(Some(Ok(Message::Text(t)))) =
                     tokio::time::timeout(Duration::from_millis(500), ws.next()).await
                 {
-                    scan(&t, Instant::now(), &mut seen);
+                    scan(&t, &mut seen, |n| {
+                        all.insert(n);
+                    });
                 }
-                all.extend(seen.calls.iter().map(|c| c.0));
                 missing += seen.gaps;
             }
             missing += calls.iter().filter(|n| !all.contains(n)).count() as u64;
@@ -663,7 +629,7 @@ async fn run(o: Opts) {
         println!(
             "stalled subscribers: {} of {} were closed as slow (code 4008, read once they resumed) and came back with ?after; calls still missing after that: {}",
             resumed,
-            f.stalls.len(),
+            f.stalled.len(),
             missing
         );
         println!("server RSS after the stall: {} KiB", rss_kib(&pid));
@@ -671,10 +637,8 @@ async fn run(o: Opts) {
 
     if o.scenario == "storm" {
         // Everyone drops and reconnects at once with ?after.
-        for t in f.tasks {
-            t.abort();
-        }
-        let lasts: Vec<u64> = f.seen.iter().map(|s| s.lock().unwrap().last_seq).collect();
+        let lasts: Vec<u64> = f.seen().iter().map(|s| s.last_seq).collect();
+        f.stop();
         // Calls made while everyone is away.
         let away = Arc::new(Mutex::new(published.clone()));
         for i in 0..20 {
@@ -704,7 +668,7 @@ async fn run(o: Opts) {
                             dup += 1000; // a snapshot means the replay failed
                         }
                         let before = seen.last_seq;
-                        scan(&t, Instant::now(), &mut seen);
+                        scan(&t, &mut seen, |_| {});
                         if seen.last_seq <= before {
                             dup += 1;
                         }
