@@ -8,9 +8,11 @@
 //!     cargo bench --bench fanout -- --subs 10000 --scenario storm
 //!     cargo bench --bench fanout -- --subs 19900 --scenario idle
 //!
-//! `--spin` keeps the generator from sleeping between messages (see
-//! `run`); `--max-rate N` caps the saturation scenario at N calls/s so the
-//! generator is not the bottleneck.
+//! `--spin` keeps the reader thread polling without ever sleeping (on
+//! loopback the sender's core pays for waking a sleeping receiver, a cost
+//! remote screens never put on the server; the generator then shows 100 %
+//! CPU by design); `--max-rate N` caps the saturation scenario at N calls/s
+//! so the generator is not the bottleneck.
 //!
 //! Pinning: `--server-cpu 0` starts the server under `taskset -c 0`; run the
 //! generator itself under `taskset -c 1 cargo bench …` (or
