@@ -272,6 +272,15 @@ mod tests {
         Member::new(r.clone(), MemberId::default())
     }
 
+    /// `n` new recorders, subscribed.
+    fn join(t: &mut Topic, n: usize) -> Vec<Arc<Recorder>> {
+        let subs: Vec<Arc<Recorder>> = (0..n).map(|_| Arc::new(Recorder::default())).collect();
+        for s in &subs {
+            t.subscribe(member(s));
+        }
+        subs
+    }
+
     /// What the fan-out threads do.
     fn deliver(d: Option<Delivery>) {
         if let Some(d) = d {
@@ -336,10 +345,7 @@ mod tests {
     #[test]
     fn publishing_does_not_visit_subscribers_until_one_refuses() {
         let mut t = Topic::with_ring(2);
-        let subs: Vec<Arc<Recorder>> = (0..4).map(|_| Arc::new(Recorder::default())).collect();
-        for s in &subs {
-            t.subscribe(member(s));
-        }
+        let subs = join(&mut t, 4);
         let asked = || {
             subs.iter()
                 .map(|s| s.asked.load(Ordering::Relaxed))
@@ -368,10 +374,7 @@ mod tests {
     #[test]
     fn closed_subscribers_never_outnumber_the_live_ones_for_long() {
         let mut t = Topic::with_ring(2);
-        let live: Vec<Arc<Recorder>> = (0..100).map(|_| Arc::new(Recorder::default())).collect();
-        for s in &live {
-            t.subscribe(member(s));
-        }
+        let live = join(&mut t, 100);
         // Reconnects with no publish in between: nothing refuses a
         // delivery, so only joining can find the ones that left.
         for _ in 0..1000 {
@@ -390,10 +393,7 @@ mod tests {
     #[test]
     fn subscribers_spread_over_the_fan_out_threads_and_stay_on_theirs() {
         let mut t = Topic::with_ring(2);
-        let subs: Vec<Arc<Recorder>> = (0..6).map(|_| Arc::new(Recorder::default())).collect();
-        for s in &subs {
-            t.subscribe(member(s));
-        }
+        let subs = join(&mut t, 6);
         let before = t.publish(1, &msg(1)).unwrap().subs;
         assert_eq!((before.shard(0).len(), before.shard(1).len()), (3, 3));
         let shard_of = |l: &Subscribers, r: &Arc<Recorder>| {
