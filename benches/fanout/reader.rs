@@ -134,9 +134,14 @@ pub fn run(
 }
 
 /// Reads everything the socket has and handles every whole frame.
-fn read_conn(i: usize, c: &mut Conn, buf: &mut [u8], shared: &Shared) {
+fn read_conn(i: usize, c: &mut Conn, buf: &mut Vec<u8>, shared: &Shared) {
     loop {
         let have = c.partial.len();
+        // Room for a read after the carried part, however large a
+        // snapshot's frame is.
+        if buf.len() < have + 64 * 1024 {
+            buf.resize(have + 64 * 1024, 0);
+        }
         buf[..have].copy_from_slice(&c.partial);
         let n = match c.socket.read(&mut buf[have..]) {
             Ok(0) => {
