@@ -570,3 +570,53 @@ async fn concurrent_calls_reach_every_screen_once_in_order_even_screens_joining_
         .count();
     assert_eq!(called, 80);
 }
+
+/// A screen's place in the server is reused by the next connection: a
+/// topic still naming the one that left must not reach the one that came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn screens_coming_and_going_never_get_another_channels_events() {
+    let s = Server::start();
+    let c = Client::new(&s);
+    futures_util::future::join_all((0..30).map(|_| c.issue("business"))).await;
+    futures_util::future::join_all((0..30).map(|_| c.issue("pickup"))).await;
+    let (floor3, floor1) = (
+        s.ws("/ws/v1/halls/demo/floors/3"),
+        s.ws("/ws/v1/halls/demo/floors/1"),
+    );
+    let calls = async {
+        for _ in 0..25 {
+            assert_eq!(c.window("3-01", "call", "{}").await.status, 200);
+            assert_eq!(c.window("1-01", "call", "{}").await.status, 200);
+        }
+    };
+    // Screens join floor 3 and floor 1 by turns; most leave at once
+    // (abruptly), so their places are taken by the next, of the other
+    // floor, while calls are on their way.
+    let churn = async {
+        let mut kept = Vec::new();
+        for i in 0..80 {
+            let on3 = i % 2 == 0;
+            let mut ws = Ws::connect(if on3 { &floor3 } else { &floor1 }).await;
+            let snap = ws.next().await;
+            if i % 5 == 4 {
+                kept.push((on3, ws, snap));
+            }
+        }
+        kept
+    };
+    let (_, kept) = tokio::join!(calls, churn);
+    let (last3, last1) = (seq(&c.floor(3).await), seq(&c.floor(1).await));
+    assert_eq!(kept.len(), 16);
+    for (on3, mut ws, snap) in kept {
+        let last = if on3 { last3 } else { last1 };
+        let (_, events) = read_through(&mut ws, Some(snap), last).await;
+        let prefix = if on3 { "3-" } else { "1-" };
+        for e in events.iter().filter(|e| e["type"] == "called") {
+            assert!(
+                e["window"].as_str().unwrap().starts_with(prefix),
+                "a floor-{} screen got {e}",
+                &prefix[..1]
+            );
+        }
+    }
+}
