@@ -1,11 +1,10 @@
 //! The kernel's floor for fan-out on this machine, with no server at all:
 //! one thread pinned to core 0 writes one prepared WebSocket frame to each
 //! of N loopback sockets (non-blocking, one `write` each, the server's
-//! socket settings), and a tokio reader pinned to core 1 reads them with a
-//! tungstenite task per socket (the way the fan-out generator once did; it
-//! now reads from one thread and is faster). The writer's time per pass is
-//! what a server making one write per subscriber per call cannot beat; its
-//! time-to-last can be the reader's.
+//! socket settings), and the fan-out generator's reader (`fanout/reader.rs`)
+//! pinned to core 1 reads them. Whatever a server that makes one write per
+//! subscriber per call does, it cannot beat this; the difference between
+//! this and `fanout` is the server's own cost.
 //!
 //!     cargo bench --bench floor -- --subs 9900 --passes 30 --size 700 [--spin]
 //!
@@ -14,16 +13,16 @@
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use socket2::{Domain, Socket, Type};
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
+
+#[path = "fanout/reader.rs"]
+mod reader;
+use reader::{Joined, Seen, Shared};
 
 fn pin_to(cpu: usize) {
     // SAFETY: a zeroed cpu_set_t is a valid empty set; the calls only read
@@ -91,61 +90,36 @@ fn main() {
     let spin = std::env::args().any(|a| a == "--spin");
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let (clients, mut servers) = pairs(subs);
-    // One unmasked text frame, as a server sends it.
-    let text = format!(
-        "{{\"type\":\"called\",\"seq\":1,\"pad\":\"{}\"}}",
-        "x".repeat(size.saturating_sub(40))
-    );
-    let message = hallcast::hub::frames::text_frames(&[hallcast::hub::Payload::from(text)]);
-    let remaining: Arc<Vec<AtomicUsize>> =
-        Arc::new((0..passes).map(|_| AtomicUsize::new(subs)).collect());
-    let last: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; passes]));
+    // One unmasked text frame per pass, as a server sends it; the reader
+    // records each pass as a call of that number.
+    let messages: Vec<Vec<u8>> = (0..passes)
+        .map(|pass| {
+            let text = format!(
+                "{{\"type\":\"called\",\"seq\":{},\"number\":\"A{pass}\",\"pad\":\"{}\"}}",
+                pass + 1,
+                "x".repeat(size.saturating_sub(60))
+            );
+            hallcast::hub::frames::text_frames(&[hallcast::hub::Payload::from(text)]).to_vec()
+        })
+        .collect();
+    let shared = Arc::new(Shared::default());
+    *shared.seen.lock().unwrap() = vec![Seen::default(); subs];
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::channel();
+    for (index, socket) in clients.into_iter().enumerate() {
+        tx.send(Joined {
+            index,
+            socket,
+            early: Vec::new(),
+        })
+        .unwrap();
+    }
     let reader = {
-        let (remaining, last) = (remaining.clone(), last.clone());
+        let (shared, stop) = (shared.clone(), stop.clone());
         std::thread::spawn(move || {
             pin_to(1);
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                if spin {
-                    // As the generator's --spin: the reader never sleeps.
-                    tokio::spawn(async {
-                        loop {
-                            tokio::task::yield_now().await
-                        }
-                    });
-                }
-                let tasks: Vec<_> = clients
-                    .into_iter()
-                    .map(|c| {
-                        c.set_nonblocking(true).unwrap();
-                        let c = tokio::net::TcpStream::from_std(c).unwrap();
-                        let (remaining, last) = (remaining.clone(), last.clone());
-                        tokio::spawn(async move {
-                            // WebSocket frames through tungstenite, a scan of
-                            // the text.
-                            let cfg = WebSocketConfig::default().read_buffer_size(4096);
-                            let mut ws =
-                                WebSocketStream::from_raw_socket(c, Role::Client, Some(cfg)).await;
-                            let mut pass = 0;
-                            while let Some(Ok(Message::Text(t))) = ws.next().await {
-                                assert!(t.contains("\"seq\":"));
-                                if pass < passes
-                                    && remaining[pass].fetch_sub(1, Ordering::AcqRel) == 1
-                                {
-                                    last.lock().unwrap()[pass] = Some(Instant::now());
-                                }
-                                pass += 1;
-                            }
-                        })
-                    })
-                    .collect();
-                for t in tasks {
-                    let _ = t.await;
-                }
-            });
+            let never = Arc::new(AtomicBool::new(false));
+            reader::run(rx, shared, never, |_| false, stop, spin)
         })
     };
     pin_to(0);
@@ -159,16 +133,23 @@ fn main() {
         starts.push(t0);
         for s in servers.iter_mut() {
             // Fits: 64 KiB of send buffer, read within milliseconds.
-            s.write_all(&message).unwrap();
+            s.write_all(&messages[pass]).unwrap();
         }
         write_time.record(t0.elapsed().as_micros() as u64).unwrap();
     }
     std::thread::sleep(Duration::from_secs(1));
+    let mut last: Vec<Option<Instant>> = vec![None; passes];
+    let mut got = vec![0usize; passes];
+    for &(_, pass, at) in shared.receipts.lock().unwrap().iter() {
+        let pass = pass as usize;
+        got[pass] += 1;
+        last[pass] = last[pass].max(Some(at));
+    }
+    assert!(got.iter().all(|&n| n == subs), "every socket got every pass");
     let mut to_last = Histogram::<u64>::new(3).unwrap();
-    for (pass, at) in last.lock().unwrap().iter().enumerate() {
-        let at = at.expect("every socket got every pass");
+    for (pass, at) in last.iter().enumerate() {
         to_last
-            .record(at.duration_since(starts[pass]).as_micros() as u64)
+            .record(at.unwrap().duration_since(starts[pass]).as_micros() as u64)
             .unwrap();
     }
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
@@ -184,8 +165,9 @@ fn main() {
         ms(&to_last, 0.5),
         ms(&to_last, 0.99)
     );
-    drop(servers);
+    stop.store(true, Ordering::Relaxed);
     let _ = reader.join();
+    drop(servers);
 }
 
 /// Sleeps until `t` (not at all if it has passed).
