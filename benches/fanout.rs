@@ -393,6 +393,23 @@ fn report(name: &str, o: &Opts, r: &Report) {
     if r.own_cpu / r.elapsed > 0.9 * cores {
         println!("WARNING: the generator used ~all of its CPUs; it may be the bottleneck");
     }
+    // One call at a time: the generator reads a call in a burst, so its
+    // average is low even when the burst takes as long as the server's
+    // writes; then the last receipt is the generator's, not the server's.
+    let calls = r.to_last.len() as f64;
+    let own_per_call_ms = if calls > 0.0 {
+        r.own_cpu * 1e3 / calls
+    } else {
+        0.0
+    };
+    if o.scenario == "latency" {
+        println!("generator CPU per call {own_per_call_ms:.1} ms");
+    }
+    if o.scenario == "latency" && own_per_call_ms > 0.7 * ms(&r.to_last, 0.5) {
+        println!(
+            "WARNING: the generator spent {own_per_call_ms:.1} ms of CPU per call, near the time-to-last; it may be what is measured"
+        );
+    }
 }
 
 fn collect(
