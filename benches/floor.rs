@@ -127,13 +127,13 @@ fn main() {
     let mut write_time = Histogram::<u64>::new(3).unwrap();
     let mut starts = Vec::new();
     let begin = Instant::now();
-    for pass in 0..passes {
+    for (pass, message) in messages.iter().enumerate() {
         sleep_until(begin + Duration::from_millis(500) * pass as u32);
         let t0 = Instant::now();
         starts.push(t0);
         for s in servers.iter_mut() {
             // Fits: 64 KiB of send buffer, read within milliseconds.
-            s.write_all(&messages[pass]).unwrap();
+            s.write_all(message).unwrap();
         }
         write_time.record(t0.elapsed().as_micros() as u64).unwrap();
     }
