@@ -32,7 +32,7 @@ use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
@@ -136,40 +136,13 @@ fn server_pid(s: &Server) -> String {
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
+/// A subscriber read on its own (a stalled one resuming, the storm), as a
+/// tungstenite stream over the same handshake as the fleet's.
 async fn connect(addr: SocketAddr, i: usize, path: &str) -> Socket {
-    connect_with(addr, i, path, None).await
-}
-
-/// `rcvbuf`: a small receive buffer, so a stalled reader backs up into the
-/// server quickly instead of into megabytes of its own kernel buffer.
-async fn connect_with(addr: SocketAddr, i: usize, path: &str, rcvbuf: Option<u32>) -> Socket {
-    let src = Ipv4Addr::new(127, 0, 0, 2 + (i % SOURCE_IPS as usize) as u8);
-    for attempt in 0..20 {
-        let sock = TcpSocket::new_v4().unwrap();
-        if let Some(b) = rcvbuf {
-            sock.set_recv_buffer_size(b).unwrap();
-        }
-        sock.bind(SocketAddr::new(src.into(), 0)).unwrap();
-        match sock.connect(addr).await {
-            Ok(tcp) => {
-                let cfg = WebSocketConfig::default().read_buffer_size(4096);
-                let url = format!("ws://{addr}{path}");
-                match tokio_tungstenite::client_async_with_config(url, tcp, Some(cfg)).await {
-                    Ok((ws, _)) => return ws,
-                    Err(e) if attempt < 19 => {
-                        let _ = e;
-                    }
-                    Err(e) => panic!("handshake: {e}"),
-                }
-            }
-            Err(e) if attempt < 19 => {
-                let _ = e;
-            }
-            Err(e) => panic!("connect: {e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(50 * (attempt + 1))).await;
-    }
-    unreachable!()
+    let j = join(addr, i, path).await;
+    let tcp = tokio::net::TcpStream::from_std(j.socket).unwrap();
+    let cfg = WebSocketConfig::default().read_buffer_size(4096);
+    Socket::from_partially_read(tcp, j.early, Role::Client, Some(cfg)).await
 }
 
 /// The subscribers, read by one thread (see `reader`).

@@ -145,7 +145,10 @@ fn main() {
         got[pass] += 1;
         last[pass] = last[pass].max(Some(at));
     }
-    assert!(got.iter().all(|&n| n == subs), "every socket got every pass");
+    assert!(
+        got.iter().all(|&n| n == subs),
+        "every socket got every pass"
+    );
     let mut to_last = Histogram::<u64>::new(3).unwrap();
     for (pass, at) in last.iter().enumerate() {
         to_last
