@@ -42,9 +42,6 @@ struct Entry {
 }
 
 struct State {
-    /// Which peer holds the slot (0: none); deliveries for another are
-    /// refused.
-    generation: u64,
     /// The socket; taken (and so closed) when the connection ends, even
     /// while deliveries in flight still name this peer.
     stream: Option<TcpStream>,
@@ -65,9 +62,8 @@ struct State {
 }
 
 impl State {
-    fn new(generation: u64, stream: Option<TcpStream>) -> State {
+    fn new(stream: Option<TcpStream>) -> State {
         State {
-            generation,
             stream,
             held: Some(Vec::new()),
             skip_through: 0,
@@ -89,10 +85,11 @@ impl State {
 /// fits in a few hundred pages.
 struct Slot {
     state: Mutex<State>,
-    /// Mirrors `state.generation`, read without the lock by the topic's
-    /// prune.
+    /// Which peer holds the slot (0: none); deliveries for another are
+    /// refused. Written only under `state`'s lock, so checking it there
+    /// is exact; read without the lock by the topic's prune.
     generation: AtomicU64,
-    /// Mirrors `state.closed != Open`, likewise.
+    /// Mirrors `state.closed != Open`, read without the lock likewise.
     closed: AtomicBool,
     /// Signals the connection's task: data queued (wait for the socket) or
     /// the peer was closed.
@@ -139,7 +136,7 @@ impl Peer {
                     let chunk_no = slots.chunks.len();
                     slots.chunks.push(Arc::new(Chunk {
                         slots: std::array::from_fn(|_| Slot {
-                            state: Mutex::new(State::new(0, None)),
+                            state: Mutex::new(State::new(None)),
                             generation: AtomicU64::new(0),
                             closed: AtomicBool::new(true),
                             changed: Notify::new(),
@@ -153,9 +150,12 @@ impl Peer {
         };
         let generation = GENERATIONS.fetch_add(1, Ordering::Relaxed) + 1;
         let slot = &chunk.slots[index];
-        *slot.lock() = State::new(generation, Some(stream));
-        slot.generation.store(generation, Ordering::Release);
-        slot.closed.store(false, Ordering::Release);
+        {
+            let mut st = slot.lock();
+            *st = State::new(Some(stream));
+            slot.generation.store(generation, Ordering::Release);
+            slot.closed.store(false, Ordering::Release);
+        }
         Arc::new(Peer {
             chunk,
             chunk_no,
@@ -257,9 +257,13 @@ impl Drop for Peer {
     /// generation there and drop it.
     fn drop(&mut self) {
         let slot = self.slot();
-        slot.closed.store(true, Ordering::Release);
-        slot.generation.store(0, Ordering::Release);
-        let old = std::mem::replace(&mut *slot.lock(), State::new(0, None));
+        let old = {
+            let mut st = slot.lock();
+            slot.closed.store(true, Ordering::Release);
+            slot.generation.store(0, Ordering::Release);
+            std::mem::replace(&mut *st, State::new(None))
+        };
+        // The socket and queues go outside the lock.
         drop(old);
         let mut slots = SLOTS.lock().unwrap_or_else(|p| p.into_inner());
         slots.free.push((self.chunk_no, self.index));
@@ -362,7 +366,7 @@ impl Slot {
     /// The slot's state if `generation` still holds it.
     fn lock_for(&self, generation: u64) -> Option<MutexGuard<'_, State>> {
         let st = self.lock();
-        (st.generation == generation).then_some(st)
+        (self.generation.load(Ordering::Relaxed) == generation).then_some(st)
     }
 }
 
