@@ -35,6 +35,18 @@ say cmn zh-to "到" 175
 say cmn zh-window "号窗口" 175
 say cmn zh-handle "办理" 175
 
+# Cantonese: the same counting words in espeak-ng's yue voice, from
+# traditional characters. (Its Jyutping voice was tried for each word:
+# it reads no word better, and drops the tone of 五 "ng5".)
+yue_digits=(零 一 二 三 四 五 六 七 八 九)
+for d in 0 1 2 3 4 5 6 7 8 9; do say yue "yue-$d" "${yue_digits[$d]}" 165; done
+say yue yue-10 "十" 165
+say yue yue-100 "百" 165
+say yue yue-please "請" 165
+say yue yue-hao "號" 165
+say yue yue-to "到" 165
+say yue yue-window "號窗口" 165
+
 # English: digits, teens, tens, letters and phrases.
 en_words=(zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen)
 for n in $(seq 0 19); do say en "en-$n" "${en_words[$n]}"; done

@@ -294,8 +294,13 @@ fn validate_hall(h: RawHall) -> Result<HallSpec, Rule> {
         let mut languages = Vec::new();
         for l in f.languages.unwrap_or_else(|| vec!["zh".into()]) {
             let lang = Language::parse(&l).ok_or_else(|| {
+                let known: Vec<String> = Language::ALL
+                    .iter()
+                    .map(|k| format!("\"{}\"", k.as_str()))
+                    .collect();
                 at(format!(
-                    "language '{l}' is not supported; use \"zh\" or \"en\""
+                    "language '{l}' is not supported; the known languages are {}",
+                    known.join(", ")
                 ))
             })?;
             if languages.contains(&lang) {

@@ -185,3 +185,214 @@ fn cold_composition_uses_the_shared_clip_bank() {
         assert!(parse_wav(&h.join().unwrap()).samples.len() > OUTPUT_RATE as usize);
     }
 }
+
+/// A Guangdong hall (the Shekou hall in Shenzhen, for one): floor 1 speaks
+/// Mandarin, Cantonese and English; floor 2 Cantonese only.
+const SHEKOU: &str = r#"
+[[halls]]
+id = "shekou"
+name = "蛇口政务服务中心"
+timezone = "Asia/Shanghai"
+admin_token = "shekou-admin-token-01"
+  [[halls.floors]]
+  number = 1
+  name = "1F"
+  announce = "voice"
+  languages = ["zh", "yue", "en"]
+  [[halls.floors]]
+  number = 2
+  name = "2F"
+  announce = "voice"
+  languages = ["yue"]
+  [[halls.services]]
+  id = "general"
+  name = "综合"
+  prefix = "A"
+  floor = 1
+  zone = "A"
+  [[halls.services]]
+  id = "permits"
+  name = "港澳通行证"
+  prefix = "G"
+  floor = 2
+  zone = "B"
+  [[halls.windows]]
+  id = "1-12"
+  label = "12"
+  floor = 1
+  zone = "A"
+  services = ["general"]
+  token = "shekou-window-1-12-tok"
+  [[halls.windows]]
+  id = "2-03"
+  label = "3"
+  floor = 2
+  zone = "B"
+  services = ["permits"]
+  token = "shekou-window-2-03-tok"
+"#;
+
+const SHEKOU_ADMIN: &str = "shekou-admin-token-01";
+
+/// Issues a ticket of `service` and calls it on `window`; the `called`
+/// event the floor channel got.
+async fn shekou_call(s: &Server, floor: i32, service: &str, window: &str) -> serde_json::Value {
+    let c = Client::new(s);
+    let mut ws = Ws::connect(&s.ws(&format!("/ws/v1/halls/shekou/floors/{floor}"))).await;
+    ws.next().await;
+    let r = c
+        .post(
+            "/api/v1/halls/shekou/tickets",
+            SHEKOU_ADMIN,
+            &format!(r#"{{"service":"{service}"}}"#),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = c
+        .post(
+            &format!("/api/v1/halls/shekou/windows/{window}/call"),
+            SHEKOU_ADMIN,
+            "{}",
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    ws.until(|v| v["type"] == "called").await.pop().unwrap()
+}
+
+async fn fetch_wav(s: &Server, audio: &str) -> Vec<u8> {
+    let r = reqwest::get(s.url(audio)).await.unwrap();
+    assert_eq!(r.status(), 200, "{audio}");
+    r.bytes().await.unwrap().to_vec()
+}
+
+/// RMS of samples `from..to`.
+fn rms(s: &[i16], from: usize, to: usize) -> f64 {
+    let part = &s[from.min(s.len())..to.min(s.len())];
+    (part.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / part.len().max(1) as f64).sqrt()
+}
+
+#[tokio::test]
+async fn a_three_language_floor_speaks_mandarin_then_cantonese_then_english() {
+    let s = Server::start_config(SHEKOU);
+    let called = shekou_call(&s, 1, "general", "1-12").await;
+    assert_eq!(
+        called["announcement"]["text"],
+        "请A001号到12号窗口办理 請A001號到12號窗口 Number A001, please go to window 12"
+    );
+    let audio = called["announcement"]["audio"].as_str().unwrap();
+    assert!(audio.ends_with(".zh-yue-en.wav"), "{audio}");
+    let wav = parse_wav(&fetch_wav(&s, audio).await);
+    assert_eq!((wav.rate, wav.channels, wav.bits), (OUTPUT_RATE, 1, 16));
+
+    // The served WAV follows the plan of the three parts, in that order.
+    let a = announcer();
+    let langs = [Language::Zh, Language::Yue, Language::En];
+    let plan = a.plan("A001", "12", &langs);
+    assert!(
+        wav.samples.len().abs_diff(plan.len) <= 2,
+        "length as planned"
+    );
+    let start = |clip: &str| plan.placed.iter().find(|(n, _)| *n == clip).unwrap().1;
+    let end_of = |prefix: &str| {
+        plan.placed
+            .iter()
+            .filter(|(n, _)| n.starts_with(prefix))
+            .map(|(n, at)| at + a.clip_len(n))
+            .max()
+            .unwrap()
+    };
+    let (zh, yue, en) = (start("zh-please"), start("yue-please"), start("en-number"));
+    assert!(zh < yue && yue < en, "zh {zh}, yue {yue}, en {en}");
+    // Each part lasts its clips plus its gaps: 請 A 零零一 號 | 到 十二 號窗口
+    // is 8 clips, 6 word gaps and one phrase gap.
+    let ms = |v: u32| (v * OUTPUT_RATE / 1000) as usize;
+    let yue_clips: usize = [
+        "yue-please",
+        "letter-A",
+        "yue-0",
+        "yue-0",
+        "yue-1",
+        "yue-hao",
+    ]
+    .iter()
+    .chain(&["yue-to", "yue-10", "yue-2", "yue-window"])
+    .map(|n| a.clip_len(n))
+    .sum();
+    let yue_len = end_of("yue-") - yue;
+    assert_eq!(
+        yue_len,
+        yue_clips + 8 * ms(mix::WORD_GAP_MS) + ms(mix::PHRASE_GAP_MS),
+        "the Cantonese part's duration"
+    );
+    // Speech where each part is, near-silence in the gaps between languages.
+    for (name, from, to) in [
+        ("zh", zh, end_of("zh-")),
+        ("yue", yue, end_of("yue-")),
+        ("en", en, plan.len),
+    ] {
+        assert!(rms(&wav.samples, from, to) > 1000.0, "{name} part is heard");
+    }
+    let gap = rms(&wav.samples, end_of("yue-") + ms(100), en - ms(100));
+    assert!(
+        gap < 50.0,
+        "silence between Cantonese and English, RMS {gap}"
+    );
+}
+
+#[tokio::test]
+async fn a_cantonese_only_floor_and_cache_keys_that_follow_the_language_set() {
+    let mut s = Server::start_config(SHEKOU);
+    let called = shekou_call(&s, 2, "permits", "2-03").await;
+    assert_eq!(called["announcement"]["text"], "請G001號到3號窗口");
+    let yue_audio = called["announcement"]["audio"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(yue_audio.ends_with(".yue.wav"), "{yue_audio}");
+    let yue_wav = fetch_wav(&s, &yue_audio).await;
+    let a = announcer();
+    let plan = a.plan("G001", "3", &[Language::Yue]);
+    assert!(plan
+        .placed
+        .iter()
+        .skip(1)
+        .all(|(n, _)| n.starts_with("yue-") || n.starts_with("letter-")));
+    assert!(parse_wav(&yue_wav).samples.len().abs_diff(plan.len) <= 2);
+
+    // The hall switches floor 2 to Mandarin between restarts: the same
+    // call gets a new id, new bytes, a cache entry of its own, and the old
+    // id still says what it named.
+    let cfg = s.dir.parent().unwrap().join("hallcast.toml");
+    let changed = SHEKOU.replacen("languages = [\"yue\"]", "languages = [\"zh\"]", 1);
+    std::fs::write(&cfg, changed).unwrap();
+    s.stop_and_restart();
+    let c = Client::new(&s);
+    let mut ws = Ws::connect(&s.ws("/ws/v1/halls/shekou/floors/2")).await;
+    ws.next().await;
+    let r = c
+        .post("/api/v1/halls/shekou/windows/2-03/recall", SHEKOU_ADMIN, "")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let recalled = ws.until(|v| v["type"] == "called").await.pop().unwrap();
+    assert_eq!(recalled["announcement"]["text"], "请G001号到3号窗口办理");
+    let zh_audio = recalled["announcement"]["audio"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(zh_audio, yue_audio.replace(".yue.wav", ".zh.wav"));
+    let zh_wav = fetch_wav(&s, &zh_audio).await;
+    assert_ne!(zh_wav, yue_wav);
+    assert_eq!(
+        fetch_wav(&s, &yue_audio).await,
+        yue_wav,
+        "the old id, as it was"
+    );
+    let stats = c.get("/api/v1/announcements/stats").await.json;
+    assert_eq!(stats["entries"], 2, "{stats}");
+    assert_eq!(stats["misses"], 2, "{stats}");
+
+    for bad in ["fr", "zh-zh", "zh-", ""] {
+        let id = yue_audio.replace(".yue.wav", &format!(".{bad}.wav"));
+        assert_eq!(c.get(&id).await.status, 404, "{id}");
+    }
+}

@@ -126,7 +126,7 @@ fn broken_configs_exit_2_naming_file_entry_and_rule() {
         (
             "languages = [\"zh\", \"en\"]",
             "languages = [\"zh\", \"fr\"]",
-            &["floors[0]", "'fr'"],
+            &["floors[0]", "'fr'", "\"zh\", \"yue\", \"en\""],
         ),
         (
             "id = \"3-01\"",
@@ -152,6 +152,11 @@ fn broken_configs_exit_2_naming_file_entry_and_rule() {
             "name = \"3F\"",
             "name = \"3F\"\n  colour = \"red\"",
             &["unknown field", "colour"],
+        ),
+        (
+            "languages = [\"zh\", \"en\"]",
+            "languages = [\"yue\", \"zh\", \"yue\"]",
+            &["floors[0]", "'yue' is listed twice"],
         ),
         ("[[halls]]", "[[halls]\n", &["not valid"]),
     ];

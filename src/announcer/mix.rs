@@ -66,8 +66,11 @@ pub fn plan(bank: &ClipBank, parts: &[Part]) -> Plan {
     Plan { placed, len: end }
 }
 
-/// Mixes a plan into normalised 16-bit samples.
-pub fn render(bank: &ClipBank, plan: &Plan) -> Vec<i16> {
+/// Mixes a plan into a normalised 16-bit WAV. The samples are written
+/// straight into the WAV's bytes: a three-language call is half a
+/// megabyte, and every extra buffer of that size is page faults on the
+/// cold path.
+pub fn render_wav(bank: &ClipBank, plan: &Plan) -> Vec<u8> {
     let mut buf = vec![0f32; plan.len];
     for (name, at) in &plan.placed {
         for (i, s) in bank.get(name).iter().enumerate() {
@@ -87,14 +90,18 @@ pub fn render(bank: &ClipBank, plan: &Plan) -> Vec<i16> {
     if peak * gain > PEAK_LIMIT {
         gain = PEAK_LIMIT / peak;
     }
-    buf.iter()
-        .map(|s| (s * gain * 32767.0).round().clamp(-32768.0, 32767.0) as i16)
-        .collect()
+    let mut out = wav_header(buf.len());
+    for s in &buf {
+        let v = (s * gain * 32767.0).round().clamp(-32768.0, 32767.0) as i16;
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
 }
 
-/// A canonical 44-byte-header PCM WAV: mono, 16-bit, [`OUTPUT_RATE`].
-pub fn wav(samples: &[i16]) -> Vec<u8> {
-    let data_len = (samples.len() * 2) as u32;
+/// The canonical 44-byte header of a mono 16-bit [`OUTPUT_RATE`] PCM WAV
+/// of `samples` samples, in a vector with room for them.
+fn wav_header(samples: usize) -> Vec<u8> {
+    let data_len = (samples * 2) as u32;
     let mut out = Vec::with_capacity(44 + data_len as usize);
     out.extend_from_slice(b"RIFF");
     out.extend_from_slice(&(36 + data_len).to_le_bytes());
@@ -108,8 +115,5 @@ pub fn wav(samples: &[i16]) -> Vec<u8> {
     out.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
     out.extend_from_slice(b"data");
     out.extend_from_slice(&data_len.to_le_bytes());
-    for s in samples {
-        out.extend_from_slice(&s.to_le_bytes());
-    }
     out
 }

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use crate::gateway::wire::Announcement;
-use crate::queue::{Announce, HallSpec};
+use crate::queue::{Announce, HallSpec, Language};
 use cache::Cache;
 pub use cache::CACHE_BYTES;
 use clips::ClipBank;
@@ -48,7 +48,31 @@ pub struct Announcer {
 struct Target<'a> {
     number: &'a str,
     label: &'a str,
-    languages: &'a [crate::queue::Language],
+    languages: Vec<Language>,
+}
+
+/// The id's last part: the languages spoken, in order ("zh-yue-en"). It is
+/// in the id so that a floor whose languages change between restarts gets
+/// new URLs: screens cache a WAV for a day, and the server's cache is
+/// keyed by the id.
+fn languages_tag(languages: &[Language]) -> String {
+    languages
+        .iter()
+        .map(|l| l.as_str())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+fn parse_languages(tag: &str) -> Option<Vec<Language>> {
+    let mut out = Vec::new();
+    for part in tag.split('-') {
+        let l = Language::parse(part)?;
+        if out.contains(&l) {
+            return None;
+        }
+        out.push(l);
+    }
+    Some(out)
 }
 
 fn valid_number(n: &str) -> bool {
@@ -100,8 +124,12 @@ impl Announcer {
             .collect::<Vec<_>>()
             .join(" ");
         let id = format!(
-            "{}.{}.{}.{}",
-            spec.id, floor, number, spec.windows[window].id
+            "{}.{}.{}.{}.{}",
+            spec.id,
+            floor,
+            number,
+            spec.windows[window].id,
+            languages_tag(&f.languages)
         );
         let audio = format!("/api/v1/announcements/{id}.wav");
         Some((id, Announcement { text, audio }))
@@ -110,6 +138,9 @@ impl Announcer {
     fn resolve<'a>(&'a self, id: &'a str) -> Option<Target<'a>> {
         let mut it = id.split('.');
         let (hall, floor, number, window) = (it.next()?, it.next()?, it.next()?, it.next()?);
+        // Ids made before the languages were part of them have four parts;
+        // they speak the floor's languages of today.
+        let languages = it.next().map(parse_languages);
         if it.next().is_some() || !valid_number(number) {
             return None;
         }
@@ -118,10 +149,14 @@ impl Announcer {
         let f = spec.floor(floor)?;
         let window = spec.window_index(window)?;
         let w = &spec.windows[window];
+        let languages = match languages {
+            None => f.languages.clone(),
+            Some(l) => l?,
+        };
         (f.announce == Announce::Voice && w.floor == floor).then_some(Target {
             number,
             label: &w.label,
-            languages: &f.languages,
+            languages,
         })
     }
 
@@ -134,30 +169,20 @@ impl Announcer {
             return Some((w, true));
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
-        let wav = self.compose(t.number, t.label, t.languages);
+        let wav = self.compose(t.number, t.label, &t.languages);
         self.lock().put(id.to_string(), wav.clone());
         Some((wav, false))
     }
 
     /// Composes an announcement (no cache).
-    pub fn compose(
-        &self,
-        number: &str,
-        label: &str,
-        languages: &[crate::queue::Language],
-    ) -> Bytes {
+    pub fn compose(&self, number: &str, label: &str, languages: &[Language]) -> Bytes {
         let parts = script::parts(number, label, languages);
         let plan = mix::plan(&self.bank, &parts);
-        Bytes::from(mix::wav(&mix::render(&self.bank, &plan)))
+        Bytes::from(mix::render_wav(&self.bank, &plan))
     }
 
     /// The timeline a composition follows (for tests and tools).
-    pub fn plan(
-        &self,
-        number: &str,
-        label: &str,
-        languages: &[crate::queue::Language],
-    ) -> mix::Plan {
+    pub fn plan(&self, number: &str, label: &str, languages: &[Language]) -> mix::Plan {
         mix::plan(&self.bank, &script::parts(number, label, languages))
     }
 

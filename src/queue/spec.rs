@@ -25,7 +25,10 @@ impl Announce {
 /// A language the announcer can speak.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Language {
+    /// Mandarin (普通话).
     Zh,
+    /// Cantonese (粤语), written in traditional characters.
+    Yue,
     En,
 }
 
@@ -34,14 +37,19 @@ impl Language {
     pub fn as_str(self) -> &'static str {
         match self {
             Language::Zh => "zh",
+            Language::Yue => "yue",
             Language::En => "en",
         }
     }
+
+    /// Every language, in the spelling config errors list them by.
+    pub const ALL: [Language; 3] = [Language::Zh, Language::Yue, Language::En];
 
     /// Parses the config spelling.
     pub fn parse(s: &str) -> Option<Language> {
         match s {
             "zh" => Some(Language::Zh),
+            "yue" => Some(Language::Yue),
             "en" => Some(Language::En),
             _ => None,
         }
