@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::queue::{Announce, FloorSpec, HallSpec, KioskSpec, Language, ServiceSpec, WindowSpec};
+use crate::queue::{
+    Announce, DayHours, FloorSpec, HallSpec, Hours, KioskSpec, Language, ServiceSpec, WindowSpec,
+};
 
 /// Where the server listens unless told otherwise (contract §1).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -110,6 +112,70 @@ struct RawHall {
     windows: Vec<RawWindow>,
     #[serde(default)]
     kiosks: Vec<RawKiosk>,
+    hours: Option<RawHours>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHours {
+    mon: Option<String>,
+    tue: Option<String>,
+    wed: Option<String>,
+    thu: Option<String>,
+    fri: Option<String>,
+    sat: Option<String>,
+    sun: Option<String>,
+    last_ticket_minutes: Option<u32>,
+    #[serde(default)]
+    special: Vec<RawSpecial>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpecial {
+    date: String,
+    hours: String,
+}
+
+/// `[halls.hours]` → [`Hours`]; errors name the weekday or special date.
+fn validate_hours(raw: RawHours) -> Result<Hours, Rule> {
+    let at = |entry: String, rule: String| (entry, rule);
+    let mut hours = Hours::default();
+    let days = [
+        ("mon", raw.mon),
+        ("tue", raw.tue),
+        ("wed", raw.wed),
+        ("thu", raw.thu),
+        ("fri", raw.fri),
+        ("sat", raw.sat),
+        ("sun", raw.sun),
+    ];
+    for (i, (name, text)) in days.into_iter().enumerate() {
+        if let Some(text) = text {
+            hours.week[i] = DayHours::parse(&text).map_err(|r| at(format!("hours.{name}"), r))?;
+        }
+    }
+    let last = raw.last_ticket_minutes.unwrap_or(0);
+    if last > 240 {
+        return Err(at(
+            "hours.last_ticket_minutes".into(),
+            format!("{last} must be between 0 and 240"),
+        ));
+    }
+    hours.last_ticket_minutes = last;
+    for (i, sp) in raw.special.into_iter().enumerate() {
+        let entry = format!("hours.special[{i}] (date '{}')", sp.date);
+        let date = chrono::NaiveDate::parse_from_str(&sp.date, "%Y-%m-%d")
+            .map_err(|_| at(entry.clone(), "date must be YYYY-MM-DD".into()))?;
+        let day = DayHours::parse(&sp.hours).map_err(|r| at(entry.clone(), r))?;
+        if hours.special.insert(date, day).is_some() {
+            return Err(at(
+                entry,
+                "this date appears twice; give each special date once".into(),
+            ));
+        }
+    }
+    Ok(hours)
 }
 
 #[derive(Deserialize)]
@@ -457,6 +523,8 @@ fn validate_hall(h: RawHall) -> Result<HallSpec, Rule> {
         });
     }
 
+    let hours = h.hours.map(validate_hours).transpose()?;
+
     Ok(HallSpec {
         id: h.id,
         name: h.name,
@@ -466,6 +534,7 @@ fn validate_hall(h: RawHall) -> Result<HallSpec, Rule> {
         services,
         windows,
         kiosks,
+        hours,
     })
 }
 

@@ -36,6 +36,43 @@ pub struct Reply {
 /// Who sent a command, for idempotency scoping.
 pub type CallerId = String;
 
+/// A request's `Idempotency-Key` and what it names: a digest of the
+/// method, path and body, so one key cannot stand for two requests
+/// (contract §13).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Idempotency {
+    pub key: String,
+    pub request: [u8; 32],
+}
+
+impl Idempotency {
+    /// The key of a request with this method, path and body.
+    pub fn new(key: &str, method: &str, path: &str, body: &[u8]) -> Idempotency {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        // Lengths first, so no two (method, path, body) share a digest.
+        for part in [method.as_bytes(), path.as_bytes(), body] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+        Idempotency {
+            key: key.to_string(),
+            request: h.finalize().into(),
+        }
+    }
+}
+
+/// Why a command got no answer of its own.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CommandError {
+    /// The store cannot take it now (503).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The key was first used for another request (422).
+    #[error("this Idempotency-Key was already used for another request (method, path or body differ); use a new key")]
+    IdempotencyMismatch,
+}
+
 /// One hall's live state and its idempotency memory.
 pub struct HallCell {
     pub hall: Hall,
@@ -175,19 +212,27 @@ impl Engine {
         &self,
         h: &HallEngine,
         caller: &str,
-        key: Option<&str>,
+        key: Option<&Idempotency>,
         apply: impl FnOnce(&mut Hall, DateTime<Utc>) -> Result<Outcome, QueueError>,
         render: impl FnOnce(&Hall, &Result<Outcome, QueueError>) -> Reply,
-    ) -> Result<Reply, StoreError> {
+    ) -> Result<Reply, CommandError> {
         let (tx, rx) = oneshot::channel();
         let reply = {
             let permit = self.writer.reserve()?;
             let mut cell = h.lock();
             let now = Utc::now();
-            let id = key.map(|k| (caller.to_string(), k.to_string()));
+            let id = key.map(|k| (caller.to_string(), k.key.clone()));
             let fresh = now - Duration::hours(IDEMPOTENCY_HOURS);
             let seen = id.as_ref().and_then(|id| cell.idempotency.get(id));
             if let Some(rec) = seen.filter(|r| r.created_at >= fresh) {
+                // Records written before requests were fingerprinted
+                // carry none, and match as they always did.
+                if rec
+                    .request
+                    .is_some_and(|r| Some(r) != key.map(|k| k.request))
+                {
+                    return Err(CommandError::IdempotencyMismatch);
+                }
                 // The first answer may still be on its way to the disk: an
                 // empty batch commits after it, so waiting for this one
                 // waits for that.
@@ -203,24 +248,37 @@ impl Engine {
                 ));
                 reply
             } else {
+                // A day that ended since the last command ends first, in
+                // the same batch: no command ever sees yesterday's line.
+                let rolled = cell.hall.roll_day(now);
                 let result = apply(&mut cell.hall, now);
                 let reply = render(&cell.hall, &result);
+                let refused = result.is_err();
+                let done = match result {
+                    Ok(out) => Some(rolled.then(out)),
+                    Err(_) => (!rolled.is_empty()).then_some(rolled),
+                };
                 let mut batch = Batch::new(h.spec.clone());
                 let mut tickets = Vec::new();
                 let mut spoken = Vec::new();
-                if let Ok(out) = &result {
+                if let Some(out) = &done {
                     spoken = self.fill_batch(&cell.hall, out, &mut batch);
                     tickets = self.ticket_messages(&cell.hall, out);
                 }
-                if let Some((caller, key)) = id {
+                // A refusal stores no key (contract §13): a caller cannot
+                // grow the store with refused requests, and a retry after
+                // fixing the request is a new request.
+                let id = id.filter(|_| !refused && reply.status < 400);
+                if let Some((caller, key_name)) = id {
                     let rec = IdempotencyRecord {
                         caller: caller.clone(),
-                        key: key.clone(),
+                        key: key_name.clone(),
+                        request: key.map(|k| k.request),
                         created_at: now,
                         status: reply.status,
                         body: reply.body.clone(),
                     };
-                    cell.idempotency.insert((caller, key), rec.clone());
+                    cell.idempotency.insert((caller, key_name), rec.clone());
                     batch.idempotency = Some(rec);
                 }
                 if batch.is_empty() {
@@ -248,8 +306,8 @@ impl Engine {
         };
         match rx.await {
             Ok(Ok(())) => Ok(reply),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(StoreError("hallcast is shutting down".into())),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(StoreError("hallcast is shutting down".into()).into()),
         }
     }
 
@@ -343,6 +401,32 @@ impl Engine {
             }
         }
         msgs
+    }
+
+    /// Ends the day of every hall whose hall-local date changed (contract
+    /// §7). Called about every second, so a stepped clock is noticed
+    /// within the contract's 5 s; a hall with nothing due costs a lock.
+    pub async fn tick(&self) {
+        for h in &self.halls {
+            if !h.read(|hall| hall.day_is_due(Utc::now())) {
+                continue;
+            }
+            let r = self
+                .execute(
+                    h,
+                    "system",
+                    None,
+                    |_, _| Ok(Outcome::default()),
+                    |_, _| Reply {
+                        status: 200,
+                        body: Bytes::new(),
+                    },
+                )
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(hall = %h.spec.id, error = %e, "ending the day failed; retrying");
+            }
+        }
     }
 
     /// Housekeeping: expired idempotency keys, empty ticket topics.

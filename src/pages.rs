@@ -17,6 +17,17 @@ const PHONE: &str = include_str!("../displays/phone.html");
 const CONSOLE: &str = include_str!("../displays/console.html");
 const KIOSK: &str = include_str!("../displays/kiosk.html");
 
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// What a page may load and run: only this server's own scripts (no inline
+/// script, so an injected string can never run), its own API and sockets,
+/// its own images and sounds; and no one may frame it (a public lobby
+/// page inside another site's frame is a clickjacking kiosk). Inline
+/// styles stay allowed: the pages' `<style>` blocks carry no code.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+img-src 'self' data:; media-src 'self'; connect-src 'self'; font-src 'self'; \
+base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
 /// (name, content type, bytes) of every asset under `/assets/`.
 const ASSETS: &[(&str, &str, &[u8])] = &[
     (
@@ -24,6 +35,12 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         "text/javascript; charset=utf-8",
         include_bytes!("../displays/app.js"),
     ),
+    ("index.js", JS, include_bytes!("../displays/index.js")),
+    ("floor.js", JS, include_bytes!("../displays/floor.js")),
+    ("entrance.js", JS, include_bytes!("../displays/entrance.js")),
+    ("phone.js", JS, include_bytes!("../displays/phone.js")),
+    ("console.js", JS, include_bytes!("../displays/console.js")),
+    ("kiosk.js", JS, include_bytes!("../displays/kiosk.js")),
     (
         "style.css",
         "text/css; charset=utf-8",
@@ -44,13 +61,17 @@ fn page(status: u16, html: &'static str) -> Response<Bytes> {
         // on their next reconnect-driven reload.
         .header("cache-control", "no-cache")
         .header("x-content-type-options", "nosniff")
+        .header("content-security-policy", CSP)
+        .header("x-frame-options", "DENY")
+        // A ticket page's address holds its token: never send it onwards.
+        .header("referrer-policy", "no-referrer")
         .body(Bytes::from_static(html.as_bytes()))
         .expect("page response builds")
 }
 
 const NOT_FOUND: &str = "<!doctype html><meta charset=utf-8><title>404</title>\
-<body style=\"font-family:sans-serif;background:#0b1f3a;color:#fff;text-align:center;padding-top:30vh\">\
-<h1>页面不存在 · Not found</h1><p><a style=\"color:#ffd34d\" href=\"/\">hallcast</a></p>";
+<style>body{font-family:sans-serif;background:#0b1f3a;color:#fff;text-align:center;padding-top:30vh}a{color:#ffd34d}</style><body>\
+<h1>页面不存在 · Not found</h1><p><a href=\"/\">hallcast</a></p>";
 
 /// `GET /`, `/display/…`, `/t/…`, `/window/…`, `/kiosk/…`, `/assets/…`.
 pub fn routes(
@@ -90,6 +111,7 @@ pub fn routes(
                     Some((_, ct, body)) => Response::builder()
                         .header("content-type", *ct)
                         .header("cache-control", "no-cache")
+                        .header("x-content-type-options", "nosniff")
                         .body(Bytes::from_static(body))
                         .expect("asset response builds"),
                     None => page(404, NOT_FOUND),

@@ -29,6 +29,11 @@ use crate::store::{Sqlite, Writer};
 /// live 24 h; ten minutes of slack costs nothing.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(600);
 
+/// How often the wall clock is read for day changes (contract §7: a
+/// stepped clock is noticed within 5 s). The first tick, at start, ends
+/// the tickets of earlier days that a stopped server left waiting.
+const DAY_CHECK_EVERY: Duration = Duration::from_secs(1);
+
 /// How long shutdown waits for WebSockets to finish their closing
 /// handshake; a peer that stopped reading must not hold the exit.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -98,6 +103,10 @@ pub async fn serve(
             );
         }));
 
+    // Tickets of days that ended while the server was down end before
+    // anyone can see them (contract §7, "also at start-up").
+    engine.tick().await;
+
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on http://{addr}")?;
@@ -119,10 +128,23 @@ pub async fn serve(
         })
     };
 
+    let days = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(DAY_CHECK_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                engine.tick().await;
+            }
+        })
+    };
+
     let service = hyper_util::service::TowerToHyperService::new(warp::service(routes));
     listener::serve(listener, service, shutdown).await;
     tracing::info!("stopped accepting; closing channels and flushing the store");
     maintenance.abort();
+    days.abort();
     hub.close_all();
     tasks.close();
     if tokio::time::timeout(CLOSE_GRACE, tasks.wait())

@@ -67,6 +67,17 @@ struct HallBoard<'a> {
     floors: Vec<FloorItem<'a>>,
     services: Vec<ServiceItem<'a>>,
     windows: Vec<WindowItem<'a>>,
+    /// Inside an opening range now (contract §7).
+    open: bool,
+    /// The hours string in effect today; `null` without hours.
+    hours_today: Option<&'a str>,
+    /// The next opening or closing; `null` without hours or with none ahead.
+    next_change: Option<String>,
+    /// Beyond the contract: a walk-in ticket would be issued now (open,
+    /// and not in the last minutes), and when the hall next opens — what
+    /// the kiosk and the screens show.
+    takes_tickets: bool,
+    next_open: Option<String>,
 }
 
 /// `GET /halls/{hall}`: the layout with the config's field names, no tokens.
@@ -76,8 +87,21 @@ pub fn hall(api: &Api, id: &str) -> Result<Answer, ApiError> {
         .hall(id)
         .ok_or_else(|| ApiError::not_found(format!("no hall '{id}'")))?;
     let spec = &h.spec;
+    let now = chrono::Utc::now();
+    let tz = spec.timezone;
+    let hours = spec.hours.as_ref();
+    let today = hours.map(|hr| hr.on(now.with_timezone(&tz).date_naive()));
     Ok(h.read(|hall| {
         let board = HallBoard {
+            open: hours.is_none_or(|hr| hr.is_open(tz, now)),
+            hours_today: today.map(|d| d.text.as_str()),
+            next_change: hours
+                .and_then(|hr| hr.next_change(tz, now))
+                .map(|t| wire::time(spec, t)),
+            takes_tickets: hours.is_none_or(|hr| hr.takes_tickets(tz, now)),
+            next_open: hours
+                .and_then(|hr| hr.next_open(tz, now))
+                .map(|t| wire::time(spec, t)),
             id: &spec.id,
             name: &spec.name,
             timezone: spec.timezone.name(),

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::engine::Reply;
+use crate::engine::{CommandError, Reply};
 use crate::queue::QueueError;
 use crate::store::StoreError;
 
@@ -14,6 +14,9 @@ pub struct ApiError {
     pub status: u16,
     pub code: &'static str,
     pub message: String,
+    /// `closed` (contract §7) also carries the next opening: `Some(None)`
+    /// is a `null`, the hall has none ahead.
+    pub next_open: Option<Option<String>>,
 }
 
 impl ApiError {
@@ -22,6 +25,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            next_open: None,
         }
     }
 
@@ -60,6 +64,8 @@ impl ApiError {
         struct Inner<'a> {
             code: &'a str,
             message: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            next_open: Option<&'a Option<String>>,
         }
         #[derive(Serialize)]
         struct Outer<'a> {
@@ -69,6 +75,7 @@ impl ApiError {
             error: Inner {
                 code: self.code,
                 message: &self.message,
+                next_open: self.next_open.as_ref(),
             },
         })
         .expect("error bodies serialize");
@@ -85,6 +92,23 @@ impl From<QueueError> for ApiError {
             QueueError::NotFound(m) => ApiError::not_found(m),
             QueueError::Conflict(m) => ApiError::new(409, "conflict", m),
             QueueError::BadRequest(m) => ApiError::bad_request(m),
+            QueueError::Closed { message, next_open } => ApiError {
+                next_open: Some(
+                    next_open.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, false)),
+                ),
+                ..ApiError::new(409, "closed", message)
+            },
+        }
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Store(e) => e.into(),
+            m @ CommandError::IdempotencyMismatch => {
+                ApiError::new(422, "idempotency_mismatch", m.to_string())
+            }
         }
     }
 }

@@ -5,6 +5,7 @@
 mod auth;
 mod boards;
 mod body;
+mod days;
 pub mod error;
 mod tickets;
 mod windows;
@@ -17,7 +18,7 @@ use tracing::Instrument;
 use warp::http::{HeaderMap, Method, Response, StatusCode};
 use warp::Filter;
 
-use crate::engine::{Engine, Reply};
+use crate::engine::{Engine, Idempotency, Reply};
 use error::ApiError;
 
 /// Request bodies over this are refused with 413 (contract §3).
@@ -55,6 +56,8 @@ impl From<Reply> for Answer {
 /// A request as the handlers see it.
 pub struct Request<'a> {
     pub method: &'a Method,
+    /// The path below `/api/v1/`.
+    pub path: &'a str,
     pub headers: &'a HeaderMap,
     pub body: Bytes,
 }
@@ -65,8 +68,9 @@ impl Request<'_> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// The `Idempotency-Key` header, checked against the contract's form.
-    pub fn idempotency_key(&self) -> Result<Option<&str>, ApiError> {
+    /// The `Idempotency-Key` header, checked against the contract's form,
+    /// bound to this request's method, path and body.
+    pub fn idempotency_key(&self) -> Result<Option<Idempotency>, ApiError> {
         let Some(v) = self.headers.get("idempotency-key") else {
             return Ok(None);
         };
@@ -76,7 +80,12 @@ impl Request<'_> {
                 "Idempotency-Key must be 1 to 64 visible ASCII characters",
             ));
         }
-        Ok(Some(k))
+        Ok(Some(Idempotency::new(
+            k,
+            self.method.as_str(),
+            self.path,
+            &self.body,
+        )))
     }
 }
 
@@ -132,6 +141,7 @@ where
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let route = route_name(&segs);
     let span = tracing::debug_span!("request", %method, route);
+    let path = path.as_str();
     async move {
         let body = if method == Method::POST {
             match body::read_limited(body, MAX_BODY).await {
@@ -143,6 +153,7 @@ where
         };
         let req = Request {
             method: &method,
+            path,
             headers: &headers,
             body,
         };
@@ -160,6 +171,7 @@ fn route_name(segs: &[&str]) -> &'static str {
         ["halls", _] => "hall",
         ["halls", _, "floors", _] => "floor",
         ["halls", _, "tickets"] => "issue",
+        ["halls", _, "close-day"] => "close_day",
         ["halls", _, "windows", _] => "window",
         ["halls", _, "windows", _, _] => "window_action",
         ["tickets", _] => "ticket",
@@ -180,6 +192,10 @@ async fn dispatch(api: &Api, req: &Request<'_>, segs: &[&str]) -> Answer {
         }
         ["halls", hall, "tickets"] => match only(m, Method::POST) {
             Ok(()) => tickets::issue(api, req, hall).await,
+            Err(e) => Err(e),
+        },
+        ["halls", hall, "close-day"] => match only(m, Method::POST) {
+            Ok(()) => days::close_day(api, req, hall).await,
             Err(e) => Err(e),
         },
         ["halls", hall, "windows", window] => {
@@ -262,7 +278,14 @@ pub fn json<T: serde::Serialize>(status: u16, v: &T) -> Reply {
     }
 }
 
-/// Parses a JSON body; an empty body is `{}`.
+/// The body of an action that takes no fields: empty or `{}`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}
+
+/// Parses a JSON body; an empty body is `{}`. Every body type refuses
+/// unknown fields, and the message names the field: a typo such as
+/// `"priorty"` must not silently give a normal ticket.
 pub fn parse_body<T: serde::de::DeserializeOwned>(req: &Request<'_>) -> Result<T, ApiError> {
     let body: &[u8] = if req.body.iter().all(u8::is_ascii_whitespace) {
         b"{}"
@@ -272,6 +295,15 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(req: &Request<'_>) -> Result<T
     // serde's own message can quote the offending value (a phone number,
     // say): say where and what kind of problem, never the value.
     serde_json::from_slice(body).map_err(|e| {
+        let text = e.to_string();
+        if let Some(rest) = text.strip_prefix("unknown field ") {
+            // serde names the field and the known ones: no value of the
+            // caller's is quoted.
+            let rest = rest.split(" at line ").next().unwrap_or(rest);
+            return ApiError::bad_request(format!(
+                "the request body has an unknown field {rest}; see the contract"
+            ));
+        }
         let what = match e.classify() {
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
                 "is not valid JSON"

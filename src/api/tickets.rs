@@ -5,7 +5,7 @@ use qrcode::render::svg;
 use qrcode::QrCode;
 use serde::Deserialize;
 
-use super::auth::{authenticate, require_issuer};
+use super::auth::{authenticate, require_issuer, Caller};
 use super::error::ApiError;
 use super::{json, parse_body, Answer, Api, Request};
 use crate::engine::{new_token, Reply};
@@ -13,6 +13,7 @@ use crate::gateway::wire;
 use crate::queue::{Channel, IssueRequest, Priority};
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct IssueBody {
     service: Option<String>,
     priority: Option<String>,
@@ -21,6 +22,7 @@ struct IssueBody {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Notify {
     phone: Option<String>,
 }
@@ -31,7 +33,7 @@ fn valid_phone(p: &str) -> bool {
     (5..=20).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn issue_request(body: IssueBody) -> Result<IssueRequest, ApiError> {
+fn issue_request(body: IssueBody, outside_hours: bool) -> Result<IssueRequest, ApiError> {
     let service = body.service.filter(|s| !s.is_empty()).ok_or_else(|| {
         ApiError::bad_request("'service' is required: the id of a service of this hall")
     })?;
@@ -62,6 +64,7 @@ fn issue_request(body: IssueBody) -> Result<IssueRequest, ApiError> {
         priority,
         channel,
         notify_phone,
+        outside_hours,
     })
 }
 
@@ -74,14 +77,14 @@ pub async fn issue(api: &Api, req: &Request<'_>, hall: &str) -> Result<Answer, A
     let caller = authenticate(&api.engine, &h.spec, req.header("authorization"))?;
     require_issuer(caller)?;
     let key = req.idempotency_key()?;
-    let issue = issue_request(parse_body(req)?)?;
+    let issue = issue_request(parse_body(req)?, caller == Caller::Admin)?;
     let token = new_token();
     let reply = api
         .engine
         .execute(
             h,
             &caller.id(&h.spec),
-            key,
+            key.as_ref(),
             move |hall, now| hall.issue(issue, token, now),
             |hall, result| match result {
                 Ok(out) => {
@@ -129,6 +132,7 @@ pub fn qr(api: &Api, token: &str) -> Result<Answer, ApiError> {
 pub async fn cancel(api: &Api, req: &Request<'_>, token: &str) -> Result<Answer, ApiError> {
     let h = api.engine.hall_of_token(token).ok_or_else(no_ticket)?;
     let key = req.idempotency_key()?;
+    parse_body::<super::Empty>(req)?;
     let token = token.to_string();
     let caller = format!("ticket:{token}");
     let reply: Reply = api
@@ -136,7 +140,7 @@ pub async fn cancel(api: &Api, req: &Request<'_>, token: &str) -> Result<Answer,
         .execute(
             h,
             &caller,
-            key,
+            key.as_ref(),
             |hall, now| hall.cancel(&token, now),
             |hall, result| match result {
                 Ok(out) => {

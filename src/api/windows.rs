@@ -143,11 +143,13 @@ pub fn show(api: &Api, req: &Request<'_>, hall: &str, window: &str) -> Result<An
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CallBody {
     number: Option<String>,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct TransferBody {
     service: Option<String>,
 }
@@ -165,6 +167,9 @@ pub async fn act(
 ) -> Result<Answer, ApiError> {
     let (h, w, caller) = find(api, req, hall, window)?;
     let key = req.idempotency_key()?;
+    if !matches!(action, "call" | "transfer") {
+        parse_body::<super::Empty>(req)?;
+    }
     let apply: Apply = match action {
         "call" => {
             let body: CallBody = parse_body(req)?;
@@ -210,7 +215,7 @@ pub async fn act(
         .execute(
             h,
             &caller.id(&h.spec),
-            key,
+            key.as_ref(),
             apply,
             |hall, result| match result {
                 Ok(out) if out.idle => Reply {

@@ -3,6 +3,9 @@
 
 use std::fmt;
 
+use chrono::DateTime;
+use chrono_tz::Tz;
+
 /// A refused command. Refusal changes nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum QueueError {
@@ -12,14 +15,22 @@ pub enum QueueError {
     Conflict(String),
     /// A field has a value the domain cannot accept (400).
     BadRequest(String),
+    /// The hall takes no walk-in tickets now (409 `closed`, contract §7);
+    /// `next_open` is the next opening, if the hall has one, in the hall's
+    /// time zone.
+    Closed {
+        message: String,
+        next_open: Option<DateTime<Tz>>,
+    },
 }
 
 impl fmt::Display for QueueError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            QueueError::NotFound(m) | QueueError::Conflict(m) | QueueError::BadRequest(m) => {
-                f.write_str(m)
-            }
+            QueueError::NotFound(m)
+            | QueueError::Conflict(m)
+            | QueueError::BadRequest(m)
+            | QueueError::Closed { message: m, .. } => f.write_str(m),
         }
     }
 }

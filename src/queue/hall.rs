@@ -67,6 +67,57 @@ pub struct Outcome {
     pub lines: Vec<usize>,
     /// `call` found nothing waiting.
     pub idle: bool,
+    /// A day's end ended tickets (midnight, start-up or `close-day`).
+    pub day_end: Option<DayEnd>,
+}
+
+/// How a window's part in a ticket ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum End {
+    Done,
+    NoShow,
+    /// The ticket waits again, for this service.
+    Transfer(usize),
+    /// The day ended (midnight or close-day) with the ticket still at the
+    /// window.
+    Midnight,
+}
+
+/// What ending a day did (contract §7: `close-day`'s answer).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DayEnd {
+    /// Waiting tickets that became `expired`.
+    pub expired: usize,
+    /// Called or serving tickets that became `done`.
+    pub done: usize,
+}
+
+impl Outcome {
+    /// Nothing happened: no event, no record.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+            && self.tickets.is_empty()
+            && self.windows.is_empty()
+            && self.counter.is_none()
+            && self.clocks.is_empty()
+            && self.recent.is_empty()
+    }
+
+    /// This outcome followed by `next`'s, as one: events stay in sequence
+    /// order; the ticket named is `next`'s.
+    pub fn then(mut self, next: Outcome) -> Outcome {
+        self.ticket = next.ticket;
+        self.events.extend(next.events);
+        self.tickets.extend(next.tickets);
+        self.windows.extend(next.windows);
+        self.counter = next.counter.or(self.counter);
+        self.clocks.extend(next.clocks);
+        self.recent.extend(next.recent);
+        self.lines.extend(next.lines);
+        self.idle = next.idle;
+        self.day_end = next.day_end.or(self.day_end);
+        self
+    }
 }
 
 /// A new ticket's fields chosen by the caller.
@@ -76,6 +127,9 @@ pub struct IssueRequest {
     pub priority: Priority,
     pub channel: Channel,
     pub notify_phone: Option<String>,
+    /// Staff (the admin token) may issue outside the opening hours, for a
+    /// citizen who is already inside.
+    pub outside_hours: bool,
 }
 
 /// Everything the store keeps of a hall, to rebuild it exactly.
@@ -117,6 +171,9 @@ pub struct Hall {
     recent: BTreeMap<i32, VecDeque<RecentCall>>,
     service_floors: Vec<Vec<i32>>,
     floor_services: BTreeMap<i32, Vec<usize>>,
+    /// Tickets of this hall-local day and every earlier one have been
+    /// ended; `None` until the first check after a start.
+    ended_through: Option<NaiveDate>,
 }
 
 impl Hall {
@@ -160,6 +217,7 @@ impl Hall {
                 .collect(),
             service_floors,
             floor_services,
+            ended_through: None,
             spec,
         };
         for (floor, seq) in r.floor_seqs {
@@ -328,6 +386,31 @@ impl Hall {
         now: DateTime<Utc>,
     ) -> Result<Outcome, QueueError> {
         let service = self.service_by_id(&req.service)?;
+        if let (Some(hours), false) = (&self.spec.hours, req.outside_hours) {
+            let tz = self.spec.timezone;
+            if !hours.takes_tickets(tz, now) {
+                let next_open = hours.next_open(tz, now);
+                let message = if hours.is_open(tz, now) {
+                    format!(
+                        "hall {} takes no new tickets in the last {} minutes before it closes",
+                        self.spec.id, hours.last_ticket_minutes
+                    )
+                } else {
+                    format!("hall {} is closed now", self.spec.id)
+                };
+                let when = match next_open {
+                    Some(t) => format!(
+                        "; it opens again at {}",
+                        t.with_timezone(&tz).format("%Y-%m-%d %H:%M")
+                    ),
+                    None => "; it has no opening hours ahead".into(),
+                };
+                return Err(QueueError::Closed {
+                    message: message + &when,
+                    next_open: next_open.map(|t| t.with_timezone(&tz)),
+                });
+            }
+        }
         if self.by_token.contains_key(&token) {
             // 144 random bits make this unreachable in practice; refusing is
             // still better than handing one citizen another's ticket.
@@ -405,7 +488,7 @@ impl Hall {
 
         let mut out = Outcome::default();
         if let Some(prev) = self.windows[w].current {
-            self.finish(&mut out, w, prev, Status::Done, None, now);
+            self.finish(&mut out, w, prev, End::Done, now);
         }
         let Some(id) = next else {
             out.idle = true;
@@ -470,7 +553,7 @@ impl Hall {
             ticket: Some(id),
             ..Outcome::default()
         };
-        self.finish(&mut out, w, id, Status::Done, None, now);
+        self.finish(&mut out, w, id, End::Done, now);
         Ok(out)
     }
 
@@ -481,7 +564,7 @@ impl Hall {
             ticket: Some(id),
             ..Outcome::default()
         };
-        self.finish(&mut out, w, id, Status::NoShow, None, now);
+        self.finish(&mut out, w, id, End::NoShow, now);
         Ok(out)
     }
 
@@ -504,7 +587,7 @@ impl Hall {
             ticket: Some(id),
             ..Outcome::default()
         };
-        self.finish(&mut out, w, id, Status::Waiting, Some(to), now);
+        self.finish(&mut out, w, id, End::Transfer(to), now);
         let t = self.tickets.get_mut(&id).expect("current ticket is live");
         t.service = to;
         t.window = None;
@@ -554,6 +637,93 @@ impl Hall {
         };
         self.emit_waiting(&mut out, service, now);
         Ok(out)
+    }
+
+    /// Ends the tickets of earlier days if the hall-local day changed since
+    /// the last check (contract §7: at midnight, and at start-up for
+    /// tickets of earlier days). Empty when there is nothing to end.
+    pub fn roll_day(&mut self, now: DateTime<Utc>) -> Outcome {
+        let Some(yesterday) = self.local_day(now).pred_opt() else {
+            return Outcome::default();
+        };
+        if self.ended_through.is_some_and(|d| d >= yesterday) {
+            return Outcome::default();
+        }
+        self.end_days_through(yesterday, now)
+    }
+
+    /// A day change is due: [`Hall::roll_day`] would end something or
+    /// move the day on. Cheap, for a ticker that asks every second.
+    pub fn day_is_due(&self, now: DateTime<Utc>) -> bool {
+        let yesterday = self.local_day(now).pred_opt();
+        match (self.ended_through, yesterday) {
+            (Some(d), Some(y)) => d < y,
+            (None, _) => true,
+            (_, None) => false,
+        }
+    }
+
+    /// Staff close the day now, as midnight would: today's tickets still
+    /// waiting expire, those at a window are done. Numbering goes on.
+    pub fn close_day(&mut self, now: DateTime<Utc>) -> Outcome {
+        let today = self.local_day(now);
+        let mut out = self.end_days_through(today, now);
+        out.day_end.get_or_insert_with(DayEnd::default);
+        out
+    }
+
+    /// Ends every unfinished ticket of `day` and earlier.
+    fn end_days_through(&mut self, day: NaiveDate, now: DateTime<Utc>) -> Outcome {
+        let mut out = Outcome::default();
+        let mut ending: Vec<u64> = self
+            .tickets
+            .values()
+            .filter(|t| t.day <= day && !t.status.is_final())
+            .map(|t| t.id)
+            .collect();
+        // In issue order, so events and records come out the same every time.
+        ending.sort_unstable();
+        let mut end = DayEnd::default();
+        let mut services = Vec::new();
+        for id in ending {
+            let t = &self.tickets[&id];
+            match (t.status, t.window) {
+                (Status::Waiting, _) => {
+                    let t = self.tickets.get_mut(&id).expect("ending ticket is live");
+                    self.lines[t.service].remove(&t.line_key());
+                    t.status = Status::Expired;
+                    t.finished_at = Some(now);
+                    if !services.contains(&t.service) {
+                        services.push(t.service);
+                    }
+                    out.tickets.push(id);
+                    end.expired += 1;
+                }
+                (_, Some(w)) if self.windows[w].current == Some(id) => {
+                    self.finish(&mut out, w, id, End::Midnight, now);
+                    end.done += 1;
+                }
+                _ => {
+                    // At no window (a window removed from the config):
+                    // nothing to tell a screen, just end it.
+                    let t = self.tickets.get_mut(&id).expect("ending ticket is live");
+                    t.status = Status::Done;
+                    t.finished_at = Some(now);
+                    out.tickets.push(id);
+                    end.done += 1;
+                }
+            }
+        }
+        services.sort_unstable();
+        for s in services {
+            out.lines.push(s);
+            self.emit_waiting(&mut out, s, now);
+        }
+        self.ended_through = Some(self.ended_through.map_or(day, |d| d.max(day)));
+        if end != DayEnd::default() {
+            out.day_end = Some(end);
+        }
+        out
     }
 
     // ----- helpers -----
@@ -629,19 +799,18 @@ impl Hall {
         Ok(id)
     }
 
-    /// Ends a window's part in a ticket: `status` is `Done`, `NoShow`, or
-    /// `Waiting` for a transfer to `transferred_to`.
-    fn finish(
-        &mut self,
-        out: &mut Outcome,
-        w: usize,
-        id: u64,
-        status: Status,
-        transferred_to: Option<usize>,
-        now: DateTime<Utc>,
-    ) {
+    /// Ends a window's part in a ticket.
+    fn finish(&mut self, out: &mut Outcome, w: usize, id: u64, end: End, now: DateTime<Utc>) {
+        let (status, transferred_to, learn) = match end {
+            End::Done => (Status::Done, None, true),
+            End::NoShow => (Status::NoShow, None, false),
+            End::Transfer(to) => (Status::Waiting, Some(to), true),
+            // Not a service time worth learning from: the citizen may have
+            // left hours ago.
+            End::Midnight => (Status::Done, None, false),
+        };
         let t = self.tickets.get_mut(&id).expect("finished ticket is live");
-        if status != Status::NoShow {
+        if learn {
             // Service time runs from the arrival (or, unrecorded, the call).
             if let Some(from) = t.started_at.or(t.called_at) {
                 let ms = (now - from).num_milliseconds().max(0) as u64;

@@ -8,6 +8,7 @@ pub mod error;
 pub mod eta;
 pub mod event;
 pub mod hall;
+pub mod hours;
 pub mod spec;
 pub mod ticket;
 
@@ -16,6 +17,7 @@ mod tests;
 
 pub use error::QueueError;
 pub use event::{Event, EventKind};
-pub use hall::{Counter, Hall, IssueRequest, Outcome, RecentCall, Restored, WindowState};
+pub use hall::{Counter, DayEnd, Hall, IssueRequest, Outcome, RecentCall, Restored, WindowState};
+pub use hours::{DayHours, Hours};
 pub use spec::{Announce, FloorSpec, HallSpec, KioskSpec, Language, ServiceSpec, WindowSpec};
 pub use ticket::{CallMark, Channel, Priority, Status, Ticket};

@@ -107,6 +107,8 @@ pub struct HallSpec {
     pub services: Vec<ServiceSpec>,
     pub windows: Vec<WindowSpec>,
     pub kiosks: Vec<KioskSpec>,
+    /// Opening hours; `None`: the hall never closes.
+    pub hours: Option<super::hours::Hours>,
 }
 
 impl HallSpec {

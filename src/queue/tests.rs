@@ -53,6 +53,7 @@ fn spec() -> Arc<HallSpec> {
             win("wc", 2, vec![2]),
         ],
         kiosks: vec![],
+        hours: None,
     })
 }
 
@@ -93,6 +94,7 @@ impl Fixture {
             priority,
             channel: Channel::Kiosk,
             notify_phone: None,
+            outside_hours: false,
         };
         let out = self
             .hall
@@ -261,6 +263,7 @@ fn call_by_number_table() {
             Err(QueueError::NotFound(_)) => "not_found",
             Err(QueueError::Conflict(_)) => "conflict",
             Err(QueueError::BadRequest(_)) => "bad_request",
+            Err(QueueError::Closed { .. }) => "closed",
         };
         assert_eq!(got, *want, "calling {number}");
     }
@@ -480,6 +483,7 @@ fn sequences_are_gapless_per_floor_and_per_hall() {
                     priority: Priority::Normal,
                     channel: Channel::Kiosk,
                     notify_phone: None,
+                    outside_hours: false,
                 },
                 tok.clone(),
                 now,
@@ -607,4 +611,128 @@ fn restore_rebuilds_lines_windows_and_counters() {
     };
     let back = Hall::restore(spec(), restored);
     assert_eq!(back, f.hall);
+}
+
+#[test]
+fn a_new_day_expires_yesterdays_line_and_frees_the_windows() {
+    let mut f = Fixture::new();
+    assert!(f.hall.day_is_due(f.now), "unchecked since the start");
+    assert!(
+        f.hall.roll_day(f.now).is_empty(),
+        "nothing of an earlier day"
+    );
+    assert!(!f.hall.day_is_due(f.now));
+    f.issue("a"); // A001 → called by w1
+    f.issue("a"); // A002 → serving at wa
+    f.issue("a"); // A003 waits
+    f.issue("b"); // B001 waits
+    f.call(W1);
+    f.call(WA);
+    f.hall.start(WA, f.now).unwrap();
+    // 23:59 the same day: nothing due.
+    let late = Utc.with_ymd_and_hms(2026, 11, 26, 15, 59, 0).unwrap();
+    assert!(!f.hall.day_is_due(late));
+    // Hall-local midnight (16:00 UTC).
+    f.now = Utc.with_ymd_and_hms(2026, 11, 26, 16, 0, 1).unwrap();
+    assert!(f.hall.day_is_due(f.now));
+    let out = f.hall.roll_day(f.now);
+    assert_eq!(
+        out.day_end,
+        Some(DayEnd {
+            expired: 2,
+            done: 2
+        })
+    );
+    assert_eq!(f.hall.waiting_count(0) + f.hall.waiting_count(1), 0);
+    assert!(f.hall.window(W1).current.is_none() && f.hall.window(WA).current.is_none());
+    for (n, want) in [
+        ("A001", Status::Done),
+        ("A002", Status::Done),
+        ("A003", Status::Expired),
+        ("B001", Status::Expired),
+    ] {
+        assert_eq!(f.status(n), want, "{n}");
+    }
+    // Events: a done ticket event per window, then waiting counts; seq gapless.
+    let kinds: Vec<&str> = out
+        .events
+        .iter()
+        .map(|e| match e.kind {
+            EventKind::Ticket { .. } => "ticket",
+            EventKind::Waiting { .. } => "waiting",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["ticket", "ticket", "waiting", "waiting"]);
+    let seqs: Vec<u64> = out.events.iter().map(|e| e.hall_seq).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1));
+    // A second check the same day does nothing; the new day numbers from 1.
+    assert!(f.hall.roll_day(f.now).is_empty());
+    assert_eq!(f.issue("a"), "A001");
+    assert_eq!(f.call(W1).as_deref(), Some("A001"));
+}
+
+#[test]
+fn close_day_ends_todays_tickets_and_counts_them() {
+    let mut f = Fixture::new();
+    f.issue("a");
+    f.issue("a");
+    f.issue("c");
+    f.call(W1);
+    let out = f.hall.close_day(f.now);
+    assert_eq!(
+        out.day_end,
+        Some(DayEnd {
+            expired: 2,
+            done: 1
+        })
+    );
+    assert_eq!(f.hall.close_day(f.now).day_end, Some(DayEnd::default()));
+    assert_eq!(f.issue("a"), "A003", "numbering goes on until midnight");
+    assert_eq!(f.call(W1).as_deref(), Some("A003"));
+}
+
+#[test]
+fn a_closed_hall_refuses_walk_ins_and_names_its_next_opening() {
+    let mut spec = (*spec()).clone();
+    let mut hours = Hours::default();
+    for d in 0..5 {
+        hours.week[d] = DayHours::parse("09:00-12:00").unwrap();
+    }
+    hours.last_ticket_minutes = 15;
+    spec.hours = Some(hours);
+    let mut hall = Hall::new(Arc::new(spec));
+    let req = |outside_hours| IssueRequest {
+        service: "a".into(),
+        priority: Priority::Normal,
+        channel: Channel::Kiosk,
+        notify_phone: None,
+        outside_hours,
+    };
+    // Thursday 2026-11-26, 08:00 in Shanghai.
+    let early = Utc.with_ymd_and_hms(2026, 11, 26, 0, 0, 0).unwrap();
+    let before = hall.clone();
+    match hall.issue(req(false), "t1".into(), early) {
+        Err(QueueError::Closed { next_open, message }) => {
+            let want = Utc.with_ymd_and_hms(2026, 11, 26, 1, 0, 0).unwrap();
+            assert_eq!(next_open.map(|t| t.with_timezone(&Utc)), Some(want));
+            assert!(message.contains("closed"), "{message}");
+        }
+        other => panic!("expected closed, got {other:?}"),
+    }
+    assert_eq!(hall, before, "a refusal changes nothing");
+    hall.issue(req(true), "t2".into(), early)
+        .expect("staff issue outside hours");
+    // 11:50: inside the last 15 minutes; Friday's opening is not next, 09:00 Friday is.
+    let last = Utc.with_ymd_and_hms(2026, 11, 26, 3, 50, 0).unwrap();
+    match hall.issue(req(false), "t3".into(), last) {
+        Err(QueueError::Closed { next_open, message }) => {
+            let want = Utc.with_ymd_and_hms(2026, 11, 27, 1, 0, 0).unwrap();
+            assert_eq!(next_open.map(|t| t.with_timezone(&Utc)), Some(want));
+            assert!(message.contains("last 15 minutes"), "{message}");
+        }
+        other => panic!("expected closed, got {other:?}"),
+    }
+    let open = Utc.with_ymd_and_hms(2026, 11, 26, 2, 0, 0).unwrap();
+    hall.issue(req(false), "t4".into(), open).expect("open");
 }

@@ -3,7 +3,8 @@
 use chrono::{DateTime, NaiveDate, Utc};
 
 /// Where a ticket is in its life. `Waiting` may follow `Called`/`Serving`
-/// again after a transfer; `Done`, `NoShow` and `Cancelled` are final.
+/// again after a transfer; `Done`, `NoShow`, `Cancelled` and `Expired` are
+/// final.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Status {
     Waiting,
@@ -12,6 +13,8 @@ pub enum Status {
     Done,
     NoShow,
     Cancelled,
+    /// Still waiting when its hall-local day ended (contract §7).
+    Expired,
 }
 
 impl Status {
@@ -24,6 +27,7 @@ impl Status {
             Status::Done => "done",
             Status::NoShow => "no_show",
             Status::Cancelled => "cancelled",
+            Status::Expired => "expired",
         }
     }
 
@@ -36,6 +40,7 @@ impl Status {
             "done" => Status::Done,
             "no_show" => Status::NoShow,
             "cancelled" => Status::Cancelled,
+            "expired" => Status::Expired,
             _ => return None,
         })
     }
@@ -47,7 +52,10 @@ impl Status {
 
     /// Nothing more will happen to this ticket.
     pub fn is_final(self) -> bool {
-        matches!(self, Status::Done | Status::NoShow | Status::Cancelled)
+        matches!(
+            self,
+            Status::Done | Status::NoShow | Status::Cancelled | Status::Expired
+        )
     }
 }
 

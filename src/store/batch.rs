@@ -28,6 +28,9 @@ pub struct IdempotencyRecord {
     /// Who asked: "admin", "window:3-01", "kiosk:lobby-1" or "ticket:…".
     pub caller: String,
     pub key: String,
+    /// Digest of the method, path and body the key was first used with;
+    /// `None` for records written before requests were fingerprinted.
+    pub request: Option<[u8; 32]>,
     pub created_at: DateTime<Utc>,
     pub status: u16,
     pub body: Bytes,

@@ -15,7 +15,8 @@ use crate::queue::{
 };
 
 /// Bumped when the schema changes; an older binary refuses a newer file.
-const SCHEMA_VERSION: i64 = 1;
+/// 2: `idempotency.request`, the digest of the request a key names.
+const SCHEMA_VERSION: i64 = 2;
 
 /// Recent calls kept per floor in the store: enough to rebuild the list of
 /// ten even when the newest entries repeat numbers (recalls).
@@ -60,6 +61,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS events_floor ON events(hall, floor, floor_seq)
 CREATE TABLE IF NOT EXISTS idempotency(
   hall TEXT NOT NULL, caller TEXT NOT NULL, key TEXT NOT NULL,
   created_at INTEGER NOT NULL, status INTEGER NOT NULL, body BLOB NOT NULL,
+  request BLOB,
   PRIMARY KEY(hall, caller, key));
 CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency(created_at);
 ";
@@ -107,7 +109,24 @@ impl Sqlite {
                     path.display()
                 )))
             }
-            Some(_) => {}
+            Some(v) => {
+                if v < 2 {
+                    // A schema 1 file kept its old table through CREATE
+                    // TABLE IF NOT EXISTS: add the column it lacks.
+                    let has: bool = conn
+                        .prepare(
+                            "SELECT 1 FROM pragma_table_info('idempotency') WHERE name='request'",
+                        )?
+                        .exists([])?;
+                    if !has {
+                        conn.execute_batch("ALTER TABLE idempotency ADD COLUMN request BLOB")?;
+                    }
+                }
+                conn.execute(
+                    "UPDATE meta SET value=?1 WHERE key='schema'",
+                    [SCHEMA_VERSION.to_string()],
+                )?;
+            }
         }
         Ok(Sqlite { conn })
     }
@@ -235,8 +254,8 @@ fn write_batch(tx: &Transaction<'_>, b: &Batch) -> Result<(), StoreError> {
     }
     if let Some(i) = &b.idempotency {
         tx.prepare_cached(
-            "INSERT OR REPLACE INTO idempotency(hall, caller, key, created_at, status, body)
-             VALUES(?1,?2,?3,?4,?5,?6)",
+            "INSERT OR REPLACE INTO idempotency(hall, caller, key, created_at, status, body, request)
+             VALUES(?1,?2,?3,?4,?5,?6,?7)",
         )?
         .execute(params![
             hall,
@@ -244,10 +263,91 @@ fn write_batch(tx: &Transaction<'_>, b: &Batch) -> Result<(), StoreError> {
             i.key,
             ms(i.created_at),
             i.status,
-            &i.body[..]
+            &i.body[..],
+            i.request.as_ref().map(|r| &r[..]),
         ])?;
     }
     Ok(())
+}
+
+/// A ticket row as stored, checked by [`RawTicket::into_ticket`]: a value
+/// the program does not know is corruption, refused with its table, row
+/// and value, never read as a default (an unknown status read as
+/// `waiting` would be called).
+struct RawTicket {
+    id: i64,
+    token: String,
+    number: String,
+    day: String,
+    service: String,
+    priority: String,
+    channel: String,
+    status: String,
+    /// Resolved against the config by the caller.
+    window: Option<String>,
+    recall: u32,
+    line_pos: i64,
+    created_at: i64,
+    called_at: Option<i64>,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    last_call: Option<CallMark>,
+    notify_phone: Option<String>,
+}
+
+impl RawTicket {
+    fn into_ticket(self, hall: &str) -> Result<Ticket, StoreError> {
+        let bad = |column: &str, value: &str, what: &str| {
+            StoreError(format!(
+                "the store is corrupt: tickets row (hall {hall}, id {}): {column} '{value}' is not {what}; \
+                 restore the data dir from a backup or correct the row",
+                self.id
+            ))
+        };
+        let day = parse_day(&self.day).ok_or_else(|| bad("day", &self.day, "a date YYYY-MM-DD"))?;
+        let priority = Priority::parse(&self.priority)
+            .ok_or_else(|| bad("priority", &self.priority, "a priority (normal, priority)"))?;
+        let channel = Channel::parse(&self.channel).ok_or_else(|| {
+            bad(
+                "channel",
+                &self.channel,
+                "a channel (kiosk, mobile, appointment)",
+            )
+        })?;
+        let status = Status::parse(&self.status).ok_or_else(|| {
+            bad(
+                "status",
+                &self.status,
+                "a ticket status (waiting, called, serving, done, no_show, cancelled, expired)",
+            )
+        })?;
+        if self.id <= 0 || self.line_pos < 0 {
+            return Err(bad(
+                "id or line_pos",
+                &format!("{}/{}", self.id, self.line_pos),
+                "positive",
+            ));
+        }
+        Ok(Ticket {
+            id: self.id as u64,
+            token: self.token,
+            number: self.number,
+            day,
+            service: 0,
+            priority,
+            channel,
+            status,
+            window: None,
+            recall: self.recall,
+            line_pos: self.line_pos as u64,
+            created_at: from_ms(self.created_at),
+            called_at: self.called_at.map(from_ms),
+            started_at: self.started_at.map(from_ms),
+            finished_at: self.finished_at.map(from_ms),
+            last_call: self.last_call,
+            notify_phone: self.notify_phone,
+        })
+    }
 }
 
 fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
@@ -280,55 +380,51 @@ impl Backend for Sqlite {
              ORDER BY id",
         )?;
         let rows = q.query_map(params![hall, cutoff], |r| {
-            let service: String = r.get(4)?;
-            let window: Option<String> = r.get(8)?;
             let call_floor: Option<i32> = r.get(15)?;
             let call_seq: Option<i64> = r.get(16)?;
             let call_at: Option<i64> = r.get(17)?;
-            Ok((
-                service,
-                window,
-                Ticket {
-                    id: r.get::<_, i64>(0)? as u64,
-                    token: r.get(1)?,
-                    number: r.get(2)?,
-                    day: parse_day(&r.get::<_, String>(3)?).unwrap_or_default(),
-                    service: 0,
-                    priority: Priority::parse(&r.get::<_, String>(5)?).unwrap_or(Priority::Normal),
-                    channel: Channel::parse(&r.get::<_, String>(6)?).unwrap_or(Channel::Kiosk),
-                    status: Status::parse(&r.get::<_, String>(7)?).unwrap_or(Status::Waiting),
-                    window: None,
-                    recall: r.get(9)?,
-                    line_pos: r.get::<_, i64>(10)? as u64,
-                    created_at: from_ms(r.get(11)?),
-                    called_at: r.get::<_, Option<i64>>(12)?.map(from_ms),
-                    started_at: r.get::<_, Option<i64>>(13)?.map(from_ms),
-                    finished_at: r.get::<_, Option<i64>>(14)?.map(from_ms),
-                    last_call: match (call_floor, call_seq, call_at) {
-                        (Some(floor), Some(seq), Some(at)) => Some(CallMark {
-                            floor,
-                            seq: seq as u64,
-                            at: from_ms(at),
-                        }),
-                        _ => None,
-                    },
-                    notify_phone: r.get(18)?,
+            Ok(RawTicket {
+                id: r.get(0)?,
+                token: r.get(1)?,
+                number: r.get(2)?,
+                day: r.get(3)?,
+                service: r.get(4)?,
+                priority: r.get(5)?,
+                channel: r.get(6)?,
+                status: r.get(7)?,
+                window: r.get(8)?,
+                recall: r.get(9)?,
+                line_pos: r.get(10)?,
+                created_at: r.get(11)?,
+                called_at: r.get(12)?,
+                started_at: r.get(13)?,
+                finished_at: r.get(14)?,
+                last_call: match (call_floor, call_seq, call_at) {
+                    (Some(floor), Some(seq), Some(at)) => Some(CallMark {
+                        floor,
+                        seq: seq as u64,
+                        at: from_ms(at),
+                    }),
+                    _ => None,
                 },
-            ))
+                notify_phone: r.get(18)?,
+            })
         })?;
         for row in rows {
-            let (service, window, mut t) = row?;
-            let Some(s) = spec.service_index(&service) else {
+            let raw = row?;
+            let Some(s) = spec.service_index(&raw.service) else {
                 tracing::warn!(
                     hall,
-                    ticket = t.id,
-                    service,
+                    ticket = raw.id,
+                    service = raw.service,
                     "ticket's service is no longer configured; left in the store"
                 );
                 continue;
             };
+            let window = raw.window.as_deref().and_then(|w| spec.window_index(w));
+            let mut t = raw.into_ticket(hall)?;
             t.service = s;
-            t.window = window.and_then(|w| spec.window_index(&w));
+            t.window = window;
             st.tickets.push(t);
         }
         let (max_id, max_pos): (i64, i64) = c.query_row(
@@ -452,13 +548,15 @@ impl Backend for Sqlite {
 
         let since = ms(now - Duration::hours(IDEMPOTENCY_HOURS));
         let mut q = c.prepare(
-            "SELECT caller, key, created_at, status, body FROM idempotency
+            "SELECT caller, key, created_at, status, body, request FROM idempotency
              WHERE hall=?1 AND created_at >= ?2",
         )?;
         for row in q.query_map(params![hall, since], |r| {
+            let request: Option<Vec<u8>> = r.get(5)?;
             Ok(IdempotencyRecord {
                 caller: r.get(0)?,
                 key: r.get(1)?,
+                request: request.and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok()),
                 created_at: from_ms(r.get(2)?),
                 status: r.get(3)?,
                 body: Bytes::from(r.get::<_, Vec<u8>>(4)?),

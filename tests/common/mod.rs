@@ -27,6 +27,8 @@ pub struct Server {
     /// Everything the server wrote to stderr (its logs).
     pub stderr: Arc<Mutex<String>>,
     _tmp: Option<Arc<tempfile::TempDir>>,
+    /// Environment the binary was started with, kept for restarts.
+    env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -112,13 +114,27 @@ impl Server {
             config: config.map(Path::to_path_buf),
             stderr,
             _tmp: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
     /// `kill -9`, then start again on the same data dir (new port).
     pub fn crash_and_restart(&mut self) {
         self.kill9();
-        let mut next = Server::spawn(&self.dir, self.config.as_deref(), &[]);
+        self.respawn();
+    }
+
+    /// Starts again on the same data dir, config and environment.
+    pub fn respawn(&mut self) {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let mut next = Server::spawn(&self.dir, self.config.as_deref(), &env);
         next._tmp = self._tmp.take();
         *self = next;
     }
@@ -127,9 +143,7 @@ impl Server {
     pub fn stop_and_restart(&mut self) {
         let status = self.terminate();
         assert!(status.success(), "graceful stop exits 0, got {status:?}");
-        let mut next = Server::spawn(&self.dir, self.config.as_deref(), &[]);
-        next._tmp = self._tmp.take();
-        *self = next;
+        self.respawn();
     }
 
     /// Sends SIGKILL and reaps.
@@ -419,5 +433,93 @@ impl Ws {
             inner,
             pending: Default::default(),
         }
+    }
+}
+
+/// libfaketime, from Debian's `faketime` package (tests/run installs it).
+pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// A wall clock the server reads through libfaketime: stands still at the
+/// time written to its file, and steps when the file changes (the server
+/// re-reads it on every clock read). Timers run on the real monotonic
+/// clock, so nothing in the server waits for a frozen clock.
+pub struct Clock {
+    file: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Clock {
+    /// A clock standing at `at` (RFC 3339, any offset).
+    pub fn at(at: &str) -> Clock {
+        assert!(
+            Path::new(LIBFAKETIME).exists(),
+            "{LIBFAKETIME} is missing: apt-get install faketime (tests/run does)"
+        );
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let c = Clock {
+            file: tmp.path().join("faketime"),
+            _tmp: tmp,
+        };
+        c.set(at);
+        c
+    }
+
+    /// Steps the clock to `at` (RFC 3339).
+    pub fn set(&self, at: &str) {
+        let t = chrono::DateTime::parse_from_rfc3339(at).expect("RFC 3339 time");
+        let utc = t.with_timezone(&chrono::Utc);
+        // Written whole and renamed, so the server never reads half a line.
+        let tmp = self.file.with_extension("new");
+        std::fs::write(&tmp, utc.format("%Y-%m-%d %H:%M:%S\n").to_string()).unwrap();
+        std::fs::rename(&tmp, &self.file).unwrap();
+    }
+
+    /// The environment that makes the binary read this clock.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("LD_PRELOAD", LIBFAKETIME.to_string()),
+            ("FAKETIME_TIMESTAMP_FILE", self.file.display().to_string()),
+            ("FAKETIME_NO_CACHE", "1".into()),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1".into()),
+            ("TZ", "UTC".into()),
+        ]
+    }
+}
+
+impl Server {
+    /// A config (or the demo hall, `None`) in a fresh data dir, on a clock.
+    pub fn start_on_clock(toml: Option<&str>, clock: &Clock) -> Server {
+        let tmp = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let cfg = toml.map(|t| {
+            let cfg = tmp.path().join("hallcast.toml");
+            std::fs::write(&cfg, t).expect("write config");
+            cfg
+        });
+        let dir = tmp.path().join("data");
+        let env = clock.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut s = Server::spawn(&dir, cfg.as_deref(), &env);
+        s._tmp = Some(tmp);
+        s.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        s
+    }
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, for at most `secs`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

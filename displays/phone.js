@@ -1,0 +1,98 @@
+import { channel, api, waitText, problem } from './app.js';
+
+const token = location.pathname.split('/')[2];
+const STATUS = {
+  waiting: ['等候中', 'Waiting'], called: ['请到窗口', 'Called'], serving: ['办理中', 'Being served'],
+  done: ['已办结', 'Done'], no_show: ['已过号', 'Missed'], cancelled: ['已取消', 'Cancelled'],
+};
+let ticket = null;
+let alerted = null;
+
+function floorLabel(n) { return n < 0 ? `B${-n}` : `${n}F`; }
+
+function render() {
+  const t = ticket;
+  document.getElementById('missing').classList.add('hidden');
+  document.getElementById('main').classList.remove('hidden');
+  document.getElementById('service').textContent = t.service_name_en ? `${t.service_name} · ${t.service_name_en}` : t.service_name;
+  document.getElementById('number').textContent = t.number;
+  const [zh, en] = STATUS[t.status] || [t.status, ''];
+  const st = document.getElementById('status');
+  st.textContent = `${zh} · ${en}`;
+  st.className = `status ${t.status}`;
+  const waiting = t.status === 'waiting';
+  document.getElementById('facts').classList.toggle('hidden', !waiting);
+  document.getElementById('cancel').classList.toggle('hidden', !waiting);
+  document.getElementById('ahead').textContent = String(t.ahead);
+  const [wz] = waitText(t.eta_seconds);
+  document.getElementById('eta').textContent = wz.replace('约 ', '');
+  const where = document.getElementById('where');
+  if (t.window && (t.status === 'called' || t.status === 'serving')) {
+    where.textContent = `请到 ${floorLabel(t.window.floor)} ${t.window.zone}区 ${t.window.label}号窗口 · Floor ${t.window.floor}, zone ${t.window.zone}, window ${t.window.label}`;
+  } else {
+    where.textContent = `请在 ${floorLabel(t.floor)} ${t.zone}区 等候 · Please wait on floor ${t.floor}, zone ${t.zone}`;
+  }
+  if (!document.getElementById('qr').getAttribute('src')) {
+    document.getElementById('qr').setAttribute('src', `/api/v1/tickets/${token}/qr.svg`);
+  }
+  // A phone that slept through the call still shows it when it wakes.
+  if (t.status === 'called' && t.window && alerted !== `${t.number}/${t.recall}`) {
+    showAlert(t.number, t.window, t.recall);
+  }
+}
+
+function chime() {
+  try {
+    const a = new Audio('/assets/chime.wav');
+    a.play().catch(() => {});
+  } catch { /* no sound on this device */ }
+}
+
+function showAlert(number, w, recall) {
+  alerted = `${number}/${recall}`;
+  document.getElementById('alert-number').textContent = number;
+  document.getElementById('alert-window').textContent = `${w.label} 号窗口 · Window ${w.label}`;
+  document.getElementById('alert-where').textContent = `${floorLabel(w.floor)} ${w.zone}区 · Floor ${w.floor}, zone ${w.zone}`;
+  document.getElementById('alert').classList.remove('hidden');
+  if (navigator.vibrate) navigator.vibrate([400, 150, 400, 150, 400]);
+  chime();
+  if ('Notification' in window && Notification.permission === 'granted') {
+    try { new Notification(`请 ${number} 号到 ${w.label} 号窗口`, { body: `${floorLabel(w.floor)} ${w.zone}区 · Window ${w.label}`, tag: 'hallcast-call' }); } catch { /* ignore */ }
+  }
+}
+
+document.getElementById('alert-ok').addEventListener('click', () => document.getElementById('alert').classList.add('hidden'));
+const notifyBtn = document.getElementById('notify');
+if (!('Notification' in window) || Notification.permission !== 'default') notifyBtn.classList.add('hidden');
+notifyBtn.addEventListener('click', async () => {
+  try { await Notification.requestPermission(); } catch { /* ignore */ }
+  notifyBtn.classList.add('hidden');
+});
+document.getElementById('cancel').addEventListener('click', async () => {
+  if (!confirm('确定取消排号吗？ Leave the line?')) return;
+  const r = await api('POST', `/tickets/${token}/cancel`, { key: `cancel-${token.slice(0, 8)}` });
+  if (r.status === 200) { ticket = r.body; render(); } else alert(problem(r));
+});
+
+async function refresh() {
+  const r = await api('GET', `/tickets/${token}`);
+  if (r.status === 200) { ticket = r.body; render(); }
+  else if (r.status === 404) {
+    document.getElementById('missing').classList.remove('hidden');
+    document.getElementById('main').classList.add('hidden');
+  }
+}
+
+await refresh();
+if (ticket) {
+  channel(`/ws/v1/tickets/${token}`, {
+    sequenced: false,
+    onStatus: (up) => document.getElementById('offline').classList.toggle('hidden', up),
+    onMessage: (m) => {
+      if (m.type === 'ticket') { ticket = m; render(); }
+      else if (m.type === 'called' && alerted !== `${m.number}/${m.recall}`) { showAlert(m.number, m.window, m.recall); }
+    },
+  });
+  // Back from sleep: show the truth at once, whatever the socket does.
+  document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'visible') refresh(); });
+}

@@ -1,0 +1,53 @@
+//! A hall's day (contract §7): staff end it early with `close-day`.
+
+use serde::Serialize;
+
+use super::auth::{authenticate, Caller};
+use super::error::ApiError;
+use super::{json, Answer, Api, Request};
+
+#[derive(Serialize)]
+struct Closed {
+    expired: usize,
+    done: usize,
+}
+
+/// `POST /halls/{hall}/close-day` (admin): ends the day now, as midnight
+/// would. Numbering still restarts only at midnight.
+pub async fn close_day(api: &Api, req: &Request<'_>, hall: &str) -> Result<Answer, ApiError> {
+    let h = api
+        .engine
+        .hall(hall)
+        .ok_or_else(|| ApiError::not_found(format!("no hall '{hall}'")))?;
+    let caller = authenticate(&api.engine, &h.spec, req.header("authorization"))?;
+    if caller != Caller::Admin {
+        return Err(ApiError::forbidden(
+            "only the hall's admin token may close the day",
+        ));
+    }
+    let key = req.idempotency_key()?;
+    super::parse_body::<super::Empty>(req)?;
+    let reply = api
+        .engine
+        .execute(
+            h,
+            &caller.id(&h.spec),
+            key.as_ref(),
+            |hall, now| Ok(hall.close_day(now)),
+            |_, result| match result {
+                Ok(out) => {
+                    let end = out.day_end.unwrap_or_default();
+                    json(
+                        200,
+                        &Closed {
+                            expired: end.expired,
+                            done: end.done,
+                        },
+                    )
+                }
+                Err(e) => ApiError::from(e.clone()).reply(),
+            },
+        )
+        .await?;
+    Ok(reply.into())
+}
