@@ -239,3 +239,53 @@ export class AudioQueue {
     this.next();
   }
 }
+
+/** When a board's time (RFC 3339, already in the hall's zone) falls, as
+ *  ["12月2日 09:00", "Dec 2, 09:00"]. */
+export function hallTime(rfc3339) {
+  const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})/.exec(rfc3339 || '');
+  if (!m) return null;
+  const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+  const [, , mo, d, h, mi] = m;
+  return [`${Number(mo)}月${Number(d)}日 ${h}:${mi}`, `${months[Number(mo) - 1]} ${Number(d)}, ${h}:${mi}`];
+}
+
+/** How often a page rereads the hall's hours: a screen learns of an
+ *  opening or closing within this, and at the change itself. */
+const HOURS_EVERY_MS = 30_000;
+
+/**
+ * Keeps a banner (`#closed`) in step with the hall's opening hours (contract
+ * §7): shown while the hall is closed — or, with `tickets`, while it takes
+ * no walk-in ticket — with when it opens. Calls `onBoard(board)` on every
+ * read. Rereads every 30 s and right after the next change.
+ */
+export function watchHours(hall, { tickets = false, onBoard = () => {} } = {}) {
+  const banner = document.getElementById('closed');
+  let timer = null;
+  const read = async () => {
+    clearTimeout(timer);
+    let wait = HOURS_EVERY_MS;
+    try {
+      const r = await api('GET', `/halls/${hall}`);
+      if (r.status === 200) {
+        const b = r.body;
+        const shut = tickets ? b.takes_tickets === false : b.open === false;
+        if (banner) {
+          banner.classList.toggle('hidden', !shut);
+          const at = hallTime(b.next_open);
+          banner.replaceChildren(
+            el('div', { class: 'zh' }, tickets ? '暂停取号' : '本厅休息中', at ? ` · ${at[0]} 开放` : ''),
+            el('div', { class: 'en' }, tickets ? 'Not taking numbers now' : 'Closed', at ? ` · opens ${at[1]}` : ''));
+        }
+        onBoard(b);
+        const next = Date.parse(b.next_change || '');
+        if (next) wait = Math.max(1000, Math.min(wait, next - Date.now() + 1000));
+      }
+    } finally {
+      timer = setTimeout(read, wait);
+    }
+  };
+  read();
+  return read;
+}

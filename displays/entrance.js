@@ -1,12 +1,10 @@
-import { channel, api, el, clock, FloorState } from './app.js';
+import { channel, el, clock, FloorState, watchHours } from './app.js';
 
 const [, , hall] = location.pathname.split('/');
 const floors = new Map();
 let stream = [];
 clock(document.getElementById('clock'));
-api('GET', `/halls/${hall}`).then((r) => {
-  if (r.status === 200) document.getElementById('hall').textContent = r.body.name;
-});
+watchHours(hall, { onBoard: (b) => { document.getElementById('hall').textContent = b.name; } });
 
 function floorLabel(n) { return n < 0 ? `B${-n}` : `${n}F`; }
 

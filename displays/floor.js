@@ -1,4 +1,4 @@
-import { channel, api, el, clock, FloorState, AudioQueue, waitText } from './app.js';
+import { channel, api, el, clock, FloorState, AudioQueue, waitText, watchHours } from './app.js';
 
 const [, , hall, , floorNo] = location.pathname.split('/');
 const path = `/ws/v1/halls/${hall}/floors/${floorNo}`;
@@ -12,9 +12,7 @@ document.getElementById('sound').addEventListener('click', () => {
 });
 clock(document.getElementById('clock'));
 
-api('GET', `/halls/${hall}`).then((r) => {
-  if (r.status === 200) document.getElementById('hall').textContent = r.body.name;
-});
+watchHours(hall, { onBoard: (b) => { document.getElementById('hall').textContent = b.name; } });
 
 function renderNow(call, flash) {
   const now = document.getElementById('now');

@@ -1,4 +1,4 @@
-import { api, el, problem, storedToken, waitText } from './app.js';
+import { api, el, problem, storedToken, waitText, watchHours } from './app.js';
 
 const hall = location.pathname.split('/')[2];
 const key = `hallcast.token.kiosk.${hall}`;
@@ -48,10 +48,18 @@ function renderBoard() {
 async function refreshBoard() {
   const r = await api('GET', `/halls/${hall}`);
   if (r.status !== 200) { document.getElementById('msg').textContent = problem(r); return; }
-  board = r.body;
+  showBoard(r.body);
+}
+
+function showBoard(b) {
+  board = b;
   document.getElementById('hall').textContent = `${board.name} · 自助取号`;
+  // Closed: the banner says when numbers are given again; no buttons.
+  document.getElementById('choose').classList.toggle('shut', board.takes_tickets === false);
   renderBoard();
 }
+
+watchHours(hall, { tickets: true, onBoard: (b) => { if (!document.getElementById('choose').classList.contains('hidden')) showBoard(b); } });
 
 async function take(service) {
   if (busy) return;

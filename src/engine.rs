@@ -79,10 +79,19 @@ pub struct HallCell {
     idempotency: HashMap<(CallerId, String), IdempotencyRecord>,
 }
 
+/// Announcement ids are served for this long after their call (contract
+/// §13: calls of today, or still in a floor's ring): screens fetch a
+/// call's audio when it arrives, and never speak one two minutes old.
+const CALLS_KEPT_HOURS: i64 = 48;
+
 /// One hall.
 pub struct HallEngine {
     pub spec: Arc<HallSpec>,
     cell: Mutex<HallCell>,
+    /// Ids of the announcements this hall's calls made, with when: only
+    /// these are composed for `GET /announcements/{id}.wav`, so a loop of
+    /// made-up ids can neither burn CPU nor evict the cache.
+    calls: Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
 impl HallEngine {
@@ -91,6 +100,21 @@ impl HallEngine {
     /// still whole and serving goes on.
     pub fn lock(&self) -> MutexGuard<'_, HallCell> {
         self.cell.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// This hall made a call announced with this id (and not too long ago).
+    pub fn made_call(&self, id: &str) -> bool {
+        self.calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(id)
+    }
+
+    fn note_call(&self, id: String, at: DateTime<Utc>) {
+        self.calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, at);
     }
 
     /// Reads the hall's state.
@@ -136,6 +160,25 @@ impl Engine {
                 .map(|r| ((r.caller.clone(), r.key.clone()), r))
                 .collect();
             let hall = Hall::restore(spec.clone(), loaded.state);
+            // The calls still in the rings, and today's calls (older
+            // than the rings on a busy floor) as their tickets remember them.
+            let mut calls = HashMap::new();
+            for e in &loaded.events {
+                if let Some(id) = wire::announcement_id(&e.floor_msg) {
+                    calls.insert(id, e.at);
+                }
+            }
+            let today = hall.local_day(now);
+            for t in hall.tickets() {
+                if let (Some(w), Some(at)) = (t.window, t.called_at) {
+                    let floor = spec.windows[w].floor;
+                    if t.day == today {
+                        if let Some((id, _)) = announcer.announce(spec, floor, &t.number, w) {
+                            calls.insert(id, at);
+                        }
+                    }
+                }
+            }
             tracing::info!(
                 hall = %spec.id,
                 hall_seq = hall.hall_seq(),
@@ -144,6 +187,7 @@ impl Engine {
             halls.push(HallEngine {
                 spec: spec.clone(),
                 cell: Mutex::new(HallCell { hall, idempotency }),
+                calls: Mutex::new(calls),
             });
         }
         Ok(Engine {
@@ -263,6 +307,9 @@ impl Engine {
                 let mut spoken = Vec::new();
                 if let Some(out) = &done {
                     spoken = self.fill_batch(&cell.hall, out, &mut batch);
+                    for id in &spoken {
+                        h.note_call(id.clone(), now);
+                    }
                     tickets = self.ticket_messages(&cell.hall, out);
                 }
                 // A refusal stores no key (contract §13): a caller cannot
@@ -432,8 +479,13 @@ impl Engine {
     /// Housekeeping: expired idempotency keys, empty ticket topics.
     pub fn maintain(&self, now: DateTime<Utc>) {
         let cutoff = now - Duration::hours(IDEMPOTENCY_HOURS);
+        let calls_cutoff = now - Duration::hours(CALLS_KEPT_HOURS);
         for h in &self.halls {
             h.lock().idempotency.retain(|_, r| r.created_at >= cutoff);
+            h.calls
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|_, at| *at >= calls_cutoff);
         }
         self.hub.prune();
         self.writer.maintain(now);

@@ -166,9 +166,32 @@ async fn called_events_carry_the_announcement_and_the_wav_is_served_and_cached()
         "/api/v1/announcements/demo.3.hello.3-01.wav",
         "/api/v1/announcements/nope.3.A001.3-01.wav",
         "/api/v1/announcements/demo.3.A001.3-01",
+        // Well formed, but no such call was made (contract §13).
+        "/api/v1/announcements/demo.3.A999.3-12.zh-en.wav",
+        "/api/v1/announcements/demo.3.A001.3-13.zh-en.wav",
+        "/api/v1/announcements/demo.3.A001.3-12.en.wav",
     ] {
         assert_eq!(c.get(bad).await.status, 404, "{bad}");
     }
+    // A loop of made-up ids composes nothing and evicts nothing.
+    for i in 0..200 {
+        let id = format!(
+            "/api/v1/announcements/demo.3.A{i:03}.3-0{}.zh-en.wav",
+            i % 9 + 1
+        );
+        assert_eq!(c.get(&id).await.status, 404, "{id}");
+    }
+    let after = c.get("/api/v1/announcements/stats").await.json;
+    assert_eq!(
+        (after["misses"].as_u64(), after["entries"].as_u64()),
+        (Some(1), Some(1)),
+        "{after}"
+    );
+    // After a restart the call is still in the floor's ring: still served.
+    let mut s = s;
+    s.stop_and_restart();
+    let c = Client::new(&s);
+    assert_eq!(c.get(&audio).await.status, 200, "{audio} after a restart");
 }
 
 #[test]

@@ -14,6 +14,16 @@ pub fn time(spec: &HallSpec, t: DateTime<Utc>) -> String {
         .to_rfc3339_opts(SecondsFormat::Millis, false)
 }
 
+/// The announcement id a stored floor message names, if it is a spoken
+/// call: the id between `/api/v1/announcements/` and `.wav`.
+pub fn announcement_id(floor_msg: &[u8]) -> Option<String> {
+    const START: &[u8] = b"/api/v1/announcements/";
+    let at = floor_msg.windows(START.len()).position(|w| w == START)? + START.len();
+    let rest = &floor_msg[at..];
+    let end = rest.windows(5).position(|w| w == b".wav\"")?;
+    String::from_utf8(rest[..end].to_vec()).ok()
+}
+
 /// Where a called ticket should go.
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct WindowRef<'a> {

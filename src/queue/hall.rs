@@ -278,6 +278,11 @@ impl Hall {
         self.tickets.get(&id)
     }
 
+    /// Every ticket in memory (today's, and finished ones of the last days).
+    pub fn tickets(&self) -> impl Iterator<Item = &Ticket> + '_ {
+        self.tickets.values()
+    }
+
     /// A ticket by its citizen token.
     pub fn ticket_by_token(&self, token: &str) -> Option<&Ticket> {
         self.by_token.get(token).and_then(|id| self.tickets.get(id))

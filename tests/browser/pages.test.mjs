@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -22,9 +22,9 @@ let browser;
 const consoleErrors = [];
 
 /** Starts hallcast; resolves with the base URL from its "listening on" line. */
-function startServer(listen = '127.0.0.1:0') {
+function startServer(listen = '127.0.0.1:0', extra = [], dir = dataDir) {
   return new Promise((resolve, reject) => {
-    const proc = spawn(BIN, ['--listen', listen, '--data-dir', dataDir], {
+    const proc = spawn(BIN, ['--listen', listen, '--data-dir', dir, ...extra], {
       stdio: ['ignore', 'pipe', 'inherit'],
       env: { ...process.env, RUST_LOG: 'warn' },
     });
@@ -63,12 +63,12 @@ const issue = async (service, extra = {}) => {
 const act = (w, action, body = {}) => call('POST', `/halls/demo/windows/${w}/${action}`, win(w), body);
 
 /** A page that records console errors and uncaught exceptions. */
-async function open(url, { viewport = { width: 1920, height: 1080 }, context } = {}) {
+async function open(url, { viewport = { width: 1920, height: 1080 }, context, at = null } = {}) {
   const ctx = context || await browser.newContext({ viewport, locale: 'zh-CN' });
   const page = await ctx.newPage();
   page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(`${url}: ${m.text()}`); });
   page.on('pageerror', (e) => consoleErrors.push(`${url}: ${e.message}`));
-  await page.goto(`${base}${url}`);
+  await page.goto(`${at || base}${url}`);
   return page;
 }
 
@@ -265,6 +265,68 @@ test('the index lists every page', async () => {
   await page.locator('a[href="/display/demo/floors/3"]').waitFor();
   await shot(page, 'index');
   await page.context().close();
+});
+
+// A hall whose only opening is far ahead: closed now, with a known next
+// opening, without stepping any clock.
+const CLOSED_HALL = `
+[[halls]]
+id = "quiet"
+name = "夜间大厅"
+timezone = "Asia/Shanghai"
+admin_token = "quiet-admin-token-0001"
+  [halls.hours]
+  [[halls.hours.special]]
+  date = "2099-01-02"
+  hours = "09:00-17:00"
+  [[halls.floors]]
+  number = 1
+  name = "1F 综合"
+  announce = "silent"
+  [[halls.services]]
+  id = "general"
+  name = "综合受理"
+  prefix = "A"
+  floor = 1
+  zone = "A"
+  [[halls.windows]]
+  id = "1-01"
+  label = "1"
+  floor = 1
+  zone = "A"
+  services = ["general"]
+  token = "quiet-window-1-01-tok"
+  [[halls.kiosks]]
+  id = "k"
+  token = "quiet-kiosk-token-001"
+`;
+
+test('a closed hall: the kiosk and the screens say when it opens', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'hallcast-closed-'));
+  const cfg = path.join(dir, 'hall.toml');
+  writeFileSync(cfg, CLOSED_HALL);
+  const s = await startServer('127.0.0.1:0', ['--config', cfg], path.join(dir, 'data'));
+  try {
+    const kiosk = await open('/kiosk/quiet#token=quiet-kiosk-token-001', { at: s.base });
+    await kiosk.locator('#closed:not(.hidden)').waitFor();
+    const text = await kiosk.locator('#closed').textContent();
+    assert.match(text, /暂停取号/);
+    assert.match(text, /1月2日 09:00/);
+    assert.match(text, /Jan 2, 09:00/);
+    assert.equal(await kiosk.locator('#choose').isVisible(), false, 'no service buttons while closed');
+    await shot(kiosk, 'kiosk-closed');
+    for (const [url, name] of [['/display/quiet/floors/1', 'floor-closed'], ['/display/quiet', 'entrance-closed']]) {
+      const page = await open(url, { at: s.base });
+      await page.locator('#closed:not(.hidden)').waitFor();
+      assert.match(await page.locator('#closed').textContent(), /本厅休息中.*1月2日 09:00/);
+      await shot(page, name);
+      await page.context().close();
+    }
+    await kiosk.context().close();
+  } finally {
+    await stopServer(s);
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('no page logged a console error', () => {
