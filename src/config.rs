@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use crate::limits::LimitsConfig;
+
 use crate::queue::{
     Announce, DayHours, FloorSpec, HallSpec, Hours, KioskSpec, Language, ServiceSpec, WindowSpec,
 };
@@ -40,6 +42,8 @@ pub struct Config {
     /// How often every WebSocket is pinged; a peer silent for one period
     /// after a ping is dropped.
     pub ping_every: std::time::Duration,
+    /// `[server.limits]` (contract §13).
+    pub limits: LimitsConfig,
     pub halls: Vec<Arc<HallSpec>>,
 }
 
@@ -95,6 +99,17 @@ struct RawServer {
     sounds_dir: Option<String>,
     playback: Option<bool>,
     ping_seconds: Option<u64>,
+    limits: Option<RawLimits>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    citizen_per_second: Option<u32>,
+    public_per_ip_per_second: Option<u32>,
+    staff_per_second: Option<u32>,
+    streams_per_ip: Option<u32>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -271,6 +286,8 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
             ),
         ));
     }
+    let limits = validate_limits(raw.server.limits.unwrap_or_default())
+        .map_err(|(entry, rule)| err(format!("[server.limits] {entry}"), rule))?;
     if raw.halls.is_empty() {
         return Err(err(
             String::new(),
@@ -310,11 +327,35 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
         sounds_dir: raw.server.sounds_dir.map(PathBuf::from),
         playback: raw.server.playback.unwrap_or(false),
         ping_every: std::time::Duration::from_secs(ping_seconds),
+        limits,
         halls,
     })
 }
 
 type Rule = (String, String);
+
+fn validate_limits(raw: RawLimits) -> Result<LimitsConfig, Rule> {
+    let d = LimitsConfig::default();
+    let mut trusted = Vec::new();
+    for (i, p) in raw.trusted_proxies.unwrap_or_default().iter().enumerate() {
+        let ip = p.parse().map_err(|_| {
+            (
+                format!("trusted_proxies[{i}]"),
+                format!("'{p}' is not an IP address such as 127.0.0.1"),
+            )
+        })?;
+        trusted.push(ip);
+    }
+    Ok(LimitsConfig {
+        citizen_per_second: raw.citizen_per_second.unwrap_or(d.citizen_per_second),
+        public_per_ip_per_second: raw
+            .public_per_ip_per_second
+            .unwrap_or(d.public_per_ip_per_second),
+        staff_per_second: raw.staff_per_second.unwrap_or(d.staff_per_second),
+        streams_per_ip: raw.streams_per_ip.unwrap_or(d.streams_per_ip),
+        trusted_proxies: trusted,
+    })
+}
 
 fn validate_hall(h: RawHall) -> Result<HallSpec, Rule> {
     let top = |rule: String| (String::new(), rule);

@@ -25,6 +25,7 @@ pub mod config;
 pub mod engine;
 pub mod gateway;
 pub mod hub;
+pub mod limits;
 pub mod listener;
 pub mod pages;
 pub mod queue;

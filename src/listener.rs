@@ -27,6 +27,16 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// even on a poor mobile link.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// On shutdown, requests in flight get this long to finish (contract §13);
+/// then their connections are dropped and the server goes on stopping.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The address a connection came from, put into every request's
+/// extensions for the rate limits (hyper serves the plain socket here, so
+/// warp's own `addr::remote()` has nothing to report).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
 /// After an accept error other than a refused connection (most likely the
 /// file-descriptor limit), wait this long: connections closing meanwhile
 /// free descriptors, and the loop does not spin.
@@ -52,9 +62,9 @@ where
     let conns = TaskTracker::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, addr) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(pair) => pair,
                 Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot accept a connection; retrying");
@@ -64,7 +74,11 @@ where
             },
             () = &mut shutdown => break,
         };
-        let service = service.clone();
+        let inner = service.clone();
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(PeerAddr(addr));
+            inner.call(req)
+        });
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
@@ -88,7 +102,15 @@ where
     drop(listener);
     stopping.cancel();
     conns.close();
-    conns.wait().await;
+    if tokio::time::timeout(SHUTDOWN_GRACE, conns.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = conns.len(),
+            "some HTTP requests did not finish within the shutdown grace; dropping them"
+        );
+    }
 }
 
 fn is_connection_error(e: &std::io::Error) -> bool {

@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::gateway;
 use crate::hub::Hub;
+use crate::limits::Limits;
 use crate::listener;
 use crate::pages;
 use crate::store::{Sqlite, Writer};
@@ -83,12 +84,14 @@ pub async fn serve(
         )
     })?;
     let addr = listener.local_addr()?;
+    let limits = Arc::new(Limits::new(config.limits.clone()));
     let api = Arc::new(Api {
         engine: engine.clone(),
+        limits: limits.clone(),
         public_url: config.public_url(addr),
     });
     let tasks = TaskTracker::new();
-    let routes = gateway::routes(engine.clone(), tasks.clone(), config.ping_every)
+    let routes = gateway::routes(engine.clone(), tasks.clone(), config.ping_every, limits)
         .or(api::routes(api))
         .unify()
         .or(pages::routes(engine.clone()))

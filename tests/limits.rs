@@ -29,7 +29,8 @@ fn idempotency_rows(s: &Server) -> i64 {
 
 #[tokio::test]
 async fn a_key_names_one_request_and_refusals_store_no_key() {
-    let s = Server::start();
+    // No limit on citizens' POSTs: this test sends hundreds with one token.
+    let s = limited("citizen_per_second = 0");
     let c = Client::new(&s);
     let body = r#"{"service":"business"}"#;
     let first = keyed(&c, TICKETS, KIOSK, body, "k-1").await;
@@ -188,4 +189,198 @@ async fn a_corrupt_store_is_refused_at_start_naming_table_row_and_value() {
     for word in ["tickets", "'wandering'", "status", "id 1"] {
         assert!(err.contains(word), "names {word}: {err}");
     }
+}
+
+/// The demo hall with small limits, behind a "proxy" at 127.0.0.1 (the
+/// test itself), so each test client names its address in X-Forwarded-For.
+fn limited(limits: &str) -> Server {
+    let demo = hallcast::demo::CONFIG.replacen(
+        "[server]\n",
+        &format!("[server.limits]\n{limits}\ntrusted_proxies = [\"127.0.0.1\"]\n\n[server]\n"),
+        1,
+    );
+    Server::start_config(&demo)
+}
+
+async fn post_from(
+    c: &Client,
+    ip: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> common::Resp {
+    c.send("POST", path, token, Some(body), &[("x-forwarded-for", ip)])
+        .await
+}
+
+#[tokio::test]
+async fn posts_over_a_limit_get_429_with_retry_after_and_have_no_effect() {
+    let s = limited("staff_per_second = 1\ncitizen_per_second = 1\npublic_per_ip_per_second = 1");
+    let c = Client::new(&s);
+    let body = r#"{"service":"business"}"#;
+    // A ticket for the citizens' part, before the kiosk's bucket is spent.
+    let t = c.issue("tax").await;
+    // Staff: one a second per token; ten at once get one through (two if a
+    // second passed), the rest 429 with Retry-After and issue nothing.
+    let http = reqwest::Client::new();
+    let all = futures_util::future::join_all((0..10).map(|_| {
+        http.post(s.url(TICKETS))
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .header("x-forwarded-for", "10.0.0.1")
+            .body(body)
+            .send()
+    }))
+    .await;
+    let mut ok = 0;
+    let mut refused = 0;
+    for r in all {
+        let r = r.unwrap();
+        match r.status().as_u16() {
+            201 => ok += 1,
+            429 => {
+                refused += 1;
+                let after: u64 = r.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!((1..=2).contains(&after), "Retry-After {after}");
+                let e: serde_json::Value = r.json().await.unwrap();
+                assert_eq!(e["error"]["code"], "rate_limited");
+            }
+            other => panic!("status {other}"),
+        }
+    }
+    assert_eq!(ok + refused, 10);
+    assert!((1..=2).contains(&ok), "{ok} issued");
+    let hall = c.get("/api/v1/halls/demo").await.json;
+    let waiting = hall["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "business")
+        .unwrap()["waiting"]
+        .as_u64();
+    assert_eq!(waiting, Some(ok as u64), "refused posts issued nothing");
+
+    // Citizens: per ticket token.
+    let cancel = format!("/api/v1/tickets/{}/cancel", t["token"].as_str().unwrap());
+    let all = futures_util::future::join_all(
+        (0..5).map(|_| post_from(&c, "10.0.0.9", &cancel, None, "")),
+    )
+    .await;
+    assert!(
+        all.iter().any(|r| r.status == 429),
+        "{:?}",
+        all.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert!(all.iter().all(|r| [200, 409, 429].contains(&r.status)));
+
+    // Public: per address, as the trusted proxy names it.
+    let from = |ip: &'static str| {
+        let c = c.clone();
+        async move { post_from(&c, ip, TICKETS, None, body).await.status }
+    };
+    let a = futures_util::future::join_all((0..5).map(|_| from("10.0.1.1"))).await;
+    assert!(a.contains(&429) && a.contains(&401), "{a:?}");
+    assert_eq!(
+        from("10.0.1.2").await,
+        401,
+        "another address has its own bucket"
+    );
+    // Reads are never limited.
+    for _ in 0..30 {
+        assert_eq!(c.get("/api/v1/halls/demo/floors/3").await.status, 200);
+    }
+}
+
+#[tokio::test]
+async fn streams_per_address_are_capped_before_the_upgrade() {
+    let s = limited("streams_per_ip = 2");
+    let url = s.ws("/ws/v1/halls/demo/floors/3");
+    let mut a = common::Ws::connect(&url).await;
+    a.next().await;
+    let mut b = common::Ws::connect(&url).await;
+    b.next().await;
+    assert_eq!(common::Ws::refused(&url).await, 429);
+    drop(a);
+    // Once the server has seen the close, the address has room again.
+    let mut c = common::eventually(10, "a free stream", || {
+        let url = url.clone();
+        async move {
+            match tokio_tungstenite::connect_async(&url).await {
+                Ok((ws, _)) => Some(ws),
+                Err(_) => None,
+            }
+        }
+    })
+    .await;
+    use futures_util::StreamExt;
+    assert!(c.next().await.is_some(), "the new stream gets its snapshot");
+    drop(b);
+}
+
+#[tokio::test]
+async fn a_body_that_never_finishes_is_cut_at_30_s_and_does_not_hold_the_shutdown() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Server::start();
+    let c = Client::new(&s);
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let head = format!(
+        "POST /api/v1/halls/demo/tickets HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KIOSK}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"service\":"
+    );
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(
+        c.issue("business").await["number"],
+        "A001",
+        "others are served"
+    );
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(45), slow.read(&mut buf))
+        .await
+        .expect("answered within 45 s")
+        .unwrap_or(0);
+    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_secs(29));
+    // Nothing was issued by it.
+    assert_eq!(c.issue("business").await["number"], "A002");
+}
+
+#[tokio::test]
+async fn sigterm_with_a_stalled_request_in_flight_exits_within_the_grace() {
+    use tokio::io::AsyncWriteExt;
+    let mut s = Server::start();
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(
+        format!(
+            "POST /api/v1/halls/demo/tickets HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KIOSK}\r\n\
+             Content-Length: 100\r\n\r\n{{"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // Let the server read the head, so the request is in flight.
+    let c = Client::new(&s);
+    assert_eq!(c.get("/healthz").await.status, 200);
+    let started = std::time::Instant::now();
+    let status = tokio::task::spawn_blocking(move || s.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(20),
+        "stopped in {took:?}"
+    );
+    drop(slow);
 }

@@ -48,8 +48,19 @@ pub fn start_server(cpus: Option<&str>) -> Server {
             c
         }
     };
-    cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
+    // The demo hall, with no limit on streams per address: every simulated
+    // screen connects from 127.0.0.1 (the contract's default is 5,000).
+    let config = dir.path().join("bench.toml");
+    let demo = hallcast::demo::CONFIG.replacen(
+        "[server]\n",
+        "[server.limits]\nstreams_per_ip = 0\n\n[server]\n",
+        1,
+    );
+    std::fs::write(&config, demo).expect("write the bench config");
+    cmd.args(["--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());

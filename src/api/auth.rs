@@ -49,6 +49,14 @@ fn lookup(spec: &HallSpec, token: &str) -> Option<Caller> {
     found
 }
 
+/// A window, kiosk or admin token of some hall.
+pub fn is_known(engine: &Engine, token: &str) -> bool {
+    engine
+        .halls()
+        .iter()
+        .any(|h| lookup(&h.spec, token).is_some())
+}
+
 /// The bearer token of an `Authorization` header value.
 pub fn bearer(header: Option<&str>) -> Result<&str, ApiError> {
     let h = header.ok_or_else(|| {

@@ -53,6 +53,14 @@ impl ApiError {
     pub fn payload_too_large(m: impl Into<String>) -> Self {
         Self::new(413, "payload_too_large", m)
     }
+    /// 429: over a rate limit (contract §13).
+    pub fn rate_limited(m: impl Into<String>) -> Self {
+        Self::new(429, "rate_limited", m)
+    }
+    /// Any other status and code.
+    pub fn new_status(status: u16, code: &'static str, m: impl Into<String>) -> Self {
+        Self::new(status, code, m)
+    }
     /// 503: the store cannot take writes.
     pub fn unavailable(m: impl Into<String>) -> Self {
         Self::new(503, "unavailable", m)

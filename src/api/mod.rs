@@ -19,14 +19,24 @@ use warp::http::{HeaderMap, Method, Response, StatusCode};
 use warp::Filter;
 
 use crate::engine::{Engine, Idempotency, Reply};
+use crate::limits::{Limits, Poster};
+use crate::listener::PeerAddr;
 use error::ApiError;
 
 /// Request bodies over this are refused with 413 (contract §3).
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// A whole request must have arrived within this (contract §13); the head
+/// has its own 10 s in `listener`. A body that never finishes is answered
+/// 408 and its connection closed, so it cannot hold a socket or the
+/// shutdown.
+pub const REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What every handler needs.
 pub struct Api {
     pub engine: Arc<Engine>,
+    /// Rate limits of POSTs (contract §13).
+    pub limits: Arc<Limits>,
     /// Base of links in QR codes, e.g. `http://127.0.0.1:8080`.
     pub public_url: String,
 }
@@ -109,11 +119,19 @@ pub fn routes(
         .and(warp::method())
         .and(warp::path::tail())
         .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<PeerAddr>())
         .and(warp::body::stream())
         .then(
-            move |method: Method, tail: warp::path::Tail, headers: HeaderMap, body| {
+            move |method: Method,
+                  tail: warp::path::Tail,
+                  headers: HeaderMap,
+                  peer: Option<PeerAddr>,
+                  body| {
                 let api = api.clone();
-                async move { handle(&api, method, tail.as_str().to_string(), headers, body).await }
+                async move {
+                    let path = tail.as_str().to_string();
+                    handle(&api, method, path, headers, peer, body).await
+                }
             },
         );
     health.or(ready).unify().or(v1).unify()
@@ -132,6 +150,7 @@ async fn handle<S, B>(
     method: Method,
     path: String,
     headers: HeaderMap,
+    peer: Option<PeerAddr>,
     body: S,
 ) -> Response<Bytes>
 where
@@ -144,9 +163,30 @@ where
     let path = path.as_str();
     async move {
         let body = if method == Method::POST {
-            match body::read_limited(body, MAX_BODY).await {
-                Ok(b) => b,
-                Err(e) => return respond(e.into(), route),
+            // Over its limit, a POST has no effect: refused before its body
+            // is even read.
+            let who = poster(api, &segs, &headers, peer);
+            if let Err(wait) = api.limits.post(who, std::time::Instant::now()) {
+                let e = ApiError::rate_limited(format!("too many requests; retry in {} s", wait.0));
+                let mut r = respond(e.into(), route);
+                r.headers_mut()
+                    .insert("retry-after", wait.0.to_string().parse().expect("a number"));
+                return r;
+            }
+            match tokio::time::timeout(REQUEST_DEADLINE, body::read_limited(body, MAX_BODY)).await {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => return respond(e.into(), route),
+                Err(_) => {
+                    let e = ApiError::new_status(
+                        408,
+                        "request_timeout",
+                        "the request body did not arrive within 30 s",
+                    );
+                    let mut r = respond(e.into(), route);
+                    r.headers_mut()
+                        .insert("connection", "close".parse().expect("a header value"));
+                    return r;
+                }
             }
         } else {
             Bytes::new()
@@ -162,6 +202,26 @@ where
     }
     .instrument(span)
     .await
+}
+
+/// Whose bucket a POST takes from: a ticket's token on its own routes, a
+/// known staff token, else the client's address.
+fn poster(api: &Api, segs: &[&str], headers: &HeaderMap, peer: Option<PeerAddr>) -> Poster {
+    if let ["tickets", token, ..] = segs {
+        return Poster::Citizen((*token).to_string());
+    }
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| auth::bearer(Some(h)).ok());
+    if let Some(t) = bearer.filter(|t| auth::is_known(&api.engine, t)) {
+        return Poster::Staff(t.to_string());
+    }
+    let ip = api
+        .limits
+        .client_ip(peer.map(|p| p.0), headers)
+        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    Poster::Public(ip)
 }
 
 /// The route's shape without ids or tokens, for logs.

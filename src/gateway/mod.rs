@@ -26,6 +26,8 @@ use warp::Filter;
 use crate::api::error::ApiError;
 use crate::engine::Engine;
 use crate::hub::frames;
+use crate::limits::Limits;
+use crate::listener::PeerAddr;
 use channel::Channel;
 use peer::{Peer, PeerIo};
 
@@ -46,6 +48,7 @@ pub fn routes(
     engine: Arc<Engine>,
     tasks: TaskTracker,
     ping_every: std::time::Duration,
+    limits: Arc<Limits>,
 ) -> impl Filter<Extract = (Response<Bytes>,), Error = warp::Rejection> + Clone {
     warp::path("ws")
         .and(warp::path("v1"))
@@ -54,11 +57,13 @@ pub fn routes(
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
         .and(warp::ext::optional::<OnUpgrade>())
+        .and(warp::ext::optional::<PeerAddr>())
         .map(
             move |tail: warp::path::Tail,
                   query: String,
                   headers: HeaderMap,
-                  on_upgrade: Option<OnUpgrade>| {
+                  on_upgrade: Option<OnUpgrade>,
+                  peer: Option<PeerAddr>| {
                 let segs: Vec<&str> = tail.as_str().split('/').filter(|s| !s.is_empty()).collect();
                 let ch = match Channel::resolve(&engine, &segs) {
                     Ok(ch) => ch,
@@ -77,11 +82,25 @@ pub fn routes(
                         "this connection cannot be upgraded (HTTP/1.1 is needed)",
                     ));
                 };
+                // Counted from before the upgrade until the task ends.
+                let ip = limits.client_ip(peer.map(|p| p.0), &headers);
+                let stream = match limits.open_stream(ip) {
+                    Ok(g) => g,
+                    Err(wait) => {
+                        let mut r = error(ApiError::rate_limited(
+                            "too many open streams from this address; close some first",
+                        ));
+                        r.headers_mut()
+                            .insert("retry-after", wait.0.to_string().parse().expect("a number"));
+                        return r;
+                    }
+                };
                 let engine = engine.clone();
                 let id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
                 let span = tracing::debug_span!("ws", conn = id, channel = ch.kind());
                 tasks.spawn(
                     async move {
+                        let _stream = stream;
                         let upgraded = match on_upgrade.await {
                             Ok(u) => u,
                             Err(e) => {
