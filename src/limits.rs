@@ -105,13 +105,15 @@ impl Limits {
         if !self.config.trusted_proxies.contains(&peer) {
             return Some(peer);
         }
+        // Only the right-most entry: if it does not parse, an earlier one
+        // (the client's own claim) must not stand in for it.
         let forwarded = headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|v| v.trim().parse::<IpAddr>().ok())
-            .last();
+            .next_back()
+            .and_then(|v| v.trim().parse::<IpAddr>().ok());
         Some(forwarded.unwrap_or(peer))
     }
 
