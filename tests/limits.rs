@@ -384,3 +384,47 @@ async fn sigterm_with_a_stalled_request_in_flight_exits_within_the_grace() {
     );
     drop(slow);
 }
+
+#[tokio::test]
+async fn unsolicited_pongs_do_not_keep_a_silent_peer_alive() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let demo = hallcast::demo::CONFIG.replacen("[server]\n", "[server]\nping_seconds = 1\n", 1);
+    let s = Server::start_config(&demo);
+    let url = s.ws("/ws/v1/halls/demo/floors/3");
+    // A client that never reads (so never answers a ping) but sends pongs
+    // of its own: closed after a ping period all the same.
+    let (mut liar, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    // One that reads, and so answers every ping: stays.
+    let mut honest = common::Ws::connect(&url).await;
+    honest.next().await;
+    let honest = tokio::spawn(async move {
+        // Reading answers the pings; the first ticket's count ends it.
+        honest
+            .until(|m| m["type"] == "waiting" && m["service"] == "business")
+            .await
+    });
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(4) {
+        liar.send(Message::Pong(bytes::Bytes::from_static(b"alive")))
+            .await
+            .ok();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Now read what the liar was sent: snapshot, pings, then the end.
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(Ok(m)) = liar.next().await {
+            if let Message::Close(_) = m {
+                return true;
+            }
+        }
+        true
+    })
+    .await
+    .expect("the silent peer was closed");
+    assert!(ended);
+    // The honest screen, after the same pings, still gets live events.
+    Client::new(&s).issue("business").await;
+    let got = honest.await.expect("the honest screen stayed open");
+    assert_eq!(got.last().unwrap()["count"], 1);
+}

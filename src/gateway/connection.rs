@@ -78,7 +78,11 @@ async fn run(
     ping_every: Duration,
 ) -> Option<(CloseCode, String)> {
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
-    let mut pong_due = false;
+    // Only a pong that answers our own last ping counts as life (contract
+    // §13): each ping carries its number, and an unsolicited pong — which
+    // a client that never reads could send forever — changes nothing.
+    let mut pings_sent = 0u64;
+    let mut pong_due: Option<[u8; 8]> = None;
     let mut client_pings = 0u32;
     loop {
         let (pending, closed) = peer.status();
@@ -113,7 +117,11 @@ async fn run(
             _ = peer.changed(), if !pending => {}
             frame = ws.next() => match frame {
                 None => return None,
-                Some(Ok(Message::Pong(_))) => pong_due = false,
+                Some(Ok(Message::Pong(p))) => {
+                    if pong_due.is_some_and(|want| p[..] == want[..]) {
+                        pong_due = None;
+                    }
+                }
                 Some(Ok(Message::Ping(_))) => {
                     client_pings += 1;
                     if client_pings > MAX_CLIENT_PINGS {
@@ -148,13 +156,16 @@ async fn run(
                 Some(Err(_)) => return None,
             },
             _ = ping.tick() => {
-                if pong_due {
+                if pong_due.is_some() {
                     tracing::debug!("no pong within a ping period; closing");
                     return None;
                 }
-                pong_due = true;
+                pings_sent += 1;
+                let payload = pings_sent.to_be_bytes();
+                pong_due = Some(payload);
                 client_pings = 0;
-                if ws.send(Message::Ping(Default::default())).await.is_err() {
+                let ping = Message::Ping(bytes::Bytes::copy_from_slice(&payload));
+                if ws.send(ping).await.is_err() {
                     return None;
                 }
             }

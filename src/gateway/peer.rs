@@ -21,7 +21,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-use crate::hub::{Batch, Closed, Member, MemberId, SubscriberGroup, SUBSCRIBER_QUEUE};
+use crate::hub::{
+    Batch, Closed, Member, MemberId, SubscriberGroup, SUBSCRIBER_QUEUE, SUBSCRIBER_QUEUE_BYTES,
+};
 
 /// Queued buffers written with one `writev` at most.
 const MAX_IOVECS: usize = 64;
@@ -53,6 +55,9 @@ struct State {
     skip_through: u64,
     pending: VecDeque<Entry>,
     pending_msgs: usize,
+    /// Bytes of `pending` not yet written, counted against
+    /// [`SUBSCRIBER_QUEUE_BYTES`].
+    pending_bytes: usize,
     /// Highest seq fully handed to the kernel: where a client closed as
     /// slow should resume.
     sent_through: u64,
@@ -69,6 +74,7 @@ impl State {
             skip_through: 0,
             pending: VecDeque::new(),
             pending_msgs: 0,
+            pending_bytes: 0,
             sent_through: 0,
             closed: Closed::Open,
             failed: false,
@@ -325,8 +331,26 @@ impl Slot {
             self.close_locked(st, Closed::Slow);
             return false;
         }
+        // Control frames (ping, pong, close: no seq, no message) are a few
+        // bytes and must always get through; everything else counts.
+        let control = last_seq == 0 && msgs == 0;
+        if !control && st.pending_bytes + bytes.len() > SUBSCRIBER_QUEUE_BYTES {
+            self.close_locked(st, Closed::Slow);
+            // A frame the kernel took part of is still finished first.
+            if started {
+                st.pending_bytes += bytes.len();
+                st.pending.push_back(Entry {
+                    bytes,
+                    last_seq: 0,
+                    msgs: 0,
+                    started,
+                });
+            }
+            return false;
+        }
         let was_empty = st.pending.is_empty();
         st.pending_msgs += msgs;
+        st.pending_bytes += bytes.len();
         st.pending.push_back(Entry {
             bytes,
             last_seq,
@@ -352,6 +376,7 @@ impl Slot {
         if why != Closed::Shutdown {
             st.pending.retain(|e| e.started);
             st.pending_msgs = st.pending.iter().map(|e| e.msgs).sum();
+            st.pending_bytes = st.pending.iter().map(|e| e.bytes.len()).sum();
         }
         self.changed.notify_one();
     }
@@ -360,6 +385,7 @@ impl Slot {
         st.failed = true;
         st.pending.clear();
         st.pending_msgs = 0;
+        st.pending_bytes = 0;
         self.close_locked(st, Closed::Gone);
     }
 
@@ -392,10 +418,12 @@ fn write_pending(st: &mut State) -> io::Result<()> {
             if n < e.bytes.len() {
                 e.bytes.advance(n);
                 e.started = true;
+                st.pending_bytes -= n;
                 break;
             }
             n -= e.bytes.len();
             let e = st.pending.pop_front().expect("checked above");
+            st.pending_bytes -= e.bytes.len();
             st.pending_msgs -= e.msgs;
             st.sent_through = st.sent_through.max(e.last_seq);
         }
@@ -663,6 +691,33 @@ mod tests {
         );
         assert_eq!(decode(&got[..got.len() - 2]), [1]);
         assert_eq!(peer.sent_through(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_peer_is_closed_as_slow_past_a_mebibyte_queued_catch_up_included() {
+        let (peer, mut client) = pair().await;
+        // A catch-up of 900 KB: the kernel takes a little, the rest queues
+        // and counts.
+        let big = crate::hub::frames::text_frames(&[Payload::from("0".repeat(899_999) + "7")]);
+        peer.start(big, 7);
+        assert_eq!(peer.status(), (true, Closed::Open));
+        // 100 small messages still fit; then one of 200 KB does not.
+        for s in 8..=107 {
+            assert!(peer.member().deliver(&batch(s..=s, 100)), "seq {s}");
+        }
+        assert!(!peer.member().deliver(&batch(108..=108, 200_000)));
+        assert_eq!(peer.status().1, Closed::Slow);
+        // Control frames still go out after the begun frame.
+        peer.write_control(&[0x88, 0x00]).unwrap();
+        let flusher = flush_in_background(&peer);
+        let got = read_available(&mut client).await;
+        flusher.await.unwrap().unwrap();
+        assert_eq!(&got[got.len() - 2..], &[0x88, 0x00]);
+        assert_eq!(
+            decode(&got[..got.len() - 2]),
+            [7],
+            "only the begun catch-up frame"
+        );
     }
 
     #[tokio::test]

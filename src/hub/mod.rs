@@ -41,6 +41,12 @@ use crate::store::StoredEvent;
 /// hall — a screen that far behind is stalled, and resumes with `?after`.
 pub const SUBSCRIBER_QUEUE: usize = 1024;
 
+/// Bytes a subscriber may have queued in the server (its catch-up
+/// included) before it is dropped as slow (contract §13: 1 MiB). What the
+/// kernel already took does not count: the socket's send buffer is fixed
+/// (`server::SEND_BUFFER`).
+pub const SUBSCRIBER_QUEUE_BYTES: usize = 1 << 20;
+
 /// The topics of one hall.
 pub struct HallTopics {
     pub hall: Mutex<Topic>,
