@@ -453,7 +453,18 @@ impl Engine {
     /// Ends the day of every hall whose hall-local date changed (contract
     /// §7). Called about every second, so a stepped clock is noticed
     /// within the contract's 5 s; a hall with nothing due costs a lock.
-    pub async fn tick(&self) {
+    pub async fn tick(self: &Arc<Self>) {
+        if self.writer.is_failed() {
+            let engine = self.clone();
+            match tokio::task::spawn_blocking(move || engine.recover(Utc::now())).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "reloading after a failed commit failed; retrying")
+                }
+                Err(e) => tracing::error!(error = %e, "the reload task failed"),
+            }
+            return;
+        }
         for h in &self.halls {
             if !h.read(|hall| hall.day_is_due(Utc::now())) {
                 continue;
@@ -474,6 +485,33 @@ impl Engine {
                 tracing::warn!(hall = %h.spec.id, error = %e, "ending the day failed; retrying");
             }
         }
+    }
+
+    /// After a failed commit: memory may hold changes the disk does not.
+    /// With every hall locked (no command runs), reloads each hall from the
+    /// store, then lets the writer take writes again once everything
+    /// queued before has been refused — so memory is never ahead of the
+    /// disk when it serves again. Blocks: run it on the blocking pool.
+    pub fn recover(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut cells: Vec<_> = self.halls.iter().map(|h| h.lock()).collect();
+        let mut fresh = Vec::new();
+        {
+            let mut b = self.history.lock().unwrap_or_else(|p| p.into_inner());
+            for h in &self.halls {
+                fresh.push(b.load(&h.spec, now)?);
+            }
+        }
+        self.writer.reset_blocking()?;
+        for ((h, cell), loaded) in self.halls.iter().zip(cells.iter_mut()).zip(fresh) {
+            cell.hall = Hall::restore(h.spec.clone(), loaded.state);
+            cell.idempotency = loaded
+                .idempotency
+                .into_iter()
+                .map(|r| ((r.caller.clone(), r.key.clone()), r))
+                .collect();
+            tracing::info!(hall = %h.spec.id, hall_seq = cell.hall.hall_seq(), "hall reloaded from the store");
+        }
+        Ok(())
     }
 
     /// Housekeeping: expired idempotency keys, empty ticket topics.

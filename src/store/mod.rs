@@ -42,6 +42,37 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// A commit that did not happen; `transient` when trying again may work
+/// (the database was busy, the disk hiccupped or was full).
+#[derive(Debug, Clone)]
+pub struct CommitError {
+    pub transient: bool,
+    pub error: StoreError,
+}
+
+impl From<rusqlite::Error> for CommitError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::*;
+        let transient = matches!(
+            e.sqlite_error_code(),
+            Some(DatabaseBusy | DatabaseLocked | SystemIoFailure | DiskFull)
+        );
+        CommitError {
+            transient,
+            error: e.into(),
+        }
+    }
+}
+
+impl From<StoreError> for CommitError {
+    fn from(error: StoreError) -> Self {
+        CommitError {
+            transient: false,
+            error,
+        }
+    }
+}
+
 /// What the store kept of one hall.
 #[derive(Debug, Default)]
 pub struct Loaded {
@@ -58,7 +89,7 @@ pub trait Backend: Send + 'static {
     /// Loads what is kept of a hall, as of `now`.
     fn load(&mut self, spec: &HallSpec, now: DateTime<Utc>) -> Result<Loaded, StoreError>;
     /// Commits all batches atomically and durably, or none of them.
-    fn commit(&mut self, batches: &[&Batch]) -> Result<(), StoreError>;
+    fn commit(&mut self, batches: &[&Batch]) -> Result<(), CommitError>;
     /// Drops what is no longer needed (expired idempotency keys …).
     fn maintain(&mut self, now: DateTime<Utc>) -> Result<(), StoreError>;
     /// Events of a hall (`floor` None) or a floor with sequence > `after`,

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use super::{Backend, Batch, IdempotencyRecord, Loaded, StoreError, StoredEvent};
+use super::{Backend, Batch, CommitError, IdempotencyRecord, Loaded, StoreError, StoredEvent};
 use super::{EVENT_RING, IDEMPOTENCY_HOURS, LOAD_FINISHED_HOURS};
 use crate::queue::eta::ServiceClock;
 use crate::queue::{
@@ -154,7 +154,7 @@ fn floor_scope(floor: i32) -> String {
     format!("floor:{floor}")
 }
 
-fn write_batch(tx: &Transaction<'_>, b: &Batch) -> Result<(), StoreError> {
+fn write_batch(tx: &Transaction<'_>, b: &Batch) -> Result<(), CommitError> {
     let hall = &b.hall.id;
     let spec = &b.hall;
     if !b.tickets.is_empty() {
@@ -567,7 +567,7 @@ impl Backend for Sqlite {
         Ok(loaded)
     }
 
-    fn commit(&mut self, batches: &[&Batch]) -> Result<(), StoreError> {
+    fn commit(&mut self, batches: &[&Batch]) -> Result<(), CommitError> {
         let tx = self.conn.transaction()?;
         for b in batches {
             write_batch(&tx, b)?;

@@ -24,6 +24,14 @@ pub const WRITE_QUEUE: usize = 4096;
 /// the latency of the first command in it — stays bounded.
 const MAX_GROUP: usize = 512;
 
+/// A transient failure (busy, an I/O hiccup, a full disk) is retried this
+/// many times in all before the group is refused.
+const COMMIT_TRIES: u32 = 4;
+
+/// Pause before the first retry; doubled before each next one (20, 40,
+/// 80 ms: 140 ms in all, within a screen's patience and a command's).
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Runs after the batch's commit, on the writer thread: must not block.
 pub type Continuation = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
@@ -35,6 +43,10 @@ pub enum Job {
     Maintain(DateTime<Utc>),
     /// Commit what is queued before this, then end the thread.
     Stop,
+    /// Take writes again after a failed commit: everything queued before
+    /// this has been refused, and the engine has reloaded its memory
+    /// from the store. Answered once the flag is cleared.
+    Reset(std::sync::mpsc::SyncSender<()>),
 }
 
 /// Starts and owns the writer thread.
@@ -69,6 +81,15 @@ impl Writer {
                                 stopping = true;
                                 break;
                             }
+                            Job::Reset(ack) => {
+                                // Refuse what came before the reset first.
+                                if !group.is_empty() {
+                                    Self::commit(&mut *backend, &flag, &mut group);
+                                }
+                                flag.store(false, Ordering::Release);
+                                tracing::info!("store writes resumed after a reload");
+                                let _ = ack.send(());
+                            }
                             Job::Maintain(now) => {
                                 if let Err(e) = backend.maintain(now) {
                                     tracing::warn!(error = %e, "store maintenance failed");
@@ -99,17 +120,31 @@ impl Writer {
     ) {
         let result = if flag.load(Ordering::Acquire) {
             Err(StoreError(
-                "an earlier commit failed; restart hallcast after fixing the disk".into(),
+                "an earlier commit failed; hallcast is reloading its state from the store, retry in a moment".into(),
             ))
         } else {
             let refs: Vec<&Batch> = group.iter().map(|(b, _)| b).collect();
-            backend.commit(&refs)
+            let mut pause = RETRY_PAUSE;
+            let mut tries = 1;
+            loop {
+                match backend.commit(&refs) {
+                    Ok(()) => break Ok(()),
+                    Err(e) if e.transient && tries < COMMIT_TRIES => {
+                        tracing::warn!(error = %e.error, tries, "store commit failed; retrying");
+                        std::thread::sleep(pause);
+                        pause *= 2;
+                        tries += 1;
+                    }
+                    Err(e) => break Err(e.error),
+                }
+            }
         };
         if let Err(e) = &result {
             // Memory now holds changes the disk does not: refuse every
-            // further write until a restart reloads the truth from the store.
+            // further write until the engine has reloaded the truth from
+            // the store and sent `Job::Reset`.
             if !flag.swap(true, Ordering::AcqRel) {
-                tracing::error!(error = %e, "store commit failed; refusing writes until restart");
+                tracing::error!(error = %e, "store commit failed; refusing writes until the state is reloaded");
             }
         }
         for (_, k) in group.drain(..) {
@@ -132,7 +167,8 @@ impl WriterHandle {
     pub fn reserve(&self) -> Result<mpsc::Permit<'_, Job>, StoreError> {
         if self.is_failed() {
             return Err(StoreError(
-                "the store failed to commit; hallcast refuses writes until it is restarted".into(),
+                "the store failed to commit; hallcast is reloading its state, retry in a moment"
+                    .into(),
             ));
         }
         self.tx.try_reserve().map_err(|e| match e {
@@ -153,7 +189,19 @@ impl WriterHandle {
         let _ = self.tx.send(Job::Stop).await;
     }
 
-    /// A commit failed since the start: the store is not writable.
+    /// After the engine reloaded its state: takes writes again once
+    /// everything queued so far has been refused. Blocks; call it off the
+    /// async threads.
+    pub fn reset_blocking(&self) -> Result<(), StoreError> {
+        let (ack, done) = std::sync::mpsc::sync_channel(1);
+        self.tx
+            .blocking_send(Job::Reset(ack))
+            .map_err(|_| StoreError("hallcast is shutting down".into()))?;
+        done.recv()
+            .map_err(|_| StoreError("the store writer stopped".into()))
+    }
+
+    /// A commit failed and the state was not reloaded yet.
     pub fn is_failed(&self) -> bool {
         self.failed.load(Ordering::Acquire)
     }
