@@ -54,8 +54,8 @@ impl Drop for SmallDisk {
     }
 }
 
-fn readyz(c: &Client) -> impl std::future::Future<Output = u16> + '_ {
-    async move { c.get("/readyz").await.status }
+async fn readyz(c: &Client) -> u16 {
+    c.get("/readyz").await.status
 }
 
 fn data_of(disk: &Path) -> PathBuf {
