@@ -22,6 +22,14 @@ const SCHEMA_VERSION: i64 = 2;
 /// ten even when the newest entries repeat numbers (recalls).
 const RECENT_KEPT: i64 = 100;
 
+/// Events kept per channel (hall and floor) beyond the newest: what the
+/// longest store replay asks for (`gateway::channel::MAX_STORE_REPLAY`).
+const EVENTS_KEPT: i64 = 10_000;
+
+/// Events deleted per maintenance pass at most (one pass every ten
+/// minutes keeps up with 80 events a second).
+const PRUNE_BATCH: i64 = 50_000;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tickets(
@@ -587,6 +595,37 @@ impl Backend for Sqlite {
                  FROM recent_calls) WHERE n > ?1)",
             [RECENT_KEPT],
         )?;
+        // Events older than any replay reaches, on both the hall's and
+        // their floor's channel: the store replays at most
+        // MAX_STORE_REPLAY (the contract asks for 1,000). Finished tickets
+        // are kept (statistics need them); events are only the channels'.
+        // A bounded batch per pass, so the writer is never held long.
+        // Per floor, a range of the (hall, floor, floor_seq) index: only
+        // the rows it may delete are visited, not the whole table.
+        let channels: Vec<(String, i32, i64, i64)> = {
+            let mut q = self.conn.prepare(
+                "SELECT f.hall, CAST(substr(f.scope, 7) AS INTEGER), f.seq, h.seq
+                 FROM sequences f JOIN sequences h ON h.hall = f.hall AND h.scope = 'hall'
+                 WHERE f.scope LIKE 'floor:%'",
+            )?;
+            let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for (hall, floor, floor_seq, hall_seq) in channels {
+            self.conn.execute(
+                "DELETE FROM events WHERE rowid IN (
+                   SELECT rowid FROM events
+                   WHERE hall = ?1 AND floor = ?2 AND floor_seq <= ?3 AND hall_seq <= ?4
+                   LIMIT ?5)",
+                params![
+                    hall,
+                    floor,
+                    floor_seq - EVENTS_KEPT,
+                    hall_seq - EVENTS_KEPT,
+                    PRUNE_BATCH
+                ],
+            )?;
+        }
         Ok(())
     }
 
@@ -622,5 +661,54 @@ impl Backend for Sqlite {
             }
         };
         Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maintenance_prunes_events_no_replay_reaches_on_either_channel() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Sqlite::open(dir.path()).unwrap();
+        // Hall h: 25,000 events on floor 1, then 100 on floor 2 (whose
+        // floor channel is short: all of them stay).
+        let tx = db.conn.transaction().unwrap();
+        for i in 1..=25_100i64 {
+            let (floor, fseq) = if i <= 25_000 { (1, i) } else { (2, i - 25_000) };
+            tx.execute(
+                "INSERT INTO events VALUES('h', ?1, ?2, ?3, 0, '{}', '{}')",
+                params![i, floor, fseq],
+            )
+            .unwrap();
+        }
+        tx.execute_batch(
+            "INSERT INTO sequences VALUES('h','hall',25100),('h','floor:1',25000),('h','floor:2',100)",
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        db.maintain(Utc::now()).unwrap();
+        let count = |db: &Sqlite, floor: i32| -> i64 {
+            db.conn
+                .query_row("SELECT COUNT(*) FROM events WHERE floor=?1", [floor], |r| {
+                    r.get(0)
+                })
+                .unwrap()
+        };
+        // Floor 1 keeps its newest 10,000 (and the hall's newest 10,000
+        // include them); floor 2 keeps everything.
+        assert_eq!(count(&db, 1), 10_000);
+        assert_eq!(count(&db, 2), 100);
+        let oldest: i64 = db
+            .conn
+            .query_row("SELECT MIN(floor_seq) FROM events WHERE floor=1", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(oldest, 15_001);
+        // Replays still find what they ask for.
+        let got = db.events_after("h", Some(1), 15_000, 5).unwrap();
+        assert_eq!(got.first().map(|e| e.floor_seq), Some(15_001));
     }
 }
