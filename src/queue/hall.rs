@@ -149,6 +149,11 @@ pub struct Restored {
     /// loaded, so that ids are never reused.
     pub max_ticket_id: u64,
     pub max_line_pos: u64,
+    /// Numbers issued on recent days, of every ticket in the store, also
+    /// those of services no longer configured: a service renamed, or
+    /// prefixes swapped, between restarts must never repeat a number of
+    /// the day.
+    pub issued: Vec<(NaiveDate, String)>,
 }
 
 /// The live state of one hall.
@@ -227,6 +232,21 @@ impl Hall {
         }
         for c in r.counters {
             hall.counters.insert((c.service, c.day), c.last);
+        }
+        // Each service counts on from the highest number its prefix has
+        // issued that day, whoever issued it.
+        for (day, number) in &r.issued {
+            let digits = number.trim_start_matches(|c: char| c.is_ascii_uppercase());
+            let prefix = &number[..number.len() - digits.len()];
+            let Ok(n) = digits.parse::<u32>() else {
+                continue;
+            };
+            for (s, spec) in hall.spec.services.iter().enumerate() {
+                if spec.prefix == prefix {
+                    let c = hall.counters.entry((s, *day)).or_insert(0);
+                    *c = (*c).max(n);
+                }
+            }
         }
         for (s, clock) in r.clocks {
             if s < hall.clocks.len() {
@@ -680,10 +700,20 @@ impl Hall {
     /// Ends every unfinished ticket of `day` and earlier.
     fn end_days_through(&mut self, day: NaiveDate, now: DateTime<Utc>) -> Outcome {
         let mut out = Outcome::default();
+        // The first time after a start, also tickets left at a window the
+        // config no longer has (or that holds another): nothing can
+        // finish them otherwise.
+        let first = self.ended_through.is_none();
+        let orphan = |t: &Ticket| {
+            t.status.is_at_window()
+                && !t
+                    .window
+                    .is_some_and(|w| self.windows[w].current == Some(t.id))
+        };
         let mut ending: Vec<u64> = self
             .tickets
             .values()
-            .filter(|t| t.day <= day && !t.status.is_final())
+            .filter(|t| !t.status.is_final() && (t.day <= day || (first && orphan(t))))
             .map(|t| t.id)
             .collect();
         // In issue order, so events and records come out the same every time.

@@ -418,15 +418,13 @@ impl Backend for Sqlite {
                 notify_phone: r.get(18)?,
             })
         })?;
+        let mut orphans = Vec::new();
         for row in rows {
             let raw = row?;
             let Some(s) = spec.service_index(&raw.service) else {
-                tracing::warn!(
-                    hall,
-                    ticket = raw.id,
-                    service = raw.service,
-                    "ticket's service is no longer configured; left in the store"
-                );
+                if matches!(raw.status.as_str(), "waiting" | "called" | "serving") {
+                    orphans.push(raw.id);
+                }
                 continue;
             };
             let window = raw.window.as_deref().and_then(|w| spec.window_index(w));
@@ -435,6 +433,26 @@ impl Backend for Sqlite {
             t.window = window;
             st.tickets.push(t);
         }
+        drop(q);
+        if !orphans.is_empty() {
+            // Their service left the config: nothing can call or finish
+            // them now. They end as a day's end would (waiting → expired,
+            // at a window → done) and stay in the store for statistics.
+            let at = ms(now);
+            let mut up = c.prepare(
+                "UPDATE tickets SET finished_at=?3,
+                   status = CASE status WHEN 'waiting' THEN 'expired' ELSE 'done' END
+                 WHERE hall=?1 AND id=?2",
+            )?;
+            for id in &orphans {
+                up.execute(params![hall, id, at])?;
+            }
+            tracing::warn!(
+                hall,
+                tickets = orphans.len(),
+                "tickets of services no longer configured were ended"
+            );
+        }
         let (max_id, max_pos): (i64, i64) = c.query_row(
             "SELECT COALESCE(MAX(id),0), COALESCE(MAX(line_pos),0) FROM tickets WHERE hall=?1",
             [hall],
@@ -442,6 +460,20 @@ impl Backend for Sqlite {
         )?;
         st.max_ticket_id = max_id as u64;
         st.max_line_pos = max_pos as u64;
+
+        // Every number of the last days, whatever its service (by the
+        // created_at index: a day is at most a few days of rows).
+        let mut q =
+            c.prepare("SELECT day, number FROM tickets WHERE hall=?1 AND created_at >= ?2")?;
+        let recent = ms(now - Duration::days(3));
+        for row in q.query_map(params![hall, recent], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })? {
+            let (day, number) = row?;
+            if let Some(day) = parse_day(&day) {
+                st.issued.push((day, number));
+            }
+        }
 
         let mut q = c.prepare("SELECT id, paused, current FROM windows WHERE hall=?1")?;
         for row in q.query_map([hall], |r| {
