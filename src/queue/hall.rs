@@ -706,9 +706,8 @@ impl Hall {
         let first = self.ended_through.is_none();
         let orphan = |t: &Ticket| {
             t.status.is_at_window()
-                && !t
-                    .window
-                    .is_some_and(|w| self.windows[w].current == Some(t.id))
+                && t.window
+                    .is_none_or(|w| self.windows[w].current != Some(t.id))
         };
         let mut ending: Vec<u64> = self
             .tickets

@@ -608,6 +608,7 @@ fn restore_rebuilds_lines_windows_and_counters() {
             .collect(),
         max_ticket_id: 4,
         max_line_pos: 4,
+        issued: Vec::new(),
     };
     let back = Hall::restore(spec(), restored);
     assert_eq!(back, f.hall);
