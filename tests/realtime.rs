@@ -474,7 +474,8 @@ async fn dead_peers_are_found_by_ping_and_live_ones_stay() {
         got.extend_from_slice(&buf[..n]);
     }
     assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 101"));
-    assert!(got.windows(2).any(|w| w == [0x89, 0x00]), "it was pinged");
+    // A ping frame: FIN + opcode 9, carrying the ping's 8-byte number.
+    assert!(got.windows(2).any(|w| w == [0x89, 0x08]), "it was pinged");
     assert!(started.elapsed() >= Duration::from_secs(1));
 
     // The live screen is still there and still receiving.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::engine::{Engine, HallEngine};
-use crate::hub::{lock, payload, Member, Payload, Topic, SUBSCRIBER_QUEUE_BYTES};
+use crate::hub::{lock, payload, Member, Payload, Topic};
 use crate::store::StoredEvent;
 
 use super::wire;
@@ -13,14 +13,6 @@ use super::wire;
 /// further behind than this gets a snapshot instead: replaying more would
 /// take longer than starting over.
 pub const MAX_STORE_REPLAY: usize = 10_000;
-
-/// A replay larger than this is not sent: a snapshot is, instead. The
-/// whole catch-up counts against the subscriber's queue (contract §13),
-/// so a replay near [`SUBSCRIBER_QUEUE_BYTES`] would close even a screen
-/// that reads; half leaves room for the live events that arrive while it
-/// drains. At a few hundred bytes an event this is well over the ring's
-/// 1,024 events, which the contract promises to replay.
-pub const MAX_REPLAY_BYTES: usize = SUBSCRIBER_QUEUE_BYTES / 2;
 
 /// A channel of contract §4.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -182,14 +174,11 @@ async fn start(
                         })
                         .collect();
                     first.extend(rest);
-                    let bytes: usize = first.iter().map(|p| p.len()).sum();
-                    if bytes <= MAX_REPLAY_BYTES {
-                        t.subscribe(sub);
-                        return Some(Start {
-                            first,
-                            skip_through: t.last_seq(),
-                        });
-                    }
+                    t.subscribe(sub);
+                    return Some(Start {
+                        first,
+                        skip_through: t.last_seq(),
+                    });
                 }
             }
         }

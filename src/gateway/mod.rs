@@ -25,7 +25,6 @@ use warp::Filter;
 
 use crate::api::error::ApiError;
 use crate::engine::Engine;
-use crate::hub::frames;
 use crate::limits::Limits;
 use crate::listener::PeerAddr;
 use channel::Channel;
@@ -131,7 +130,7 @@ pub fn routes(
                             return;
                         };
                         tracing::debug!(after, "subscribed");
-                        peer.start(frames::text_frames(&start.first), start.skip_through);
+                        peer.start(start.first, start.skip_through);
                         let ws = WebSocketStream::from_raw_socket(
                             PeerIo::new(peer.clone(), prefix),
                             Role::Server,

@@ -22,7 +22,8 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use crate::hub::{
-    Batch, Closed, Member, MemberId, SubscriberGroup, SUBSCRIBER_QUEUE, SUBSCRIBER_QUEUE_BYTES,
+    Batch, Closed, Member, MemberId, Payload, SubscriberGroup, SUBSCRIBER_QUEUE,
+    SUBSCRIBER_QUEUE_BYTES,
 };
 
 /// Queued buffers written with one `writev` at most.
@@ -30,6 +31,13 @@ const MAX_IOVECS: usize = 64;
 
 /// Peers per chunk of [`SLOTS`].
 const CHUNK: usize = 64;
+
+/// Catch-up framed and queued at a time. The rest of a catch-up waits as
+/// the messages themselves (those of the ring are shared with it, not
+/// copied) and is framed as the socket drains: a subscriber that does not
+/// read holds this much of it in the server, not all of it, and one that
+/// does read is never closed as slow by its own catch-up.
+const CATCHUP_CHUNK: usize = 32 * 1024;
 
 /// Bytes waiting for room in the socket, with what they carry.
 struct Entry {
@@ -53,6 +61,10 @@ struct State {
     held: Option<Vec<Arc<Batch>>>,
     /// Messages with seq ≤ this are covered by what was sent first.
     skip_through: u64,
+    /// The rest of what the subscription starts with, with each message's
+    /// seq; framed [`CATCHUP_CHUNK`] at a time as the socket drains. Live
+    /// batches stay `held` until it is done.
+    catchup: VecDeque<(u64, Payload)>,
     pending: VecDeque<Entry>,
     pending_msgs: usize,
     /// Bytes of `pending` not yet written, counted against
@@ -72,6 +84,7 @@ impl State {
             stream,
             held: Some(Vec::new()),
             skip_through: 0,
+            catchup: VecDeque::new(),
             pending: VecDeque::new(),
             pending_msgs: 0,
             pending_bytes: 0,
@@ -183,10 +196,11 @@ impl Peer {
         Member::new(self.chunk.clone(), id)
     }
 
-    /// Queues what the subscription starts with (`first`, covering every
-    /// seq through `skip_through`), then the live batches held meanwhile
-    /// that it does not cover, and writes what the socket takes.
-    pub fn start(&self, first: Bytes, skip_through: u64) {
+    /// Sends what the subscription starts with (`first`: a snapshot, or a
+    /// replay whose last message is `skip_through`, gapless), a chunk at a
+    /// time as the socket drains, then the live batches held meanwhile
+    /// that it does not cover.
+    pub fn start(&self, first: Vec<Payload>, skip_through: u64) {
         self.slot().start(first, skip_through)
     }
 
@@ -221,6 +235,8 @@ impl Peer {
         loop {
             let mut st = slot.lock();
             match write_pending(&mut st) {
+                // Drained: the next piece of the catch-up, if any.
+                Ok(()) if slot.feed(&mut st) => continue,
                 Ok(()) => return Poll::Ready(Ok(())),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => {
@@ -281,18 +297,66 @@ impl Slot {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn start(&self, first: Bytes, skip_through: u64) {
+    fn start(&self, first: Vec<Payload>, skip_through: u64) {
         let mut st = self.lock();
-        let held = st.held.take().unwrap_or_default();
         st.skip_through = skip_through;
         if st.closed != Closed::Open {
+            st.held = None;
             return;
         }
-        self.queue(&mut st, first, skip_through, 0);
-        for b in held {
-            let (bytes, msgs) = b.after(skip_through);
-            if !self.queue(&mut st, bytes, b.last_seq(), msgs) {
-                return;
+        // A replay is gapless and ends at `skip_through`; a snapshot is
+        // one message at it.
+        let base = (skip_through + 1).saturating_sub(first.len() as u64);
+        st.catchup = first
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| (base + i as u64, p))
+            .collect();
+        self.feed(&mut st);
+    }
+
+    /// While nothing is queued: frames the next piece of the catch-up and
+    /// writes what the socket takes (queuing the rest), and once the
+    /// catch-up is all out, the live batches held meanwhile. `true` if
+    /// something is left queued for the connection's task to write.
+    fn feed(&self, st: &mut State) -> bool {
+        loop {
+            if !st.pending.is_empty() {
+                return true;
+            }
+            if st.held.is_none() || st.closed != Closed::Open {
+                return false;
+            }
+            if st.catchup.is_empty() {
+                let held = st.held.take().unwrap_or_default();
+                for b in held {
+                    let (bytes, msgs) = b.after(st.skip_through);
+                    if !self.queue(st, bytes, b.last_seq(), msgs) {
+                        break;
+                    }
+                }
+                return !st.pending.is_empty();
+            }
+            let mut size = 0;
+            let mut last = 0;
+            let mut take = Vec::new();
+            while let Some((seq, p)) = st.catchup.front() {
+                if size > 0 && size + p.len() > CATCHUP_CHUNK {
+                    break;
+                }
+                size += p.len();
+                last = *seq;
+                take.push(p.clone());
+                st.catchup.pop_front();
+            }
+            let bytes = crate::hub::frames::text_frames(&take);
+            // Nothing is ahead of the catch-up, so it may be written now;
+            // the held batches stay held behind it.
+            let held = st.held.take();
+            let queued = self.queue(st, bytes, last, 0);
+            st.held = held;
+            if !queued {
+                return false;
             }
         }
     }
@@ -373,6 +437,9 @@ impl Slot {
         // Pending messages are sent before "going away"; otherwise the
         // backlog is dropped, except a frame already begun, which must be
         // finished before the close frame.
+        // What was never sent of a catch-up is not sent now: the client
+        // resumes from what it got.
+        st.catchup.clear();
         if why != Closed::Shutdown {
             st.pending.retain(|e| e.started);
             st.pending_msgs = st.pending.iter().map(|e| e.msgs).sum();
@@ -614,7 +681,7 @@ mod tests {
         // Published between registering and the snapshot: held.
         assert!(peer.member().deliver(&batch(4..=6, 1)));
         // The snapshot covers everything through 5.
-        peer.start(crate::hub::frames::text_frames(&[Payload::from("5")]), 5);
+        peer.start(vec![Payload::from("5")], 5);
         assert!(peer.member().deliver(&batch(7..=7, 1)));
         // Committed before the snapshot was read, published after: skipped.
         assert!(peer.member().deliver(&batch(5..=5, 1)));
@@ -632,7 +699,7 @@ mod tests {
         }
         assert_eq!(peer.status().1, Closed::Slow);
         // The snapshot covers 5, but it is never sent.
-        peer.start(crate::hub::frames::text_frames(&[Payload::from("5")]), 5);
+        peer.start(vec![Payload::from("5")], 5);
         assert!(
             read_available(&mut client).await.is_empty(),
             "nothing is sent"
@@ -643,7 +710,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_socket_queues_in_order_and_the_flush_finishes_it() {
         let (peer, mut client) = pair().await;
-        peer.start(Bytes::new(), 0);
+        peer.start(Vec::new(), 0);
         // 200 messages of 300 bytes: far more than both kernel buffers.
         for s in 1..=200 {
             assert!(peer.member().deliver(&batch(s..=s, 300)));
@@ -659,7 +726,7 @@ mod tests {
     #[tokio::test]
     async fn a_peer_that_stops_reading_is_closed_as_slow_without_tearing_a_frame() {
         let (peer, mut client) = pair().await;
-        peer.start(Bytes::new(), 0);
+        peer.start(Vec::new(), 0);
         // Larger than the socket takes: the kernel has part of it.
         assert!(peer.member().deliver(&batch(1..=1, 100_000)));
         let mut taken = 1;
@@ -693,37 +760,98 @@ mod tests {
         assert_eq!(peer.sent_through(), 1);
     }
 
+    /// A replay of `n` messages of `size` bytes whose seqs end at `last`.
+    fn replay(last: u64, n: u64, size: usize) -> Vec<Payload> {
+        (last + 1 - n..=last)
+            .map(|s| {
+                let digits = s.to_string();
+                Payload::from("0".repeat(size.saturating_sub(digits.len())) + &digits)
+            })
+            .collect()
+    }
+
     #[tokio::test]
-    async fn a_peer_is_closed_as_slow_past_a_mebibyte_queued_catch_up_included() {
+    async fn a_big_catch_up_is_framed_as_the_socket_drains_and_reaches_a_reader_whole() {
         let (peer, mut client) = pair().await;
-        // A catch-up of 900 KB: the kernel takes a little, the rest queues
-        // and counts.
-        let big = crate::hub::frames::text_frames(&[Payload::from("0".repeat(899_999) + "7")]);
-        peer.start(big, 7);
-        assert_eq!(peer.status(), (true, Closed::Open));
-        // 100 small messages still fit; then one of 200 KB does not.
-        for s in 8..=107 {
+        // 3,000 messages of 500 bytes: 1.5 MB, more than a subscriber may
+        // have queued; and live batches arriving meanwhile.
+        peer.start(replay(3000, 3000, 500), 3000);
+        assert_eq!(peer.status().1, Closed::Open, "a catch-up is not a backlog");
+        {
+            let st = peer.slot().lock();
+            assert!(
+                st.pending_bytes <= CATCHUP_CHUNK + 600,
+                "one chunk queued, {}",
+                st.pending_bytes
+            );
+        }
+        assert!(peer.member().deliver(&batch(2999..=3001, 500)));
+        assert!(peer.member().deliver(&batch(3002..=3002, 500)));
+        let flusher = flush_in_background(&peer);
+        // The flush runs on until all is written; the line is quiet then.
+        let got = decode(&read_available(&mut client).await);
+        flusher.await.unwrap().unwrap();
+        assert_eq!(
+            got,
+            (1..=3002).collect::<Vec<u64>>(),
+            "every message once, in order"
+        );
+        assert_eq!(peer.sent_through(), 3002);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_never_reads_its_catch_up_holds_a_chunk_and_is_closed_by_live_ones() {
+        let (peer, _client) = pair().await;
+        peer.start(replay(5000, 5000, 400), 5000);
+        let flusher = flush_in_background(&peer);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        {
+            let st = peer.slot().lock();
+            assert!(
+                st.pending_bytes <= CATCHUP_CHUNK + 500,
+                "{}",
+                st.pending_bytes
+            );
+            assert_eq!(st.closed, Closed::Open);
+        }
+        // Live messages wait behind the catch-up, counted; too many: slow.
+        let mut taken = 0;
+        for s in 5001..=5001 + SUBSCRIBER_QUEUE as u64 {
+            if !peer.member().deliver(&batch(s..=s, 10)) {
+                break;
+            }
+            taken += 1;
+        }
+        assert_eq!(taken, SUBSCRIBER_QUEUE);
+        assert_eq!(peer.status().1, Closed::Slow);
+        assert!(peer.slot().lock().catchup.is_empty(), "the rest is dropped");
+        flusher.abort();
+    }
+
+    #[tokio::test]
+    async fn a_peer_is_closed_as_slow_past_a_mebibyte_queued() {
+        let (peer, mut client) = pair().await;
+        peer.start(Vec::new(), 0);
+        // The kernel takes a little of a 900 KB message, the rest queues.
+        assert!(peer.member().deliver(&batch(1..=1, 900_000)));
+        for s in 2..=101 {
             assert!(peer.member().deliver(&batch(s..=s, 100)), "seq {s}");
         }
-        assert!(!peer.member().deliver(&batch(108..=108, 200_000)));
+        // One of 200 KB no longer fits in the mebibyte.
+        assert!(!peer.member().deliver(&batch(102..=102, 200_000)));
         assert_eq!(peer.status().1, Closed::Slow);
-        // Control frames still go out after the begun frame.
         peer.write_control(&[0x88, 0x00]).unwrap();
         let flusher = flush_in_background(&peer);
         let got = read_available(&mut client).await;
         flusher.await.unwrap().unwrap();
         assert_eq!(&got[got.len() - 2..], &[0x88, 0x00]);
-        assert_eq!(
-            decode(&got[..got.len() - 2]),
-            [7],
-            "only the begun catch-up frame"
-        );
+        assert_eq!(decode(&got[..got.len() - 2]), [1], "only the begun frame");
     }
 
     #[tokio::test]
     async fn control_frames_keep_their_place_behind_queued_messages() {
         let (peer, mut client) = pair().await;
-        peer.start(Bytes::new(), 0);
+        peer.start(Vec::new(), 0);
         for s in 1..=100 {
             peer.member().deliver(&batch(s..=s, 300));
         }
@@ -744,7 +872,7 @@ mod tests {
     #[tokio::test]
     async fn shutdown_closes_the_socket_while_others_still_hold_the_peer() {
         let (peer, mut client) = pair().await;
-        peer.start(Bytes::new(), 0);
+        peer.start(Vec::new(), 0);
         let held_by_a_topic = peer.member();
         peer.shutdown();
         let mut buf = [0u8; 16];
@@ -760,7 +888,7 @@ mod tests {
     #[tokio::test]
     async fn a_reused_slot_takes_nothing_meant_for_its_last_peer() {
         let (first, _client) = pair().await;
-        first.start(Bytes::new(), 0);
+        first.start(Vec::new(), 0);
         let (chunk, index) = (first.chunk.clone(), first.index);
         let stale = first.member();
         drop(first);
@@ -776,7 +904,7 @@ mod tests {
             made.push((p, c));
             assert!(made.len() < 1000, "the freed slot is handed out again");
         };
-        next.start(Bytes::new(), 0);
+        next.start(Vec::new(), 0);
         assert!(stale.is_closed(), "still closed after reuse");
         assert!(!stale.deliver(&batch(1..=1, 1)));
         stale.close(Closed::Slow);
@@ -792,7 +920,7 @@ mod tests {
     #[tokio::test]
     async fn a_broken_socket_closes_the_peer() {
         let (peer, client) = pair().await;
-        peer.start(Bytes::new(), 0);
+        peer.start(Vec::new(), 0);
         drop(client);
         // The first writes may still be accepted by the kernel; the reset
         // they provoke fails a later one.
