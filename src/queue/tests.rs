@@ -737,3 +737,155 @@ fn a_closed_hall_refuses_walk_ins_and_names_its_next_opening() {
     let open = Utc.with_ymd_and_hms(2026, 11, 26, 2, 0, 0).unwrap();
     hall.issue(req(false), "t4".into(), open).expect("open");
 }
+
+mod properties {
+    //! Random command sequences keep the invariants of ARCHITECTURE.md:
+    //! numbers unique per day, one window per ticket, gapless seqs, lines
+    //! that hold exactly the waiting tickets, and a refused command that
+    //! changes nothing.
+
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::{BTreeMap, HashSet};
+
+    #[derive(Clone, Debug)]
+    enum Cmd {
+        Issue(usize, bool),
+        Call(usize),
+        CallNumber(usize, u32),
+        Recall(usize),
+        Start(usize),
+        Complete(usize),
+        NoShow(usize),
+        Transfer(usize, usize),
+        Pause(usize),
+        Resume(usize),
+        Cancel(u32),
+        CloseDay,
+        /// Minutes to step the clock (a few hours cross midnight).
+        Wait(u32),
+    }
+
+    fn cmd() -> impl Strategy<Value = Cmd> {
+        prop_oneof![
+            4 => (0..3usize, any::<bool>()).prop_map(|(s, p)| Cmd::Issue(s, p)),
+            3 => (0..4usize).prop_map(Cmd::Call),
+            1 => (0..4usize, 1..12u32).prop_map(|(w, n)| Cmd::CallNumber(w, n)),
+            1 => (0..4usize).prop_map(Cmd::Recall),
+            1 => (0..4usize).prop_map(Cmd::Start),
+            2 => (0..4usize).prop_map(Cmd::Complete),
+            1 => (0..4usize).prop_map(Cmd::NoShow),
+            1 => (0..4usize, 0..3usize).prop_map(|(w, s)| Cmd::Transfer(w, s)),
+            1 => (0..4usize).prop_map(Cmd::Pause),
+            1 => (0..4usize).prop_map(Cmd::Resume),
+            1 => (1..30u32).prop_map(Cmd::Cancel),
+            1 => Just(Cmd::CloseDay),
+            2 => (1..400u32).prop_map(Cmd::Wait),
+        ]
+    }
+
+    fn check(hall: &Hall, seqs: &mut (u64, BTreeMap<i32, u64>), out: &Outcome) {
+        // Gapless: each event one more than the last, per hall and floor.
+        for e in &out.events {
+            assert_eq!(e.hall_seq, seqs.0 + 1, "hall seq gapless");
+            seqs.0 = e.hall_seq;
+            let f = seqs.1.entry(e.floor).or_insert(0);
+            assert_eq!(e.floor_seq, *f + 1, "floor {} seq gapless", e.floor);
+            *f = e.floor_seq;
+        }
+        // Numbers unique per day.
+        let mut numbers = HashSet::new();
+        for t in hall.tickets() {
+            assert!(
+                numbers.insert((t.day, t.number.clone())),
+                "{} twice on {}",
+                t.number,
+                t.day
+            );
+        }
+        // One window per ticket; a window's ticket is at that window.
+        let mut at_window = HashSet::new();
+        for w in 0..4 {
+            if let Some(id) = hall.window(w).current {
+                assert!(at_window.insert(id), "ticket {id} at two windows");
+                let t = hall.ticket(id).unwrap();
+                assert!(t.status.is_at_window() && t.window == Some(w), "{t:?}");
+            }
+        }
+        for t in hall.tickets() {
+            if t.status.is_at_window() {
+                assert!(
+                    at_window.contains(&t.id),
+                    "{} at a window nobody holds",
+                    t.number
+                );
+            }
+        }
+        // Lines hold exactly the waiting tickets.
+        let waiting = hall
+            .tickets()
+            .filter(|t| t.status == Status::Waiting)
+            .count();
+        let lined: usize = (0..3).map(|s| hall.waiting_count(s)).sum();
+        assert_eq!(waiting, lined);
+        for s in 0..3 {
+            assert!(hall
+                .line(s)
+                .all(|t| t.status == Status::Waiting && t.service == s));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+        #[test]
+        fn random_commands_keep_the_invariants(cmds in proptest::collection::vec(cmd(), 1..120)) {
+            let mut hall = Hall::new(spec());
+            let mut now = t0();
+            let mut seqs = (0u64, BTreeMap::new());
+            let mut tokens = 0u32;
+            let services = ["a", "b", "c"];
+            for c in cmds {
+                now += Duration::seconds(7);
+                // What a command sees first: the end of an earlier day.
+                let rolled = hall.roll_day(now);
+                check(&hall, &mut seqs, &rolled);
+                let before = hall.clone();
+                let r = match c {
+                    Cmd::Issue(s, green) => {
+                        tokens += 1;
+                        let req = IssueRequest {
+                            service: services[s].into(),
+                            priority: if green { Priority::Priority } else { Priority::Normal },
+                            channel: Channel::Kiosk,
+                            notify_phone: None,
+                            outside_hours: false,
+                        };
+                        hall.issue(req, format!("tok{tokens}"), now)
+                    }
+                    Cmd::Call(w) => hall.call(w, None, now),
+                    Cmd::CallNumber(w, n) => {
+                        let prefix = ["A", "B", "C"][n as usize % 3];
+                        hall.call(w, Some(&format!("{prefix}{:03}", n)), now)
+                    }
+                    Cmd::Recall(w) => hall.recall(w, now),
+                    Cmd::Start(w) => hall.start(w, now),
+                    Cmd::Complete(w) => hall.complete(w, now),
+                    Cmd::NoShow(w) => hall.no_show(w, now),
+                    Cmd::Transfer(w, s) => hall.transfer(w, services[s], now),
+                    Cmd::Pause(w) => hall.pause(w, now),
+                    Cmd::Resume(w) => hall.resume(w, now),
+                    Cmd::Cancel(n) => hall.cancel(&format!("tok{n}"), now),
+                    Cmd::CloseDay => Ok(hall.close_day(now)),
+                    Cmd::Wait(m) => {
+                        now += Duration::minutes(i64::from(m));
+                        Ok(Outcome::default())
+                    }
+                };
+                match r {
+                    Ok(out) => check(&hall, &mut seqs, &out),
+                    Err(_) => prop_assert_eq!(&hall, &before, "a refused command changed the hall"),
+                }
+            }
+        }
+    }
+}
