@@ -276,6 +276,27 @@ async fn posts_over_a_limit_get_429_with_retry_after_and_have_no_effect() {
     );
     assert!(all.iter().all(|r| [200, 409, 429].contains(&r.status)));
 
+    // Made-up ticket tokens share their address's bucket, not one each.
+    let made_up = futures_util::future::join_all((0..5).map(|i| {
+        let c = c.clone();
+        async move {
+            post_from(
+                &c,
+                "10.0.2.1",
+                &format!("/api/v1/tickets/nope{i}/cancel"),
+                None,
+                "",
+            )
+            .await
+            .status
+        }
+    }))
+    .await;
+    assert!(
+        made_up.contains(&429) && made_up.contains(&404),
+        "{made_up:?}"
+    );
+
     // Public: per address, as the trusted proxy names it.
     let from = |ip: &'static str| {
         let c = c.clone();
