@@ -133,6 +133,16 @@ pub struct Engine {
     announcer: Arc<Announcer>,
 }
 
+/// Idempotency records as the engine looks them up: by caller and key.
+fn idempotency_map(
+    records: Vec<IdempotencyRecord>,
+) -> HashMap<(CallerId, String), IdempotencyRecord> {
+    records
+        .into_iter()
+        .map(|r| ((r.caller.clone(), r.key.clone()), r))
+        .collect()
+}
+
 /// A new ticket token: 144 random bits, URL-safe.
 pub fn new_token() -> String {
     let mut b = [0u8; 18];
@@ -154,11 +164,7 @@ impl Engine {
         for spec in specs {
             let loaded = backend.load(spec, now)?;
             hub.preload(&spec.id, &loaded.events);
-            let idempotency = loaded
-                .idempotency
-                .into_iter()
-                .map(|r| ((r.caller.clone(), r.key.clone()), r))
-                .collect();
+            let idempotency = idempotency_map(loaded.idempotency);
             let hall = Hall::restore(spec.clone(), loaded.state);
             // The calls still in the rings, and today's calls (older
             // than the rings on a busy floor) as their tickets remember them.
@@ -297,7 +303,6 @@ impl Engine {
                 let rolled = cell.hall.roll_day(now);
                 let result = apply(&mut cell.hall, now);
                 let reply = render(&cell.hall, &result);
-                let refused = result.is_err();
                 let done = match result {
                     Ok(out) => Some(rolled.then(out)),
                     Err(_) => (!rolled.is_empty()).then_some(rolled),
@@ -315,7 +320,7 @@ impl Engine {
                 // A refusal stores no key (contract §13): a caller cannot
                 // grow the store with refused requests, and a retry after
                 // fixing the request is a new request.
-                let id = id.filter(|_| !refused && reply.status < 400);
+                let id = id.filter(|_| reply.status < 400);
                 if let Some((caller, key_name)) = id {
                     let rec = IdempotencyRecord {
                         caller: caller.clone(),
@@ -504,11 +509,7 @@ impl Engine {
         self.writer.reset_blocking()?;
         for ((h, cell), loaded) in self.halls.iter().zip(cells.iter_mut()).zip(fresh) {
             cell.hall = Hall::restore(h.spec.clone(), loaded.state);
-            cell.idempotency = loaded
-                .idempotency
-                .into_iter()
-                .map(|r| ((r.caller.clone(), r.key.clone()), r))
-                .collect();
+            cell.idempotency = idempotency_map(loaded.idempotency);
             tracing::info!(hall = %h.spec.id, hall_seq = cell.hall.hall_seq(), "hall reloaded from the store");
         }
         Ok(())

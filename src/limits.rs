@@ -68,6 +68,15 @@ pub struct Limits {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryAfter(pub u64);
 
+impl RetryAfter {
+    /// Says so on the 429 answer, as `Retry-After` (contract §13).
+    pub fn set_on<B>(self, response: &mut warp::http::Response<B>) {
+        response
+            .headers_mut()
+            .insert("retry-after", warp::http::HeaderValue::from(self.0));
+    }
+}
+
 /// An open stream counted against its address; uncounted when dropped.
 pub struct StreamGuard {
     ip: IpAddr,

@@ -160,12 +160,19 @@ impl Announcer {
         })
     }
 
+    /// A composed WAV if the cache has it (counted as a hit); cheap, for
+    /// the async threads: only a miss needs [`Announcer::wav`]'s work.
+    pub fn cached(&self, id: &str) -> Option<Bytes> {
+        let w = self.lock().get(id)?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(w)
+    }
+
     /// The WAV of an announcement id, and whether it came from the cache;
     /// `None` when the id names no voice floor, window or valid number.
     pub fn wav(&self, id: &str) -> Option<(Bytes, bool)> {
         let t = self.resolve(id)?;
-        if let Some(w) = self.lock().get(id) {
-            self.hits.fetch_add(1, Ordering::Relaxed);
+        if let Some(w) = self.cached(id) {
             return Some((w, true));
         }
         self.misses.fetch_add(1, Ordering::Relaxed);

@@ -169,8 +169,7 @@ where
             if let Err(wait) = api.limits.post(who, std::time::Instant::now()) {
                 let e = ApiError::rate_limited(format!("too many requests; retry in {} s", wait.0));
                 let mut r = respond(e.into(), route);
-                r.headers_mut()
-                    .insert("retry-after", wait.0.to_string().parse().expect("a number"));
+                wait.set_on(&mut r);
                 return r;
             }
             match tokio::time::timeout(REQUEST_DEADLINE, body::read_limited(body, MAX_BODY)).await {
@@ -303,16 +302,24 @@ async fn announcement(api: &Api, file: &str) -> Result<Answer, ApiError> {
     if !hall.is_some_and(|h| h.made_call(id)) {
         return Err(missing());
     }
-    let _permit = COMPOSING
-        .acquire()
-        .await
-        .map_err(|_| ApiError::unavailable("hallcast is shutting down"))?;
-    let announcer = api.engine.announcer().clone();
-    let id = id.to_string();
-    let (wav, _hit) = tokio::task::spawn_blocking(move || announcer.wav(&id))
-        .await
-        .map_err(|_| ApiError::unavailable("composing the announcement failed; retry"))?
-        .ok_or_else(missing)?;
+    // Every screen fetches each call: a hit is served here, and only a
+    // miss waits for a place to compose.
+    let wav = match api.engine.announcer().cached(id) {
+        Some(wav) => wav,
+        None => {
+            let _permit = COMPOSING
+                .acquire()
+                .await
+                .map_err(|_| ApiError::unavailable("hallcast is shutting down"))?;
+            let announcer = api.engine.announcer().clone();
+            let id = id.to_string();
+            tokio::task::spawn_blocking(move || announcer.wav(&id))
+                .await
+                .map_err(|_| ApiError::unavailable("composing the announcement failed; retry"))?
+                .ok_or_else(missing)?
+                .0
+        }
+    };
     Ok(Answer::Other {
         content_type: "audio/wav",
         // The id names exactly what is said, so the bytes never change.

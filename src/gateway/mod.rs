@@ -89,8 +89,7 @@ pub fn routes(
                         let mut r = error(ApiError::rate_limited(
                             "too many open streams from this address; close some first",
                         ));
-                        r.headers_mut()
-                            .insert("retry-after", wait.0.to_string().parse().expect("a number"));
+                        wait.set_on(&mut r);
                         return r;
                     }
                 };

@@ -668,13 +668,10 @@ impl Hall {
     /// the last check (contract §7: at midnight, and at start-up for
     /// tickets of earlier days). Empty when there is nothing to end.
     pub fn roll_day(&mut self, now: DateTime<Utc>) -> Outcome {
-        let Some(yesterday) = self.local_day(now).pred_opt() else {
-            return Outcome::default();
-        };
-        if self.ended_through.is_some_and(|d| d >= yesterday) {
-            return Outcome::default();
+        match self.local_day(now).pred_opt() {
+            Some(yesterday) if self.day_is_due(now) => self.end_days_through(yesterday, now),
+            _ => Outcome::default(),
         }
-        self.end_days_through(yesterday, now)
     }
 
     /// A day change is due: [`Hall::roll_day`] would end something or

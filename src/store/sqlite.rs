@@ -117,24 +117,21 @@ impl Sqlite {
                     path.display()
                 )))
             }
-            Some(v) => {
-                if v < 2 {
-                    // A schema 1 file kept its old table through CREATE
-                    // TABLE IF NOT EXISTS: add the column it lacks.
-                    let has: bool = conn
-                        .prepare(
-                            "SELECT 1 FROM pragma_table_info('idempotency') WHERE name='request'",
-                        )?
-                        .exists([])?;
-                    if !has {
-                        conn.execute_batch("ALTER TABLE idempotency ADD COLUMN request BLOB")?;
-                    }
+            Some(v) if v < SCHEMA_VERSION => {
+                // A schema 1 file kept its old table through CREATE TABLE
+                // IF NOT EXISTS: add the column it lacks.
+                let has: bool = conn
+                    .prepare("SELECT 1 FROM pragma_table_info('idempotency') WHERE name='request'")?
+                    .exists([])?;
+                if !has {
+                    conn.execute_batch("ALTER TABLE idempotency ADD COLUMN request BLOB")?;
                 }
                 conn.execute(
                     "UPDATE meta SET value=?1 WHERE key='schema'",
                     [SCHEMA_VERSION.to_string()],
                 )?;
             }
+            Some(_) => {}
         }
         Ok(Sqlite { conn })
     }
@@ -422,7 +419,7 @@ impl Backend for Sqlite {
         for row in rows {
             let raw = row?;
             let Some(s) = spec.service_index(&raw.service) else {
-                if matches!(raw.status.as_str(), "waiting" | "called" | "serving") {
+                if Status::parse(&raw.status).is_some_and(|st| !st.is_final()) {
                     orphans.push(raw.id);
                 }
                 continue;
