@@ -662,38 +662,27 @@ async fn concurrent_calls_never_share_a_ticket() {
 
 #[tokio::test]
 async fn idempotent_repeats_return_the_first_answer_even_after_a_crash() {
-    /// A POST with an Idempotency-Key.
-    async fn keyed(c: &Client, path: &str, token: &str, body: &str, key: &str) -> common::Resp {
-        c.send(
-            "POST",
-            path,
-            Some(token),
-            Some(body),
-            &[("idempotency-key", key)],
-        )
-        .await
-    }
     const TICKETS: &str = "/api/v1/halls/demo/tickets";
     const FUND: &str = r#"{"service":"fund"}"#;
     const KEY: &str = "kiosk-7f3a-0001";
     let mut s = Server::start();
     let c = Client::new(&s);
-    let first = keyed(&c, TICKETS, KIOSK, FUND, KEY).await;
+    let first = c.keyed(TICKETS, KIOSK, FUND, KEY).await;
     assert_eq!(first.status, 201);
-    let again = keyed(&c, TICKETS, KIOSK, FUND, KEY).await;
+    let again = c.keyed(TICKETS, KIOSK, FUND, KEY).await;
     assert_eq!(
         (again.status, &again.text),
         (201, &first.text),
         "same answer"
     );
     // Another caller with the same key is another request.
-    let admin = keyed(&c, TICKETS, ADMIN, FUND, KEY).await;
+    let admin = c.keyed(TICKETS, ADMIN, FUND, KEY).await;
     assert_eq!(admin.json["number"], "D002");
     // Window actions too: a repeated call does not call the next ticket.
     let w = window_token("3-01");
     let call = "/api/v1/halls/demo/windows/3-01/call";
-    let c1 = keyed(&c, call, &w, "{}", "win-3-01-call-1").await;
-    let c2 = keyed(&c, call, &w, "{}", "win-3-01-call-1").await;
+    let c1 = c.keyed(call, &w, "{}", "win-3-01-call-1").await;
+    let c2 = c.keyed(call, &w, "{}", "win-3-01-call-1").await;
     assert_eq!(c1.text, c2.text);
     assert_eq!(
         c.floor(2).await["waiting"][1]["count"],
@@ -703,7 +692,7 @@ async fn idempotent_repeats_return_the_first_answer_even_after_a_crash() {
 
     s.crash_and_restart();
     let c = Client::new(&s);
-    let after = keyed(&c, TICKETS, KIOSK, FUND, KEY).await;
+    let after = c.keyed(TICKETS, KIOSK, FUND, KEY).await;
     assert_eq!(
         (after.status, &after.text),
         (201, &first.text),

@@ -54,18 +54,6 @@ admin_token = "east-admin-token-123"
 
 const ADMIN: &str = "east-admin-token-123";
 
-async fn issue(c: &Client, service: &str) -> Value {
-    let r = c
-        .post(
-            "/api/v1/halls/east/tickets",
-            ADMIN,
-            &format!(r#"{{"service":"{service}"}}"#),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    r.json
-}
-
 async fn status(c: &Client, t: &Value) -> (u16, Value) {
     let r = c
         .get(&format!("/api/v1/tickets/{}", t["token"].as_str().unwrap()))
@@ -77,10 +65,10 @@ async fn status(c: &Client, t: &Value) -> (u16, Value) {
 async fn renamed_services_swapped_prefixes_and_removed_windows_keep_the_day_whole() {
     let mut s = Server::start_config(BEFORE);
     let c = Client::new(&s);
-    let a1 = issue(&c, "business").await; // A001 waits
-    let a2 = issue(&c, "business").await; // A002 waits
-    let b1 = issue(&c, "tax").await; // B001 → called at 1-02, which goes away
-    let c1 = issue(&c, "seal").await; // C001 waits; its service goes away
+    let a1 = c.issue_in("east", ADMIN, "business").await; // A001 waits
+    let a2 = c.issue_in("east", ADMIN, "business").await; // A002 waits
+    let b1 = c.issue_in("east", ADMIN, "tax").await; // B001 → called at 1-02, which goes away
+    let c1 = c.issue_in("east", ADMIN, "seal").await; // C001 waits; its service goes away
     let r = c
         .post(
             "/api/v1/halls/east/windows/1-02/call",
@@ -114,9 +102,9 @@ async fn renamed_services_swapped_prefixes_and_removed_windows_keep_the_day_whol
 
     // Numbers never repeat within the day: the renamed service (now B)
     // counts on after B001, tax (now A) after A002.
-    let company = issue(&c, "company").await;
+    let company = c.issue_in("east", ADMIN, "company").await;
     assert_eq!(company["number"], "B002");
-    let tax = issue(&c, "tax").await;
+    let tax = c.issue_in("east", ADMIN, "tax").await;
     assert_eq!(tax["number"], "A003");
     // The ticket called at the removed window ended cleanly.
     assert_eq!(status(&c, &b1).await, (200, "done".into()));
@@ -162,5 +150,5 @@ async fn renamed_services_swapped_prefixes_and_removed_windows_keep_the_day_whol
     // And one more restart with the same config changes nothing.
     s.stop_and_restart();
     let c = Client::new(&s);
-    assert_eq!(issue(&c, "company").await["number"], "B003");
+    assert_eq!(c.issue_in("east", ADMIN, "company").await["number"], "B003");
 }

@@ -8,17 +8,6 @@ use common::{window_token, Client, Server, ADMIN, KIOSK};
 
 const TICKETS: &str = "/api/v1/halls/demo/tickets";
 
-async fn keyed(c: &Client, path: &str, token: &str, body: &str, key: &str) -> common::Resp {
-    c.send(
-        "POST",
-        path,
-        Some(token),
-        Some(body),
-        &[("idempotency-key", key)],
-    )
-    .await
-}
-
 /// Rows in the store's idempotency table (the server keeps running: WAL
 /// lets a reader in beside it).
 fn idempotency_rows(s: &Server) -> i64 {
@@ -33,10 +22,12 @@ async fn a_key_names_one_request_and_refusals_store_no_key() {
     let s = limited("citizen_per_second = 0");
     let c = Client::new(&s);
     let body = r#"{"service":"business"}"#;
-    let first = keyed(&c, TICKETS, KIOSK, body, "k-1").await;
+    let first = c.keyed(TICKETS, KIOSK, body, "k-1").await;
     assert_eq!(first.status, 201);
     // Same key, another body, byte for byte: 422 and no effect.
-    let other = keyed(&c, TICKETS, KIOSK, r#"{"service":"business" }"#, "k-1").await;
+    let other = c
+        .keyed(TICKETS, KIOSK, r#"{"service":"business" }"#, "k-1")
+        .await;
     assert_eq!(
         (other.status, other.code()),
         (422, "idempotency_mismatch"),
@@ -45,23 +36,13 @@ async fn a_key_names_one_request_and_refusals_store_no_key() {
     );
     // Same key, another path: an admin call on 3-02 with a key first used
     // on 3-01 is refused, and nothing is called on 3-02.
-    let on_301 = keyed(
-        &c,
-        "/api/v1/halls/demo/windows/3-01/call",
-        ADMIN,
-        "{}",
-        "adm-1",
-    )
-    .await;
+    let on_301 = c
+        .keyed("/api/v1/halls/demo/windows/3-01/call", ADMIN, "{}", "adm-1")
+        .await;
     assert_eq!(on_301.status, 200);
-    let on_302 = keyed(
-        &c,
-        "/api/v1/halls/demo/windows/3-02/call",
-        ADMIN,
-        "{}",
-        "adm-1",
-    )
-    .await;
+    let on_302 = c
+        .keyed("/api/v1/halls/demo/windows/3-02/call", ADMIN, "{}", "adm-1")
+        .await;
     assert_eq!(
         (on_302.status, on_302.code()),
         (422, "idempotency_mismatch")
@@ -81,7 +62,7 @@ async fn a_key_names_one_request_and_refusals_store_no_key() {
         w.text
     );
     // The same request again still gets its first answer.
-    let again = keyed(&c, TICKETS, KIOSK, body, "k-1").await;
+    let again = c.keyed(TICKETS, KIOSK, body, "k-1").await;
     assert_eq!((again.status, again.text), (201, first.text));
     assert_eq!(c.issue("business").await["number"], "A002");
 
@@ -105,9 +86,11 @@ async fn a_key_names_one_request_and_refusals_store_no_key() {
     }
     assert_eq!(idempotency_rows(&s), rows, "no refused request left a key");
     // A refused request may be retried with the same key once fixed.
-    let bad = keyed(&c, TICKETS, KIOSK, r#"{"service":"nope"}"#, "k-2").await;
+    let bad = c
+        .keyed(TICKETS, KIOSK, r#"{"service":"nope"}"#, "k-2")
+        .await;
     assert_eq!(bad.status, 404);
-    let good = keyed(&c, TICKETS, KIOSK, r#"{"service":"tax"}"#, "k-2").await;
+    let good = c.keyed(TICKETS, KIOSK, r#"{"service":"tax"}"#, "k-2").await;
     assert_eq!(good.status, 201, "{}", good.text);
 }
 

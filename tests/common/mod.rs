@@ -266,12 +266,29 @@ impl Client {
         self.send("POST", path, Some(token), Some(body), &[]).await
     }
 
+    /// A POST with an Idempotency-Key.
+    pub async fn keyed(&self, path: &str, token: &str, body: &str, key: &str) -> Resp {
+        self.send(
+            "POST",
+            path,
+            Some(token),
+            Some(body),
+            &[("idempotency-key", key)],
+        )
+        .await
+    }
+
     /// Issues a demo ticket; panics unless 201.
     pub async fn issue(&self, service: &str) -> Value {
+        self.issue_in("demo", KIOSK, service).await
+    }
+
+    /// Issues a ticket of `hall` with `token`; panics unless 201.
+    pub async fn issue_in(&self, hall: &str, token: &str, service: &str) -> Value {
         let r = self
             .post(
-                "/api/v1/halls/demo/tickets",
-                KIOSK,
+                &format!("/api/v1/halls/{hall}/tickets"),
+                token,
                 &format!(r#"{{"service":"{service}"}}"#),
             )
             .await;
