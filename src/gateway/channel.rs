@@ -4,9 +4,11 @@
 use std::sync::Arc;
 
 use crate::engine::{Engine, HallEngine};
-use crate::hub::{lock, payload, Member, Payload, Topic};
-use crate::store::StoredEvent;
+use std::sync::Mutex;
 
+use crate::hub::{lock, payload, Member, Payload, Topic};
+
+use super::peer::Catchup;
 use super::wire;
 
 /// Events fetched from the store for one catch-up, at most. A screen
@@ -72,13 +74,10 @@ impl Channel {
     }
 }
 
-/// What a new subscriber is sent before live messages.
-pub struct Start {
-    /// A snapshot, or the replay of what it missed.
-    pub first: Vec<Payload>,
-    /// Live messages with seq ≤ this are covered by `first` and skipped.
-    pub skip_through: u64,
-}
+/// Messages of a catch-up fetched at a time: about [`super::peer`]'s
+/// chunk of floor messages, so a subscriber that never reads pins one
+/// page, and one that reads costs a store read per page.
+pub const PAGE: usize = 64;
 
 /// Registers `sub` for the channel and prepares what it gets first.
 pub async fn subscribe(
@@ -86,7 +85,7 @@ pub async fn subscribe(
     ch: &Channel,
     after: Option<u64>,
     sub: Member,
-) -> Option<Start> {
+) -> Option<Catchup> {
     let hub = engine.hub();
     match ch {
         Channel::Ticket { hall, token } => {
@@ -96,40 +95,36 @@ pub async fn subscribe(
                 hall.ticket_by_token(token)
                     .map(|t| (payload(&wire::ticket_message(hall, t)), hall.hall_seq()))
             })?;
-            Some(Start {
-                first: vec![first],
-                skip_through: seq,
-            })
+            Some(Catchup::whole(vec![(seq, first)], seq))
         }
         Channel::Floor { hall, floor } => {
             let h = engine.hall(hall)?;
-            let topic = hub.hall(hall)?.floors.get(floor)?;
             let snapshot = |hall: &crate::queue::Hall| {
                 wire::floor_snapshot_message(hall, *floor)
                     .map(|m| (payload(&m), hall.floor_seq(*floor)))
             };
-            start(engine, h, topic, Some(*floor), after, sub, snapshot).await
+            let pager = Pager::new(engine, ch)?;
+            start(&pager, h, after, sub, snapshot).await
         }
         Channel::Hall { hall } => {
             let h = engine.hall(hall)?;
-            let topic = &hub.hall(hall)?.hall;
             let snapshot = |hall: &crate::queue::Hall| {
                 Some((payload(&wire::hall_snapshot_message(hall)), hall.hall_seq()))
             };
-            start(engine, h, topic, None, after, sub, snapshot).await
+            let pager = Pager::new(engine, ch)?;
+            start(&pager, h, after, sub, snapshot).await
         }
     }
 }
 
 async fn start(
-    engine: &Arc<Engine>,
+    pager: &Pager,
     h: &HallEngine,
-    topic: &std::sync::Mutex<Topic>,
-    floor: Option<i32>,
     after: Option<u64>,
     sub: Member,
     snapshot: impl Fn(&crate::queue::Hall) -> Option<(Payload, u64)>,
-) -> Option<Start> {
+) -> Option<Catchup> {
+    let topic = pager.topic()?;
     if let Some(after) = after {
         let (first_kept, last) = {
             let t = lock(topic);
@@ -137,49 +132,28 @@ async fn start(
         };
         // Further behind than a replay may go: start over from a snapshot.
         if after <= last && last - after <= MAX_STORE_REPLAY as u64 {
-            let older_than_ring = first_kept.is_some_and(|f| after + 1 < f);
-            // Older than the ring: fetch the gap from the store first, off
-            // the lock, then splice it with the ring under the lock.
-            let fetched: Vec<StoredEvent> = if older_than_ring {
-                engine
-                    .history(&h.spec.id, floor, after, MAX_STORE_REPLAY)
-                    .await
-                    .unwrap_or_default()
+            // Older than the ring: the first page comes from the store, off
+            // the lock, and must start right after `after` (else the store
+            // has pruned it: a snapshot).
+            let from_store = if after + 1 < first_kept.unwrap_or(last + 1) {
+                pager.stored_page(after + 1, last).await
             } else {
-                Vec::new()
+                None
             };
             let mut t = lock(topic);
-            let seq_of = |e: &StoredEvent| {
-                if floor.is_some() {
-                    e.floor_seq
-                } else {
-                    e.hall_seq
-                }
-            };
-            let through = fetched.last().map_or(after, seq_of);
-            let contiguous = fetched
-                .iter()
-                .enumerate()
-                .all(|(i, e)| seq_of(e) == after + 1 + i as u64);
-            if contiguous {
-                if let Some(rest) = t.replay(through) {
-                    let mut first: Vec<Payload> = fetched
-                        .iter()
-                        .map(|e| {
-                            payload(if floor.is_some() {
-                                &e.floor_msg
-                            } else {
-                                &e.hall_msg
-                            })
-                        })
-                        .collect();
-                    first.extend(rest);
-                    t.subscribe(sub);
-                    return Some(Start {
-                        first,
-                        skip_through: t.last_seq(),
-                    });
-                }
+            let page = from_store.or_else(|| t.range(after, PAGE));
+            if let Some(mut first) = page {
+                // The store may hold events the topic has not published
+                // yet; those come live.
+                let through = t.last_seq();
+                first.retain(|(s, _)| *s <= through);
+                t.subscribe(sub);
+                let next = first.last().map_or(after, |(s, _)| *s) + 1;
+                return Some(Catchup {
+                    first,
+                    rest: (next <= through).then_some((next, through)),
+                    skip_through: through,
+                });
             }
         }
     }
@@ -187,8 +161,77 @@ async fn start(
     // reaches the subscriber with a seq the snapshot covers, and is skipped.
     lock(topic).subscribe(sub);
     let (first, seq) = h.read(|hall| snapshot(hall))?;
-    Some(Start {
-        first: vec![first],
-        skip_through: seq,
-    })
+    Some(Catchup::whole(vec![(seq, first)], seq))
+}
+
+/// Fetches the pages of a replay after its first (see [`Catchup::rest`]):
+/// from the ring while it still holds them, else from the store.
+pub struct Pager {
+    engine: Arc<Engine>,
+    hall: String,
+    floor: Option<i32>,
+}
+
+impl Pager {
+    /// For a floor or hall channel; a ticket channel has no replay.
+    pub fn new(engine: &Arc<Engine>, ch: &Channel) -> Option<Pager> {
+        let (hall, floor) = match ch {
+            Channel::Floor { hall, floor } => (hall, Some(*floor)),
+            Channel::Hall { hall } => (hall, None),
+            Channel::Ticket { .. } => return None,
+        };
+        let pager = Pager {
+            engine: engine.clone(),
+            hall: hall.clone(),
+            floor,
+        };
+        pager.topic()?;
+        Some(pager)
+    }
+
+    fn topic(&self) -> Option<&Mutex<Topic>> {
+        let h = self.engine.hub().hall(&self.hall)?;
+        match self.floor {
+            Some(f) => h.floors.get(&f),
+            None => Some(&h.hall),
+        }
+    }
+
+    /// Up to [`PAGE`] messages from `next` on (none past `through`),
+    /// gapless; `None` if neither the ring nor the store still has `next`.
+    pub async fn page(&self, next: u64, through: u64) -> Option<Vec<(u64, Payload)>> {
+        let limit = PAGE.min((through + 1).saturating_sub(next) as usize);
+        let ring = lock(self.topic()?).range(next - 1, limit);
+        match ring {
+            Some(p) if !p.is_empty() => Some(p),
+            _ => self.stored_page(next, through).await,
+        }
+    }
+
+    /// The same from the store alone.
+    async fn stored_page(&self, next: u64, through: u64) -> Option<Vec<(u64, Payload)>> {
+        let limit = PAGE.min((through + 1).saturating_sub(next) as usize);
+        let events = self
+            .engine
+            .history(&self.hall, self.floor, next - 1, limit)
+            .await
+            .ok()?;
+        let floor = self.floor.is_some();
+        let page: Vec<(u64, Payload)> = events
+            .iter()
+            .map(|e| {
+                if floor {
+                    (e.floor_seq, payload(&e.floor_msg))
+                } else {
+                    (e.hall_seq, payload(&e.hall_msg))
+                }
+            })
+            .collect();
+        let gapless = !page.is_empty()
+            && page
+                .iter()
+                .enumerate()
+                .all(|(i, (s, _))| *s == next + i as u64);
+        gapless.then_some(page)
+    }
 }

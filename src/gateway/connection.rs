@@ -13,6 +13,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
+use super::channel::Pager;
 use super::peer::{Peer, PeerIo};
 use crate::hub::Closed;
 
@@ -40,9 +41,15 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 const SLOW_CLOSE_WAIT: Duration = Duration::from_secs(60);
 
 /// Serves one connection until either side ends it. The peer has been
-/// started (its first messages are queued).
-pub async fn serve(peer: Arc<Peer>, mut ws: WebSocketStream<PeerIo>, ping_every: Duration) {
-    let reason = run(&peer, &mut ws, ping_every).await;
+/// started (its first messages are queued); `pager` fetches the rest of
+/// its catch-up.
+pub async fn serve(
+    peer: Arc<Peer>,
+    mut ws: WebSocketStream<PeerIo>,
+    ping_every: Duration,
+    pager: Option<Pager>,
+) {
+    let reason = run(&peer, &mut ws, ping_every, pager.as_ref()).await;
     if let Some((code, reason)) = reason {
         tracing::debug!(code = u16::from(code), %reason, "closing connection");
         let wait = if code == CloseCode::Library(CLOSE_SLOW) {
@@ -76,6 +83,7 @@ async fn run(
     peer: &Peer,
     ws: &mut WebSocketStream<PeerIo>,
     ping_every: Duration,
+    pager: Option<&Pager>,
 ) -> Option<(CloseCode, String)> {
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     // Only a pong that answers our own last ping counts as life (contract
@@ -85,6 +93,16 @@ async fn run(
     let mut pong_due: Option<[u8; 8]> = None;
     let mut client_pings = 0u32;
     loop {
+        // The page before is all with the kernel: fetch the next. Reading
+        // the socket waits meanwhile (a store read of one page).
+        if let Some((next, through)) = peer.wants_page() {
+            let page = match pager {
+                Some(p) => p.page(next, through).await,
+                None => None,
+            };
+            peer.add_page(page);
+            continue;
+        }
         let (pending, closed) = peer.status();
         match closed {
             Closed::Open => {}

@@ -129,14 +129,15 @@ pub fn routes(
                             return;
                         };
                         tracing::debug!(after, "subscribed");
-                        peer.start(start.first, start.skip_through);
+                        peer.start(start);
+                        let pager = channel::Pager::new(&engine, &ch);
                         let ws = WebSocketStream::from_raw_socket(
                             PeerIo::new(peer.clone(), prefix),
                             Role::Server,
                             Some(upgrade::config()),
                         )
                         .await;
-                        connection::serve(peer, ws, ping_every).await;
+                        connection::serve(peer, ws, ping_every, pager).await;
                         tracing::debug!("closed");
                     }
                     .instrument(span),

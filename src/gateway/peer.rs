@@ -32,12 +32,38 @@ const MAX_IOVECS: usize = 64;
 /// Peers per chunk of [`SLOTS`].
 const CHUNK: usize = 64;
 
-/// Catch-up framed and queued at a time. The rest of a catch-up waits as
+/// Catch-up framed and queued at a time. The page it comes from waits as
 /// the messages themselves (those of the ring are shared with it, not
 /// copied) and is framed as the socket drains: a subscriber that does not
 /// read holds this much of it in the server, not all of it, and one that
 /// does read is never closed as slow by its own catch-up.
 const CATCHUP_CHUNK: usize = 32 * 1024;
+
+/// What a subscription starts with.
+pub struct Catchup {
+    /// Ready now, each message with its seq, in order: a snapshot (at
+    /// `skip_through`), or the first page of a replay.
+    pub first: Vec<(u64, Payload)>,
+    /// The seqs after `first` still to send, `(next, through)`: a cursor,
+    /// not a copy. The connection's task fetches them a page at a time
+    /// (from the ring, or the store) once the socket has taken the page
+    /// before, so a subscriber that never reads pins one page, however far
+    /// behind it asked to start.
+    pub rest: Option<(u64, u64)>,
+    /// Live messages with seq ≤ this are covered and left out.
+    pub skip_through: u64,
+}
+
+impl Catchup {
+    /// A catch-up that is all in `first`.
+    pub fn whole(first: Vec<(u64, Payload)>, skip_through: u64) -> Catchup {
+        Catchup {
+            first,
+            rest: None,
+            skip_through,
+        }
+    }
+}
 
 /// Bytes waiting for room in the socket, with what they carry.
 struct Entry {
@@ -61,10 +87,12 @@ struct State {
     held: Option<Vec<Arc<Batch>>>,
     /// Messages with seq ≤ this are covered by what was sent first.
     skip_through: u64,
-    /// The rest of what the subscription starts with, with each message's
-    /// seq; framed [`CATCHUP_CHUNK`] at a time as the socket drains. Live
-    /// batches stay `held` until it is done.
+    /// The page of the catch-up being sent, with each message's seq;
+    /// framed [`CATCHUP_CHUNK`] at a time as the socket drains. Live
+    /// batches stay `held` until it and `rest` are done.
     catchup: VecDeque<(u64, Payload)>,
+    /// Seqs of the catch-up not fetched yet (see [`Catchup::rest`]).
+    rest: Option<(u64, u64)>,
     pending: VecDeque<Entry>,
     pending_msgs: usize,
     /// Bytes of `pending` not yet written, counted against
@@ -85,6 +113,7 @@ impl State {
             held: Some(Vec::new()),
             skip_through: 0,
             catchup: VecDeque::new(),
+            rest: None,
             pending: VecDeque::new(),
             pending_msgs: 0,
             pending_bytes: 0,
@@ -196,12 +225,48 @@ impl Peer {
         Member::new(self.chunk.clone(), id)
     }
 
-    /// Sends what the subscription starts with (`first`: a snapshot, or a
-    /// replay whose last message is `skip_through`, gapless), a chunk at a
-    /// time as the socket drains, then the live batches held meanwhile
-    /// that it does not cover.
-    pub fn start(&self, first: Vec<Payload>, skip_through: u64) {
-        self.slot().start(first, skip_through)
+    /// Sends what the subscription starts with, a chunk at a time as the
+    /// socket drains (the connection's task fetching each further page
+    /// when [`Peer::wants_page`] asks), then the live batches held
+    /// meanwhile that it does not cover.
+    pub fn start(&self, c: Catchup) {
+        self.slot().start(c)
+    }
+
+    /// The seqs `(next, through)` of the catch-up still to fetch, once the
+    /// page before is all handed to the kernel.
+    pub fn wants_page(&self) -> Option<(u64, u64)> {
+        let st = self.slot().lock();
+        let idle = st.pending.is_empty() && st.catchup.is_empty();
+        (idle && st.closed == Closed::Open && !st.failed)
+            .then_some(st.rest)
+            .flatten()
+    }
+
+    /// The next page of the catch-up, from [`Peer::wants_page`]'s `next`
+    /// on, gapless. `None` (the history it needs is gone) closes the peer
+    /// as slow: it resumes from what it got, and a resume that cannot be
+    /// replayed gets a snapshot.
+    pub fn add_page(&self, page: Option<Vec<(u64, Payload)>>) {
+        let slot = self.slot();
+        let mut st = slot.lock();
+        let Some((next, through)) = st.rest else {
+            return;
+        };
+        let fits = page.as_ref().is_some_and(|p| {
+            !p.is_empty()
+                && p.iter()
+                    .enumerate()
+                    .all(|(i, (s, _))| *s == next + i as u64 && *s <= through)
+        });
+        let Some(page) = page.filter(|_| fits) else {
+            slot.close_locked(&mut st, Closed::Slow);
+            return;
+        };
+        let last = page.last().map_or(next, |(s, _)| *s);
+        st.rest = (last < through).then_some((last + 1, through));
+        st.catchup.extend(page);
+        slot.feed(&mut st);
     }
 
     /// Stops taking messages for `why`; the first reason given wins.
@@ -297,34 +362,33 @@ impl Slot {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn start(&self, first: Vec<Payload>, skip_through: u64) {
+    fn start(&self, c: Catchup) {
         let mut st = self.lock();
-        st.skip_through = skip_through;
+        st.skip_through = c.skip_through;
         if st.closed != Closed::Open {
             st.held = None;
             return;
         }
-        // A replay is gapless and ends at `skip_through`; a snapshot is
-        // one message at it.
-        let base = (skip_through + 1).saturating_sub(first.len() as u64);
-        st.catchup = first
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| (base + i as u64, p))
-            .collect();
+        st.catchup = c.first.into();
+        st.rest = c.rest;
         self.feed(&mut st);
     }
 
     /// While nothing is queued: frames the next piece of the catch-up and
     /// writes what the socket takes (queuing the rest), and once the
     /// catch-up is all out, the live batches held meanwhile. `true` if
-    /// something is left queued for the connection's task to write.
+    /// something is left queued for the connection's task to write; with
+    /// `rest` left and the page done it stops, and the task fetches the
+    /// next page.
     fn feed(&self, st: &mut State) -> bool {
         loop {
             if !st.pending.is_empty() {
                 return true;
             }
             if st.held.is_none() || st.closed != Closed::Open {
+                return false;
+            }
+            if st.catchup.is_empty() && st.rest.is_some() {
                 return false;
             }
             if st.catchup.is_empty() {
@@ -440,6 +504,7 @@ impl Slot {
         // What was never sent of a catch-up is not sent now: the client
         // resumes from what it got.
         st.catchup.clear();
+        st.rest = None;
         if why != Closed::Shutdown {
             st.pending.retain(|e| e.started);
             st.pending_msgs = st.pending.iter().map(|e| e.msgs).sum();
@@ -681,7 +746,7 @@ mod tests {
         // Published between registering and the snapshot: held.
         assert!(peer.member().deliver(&batch(4..=6, 1)));
         // The snapshot covers everything through 5.
-        peer.start(vec![Payload::from("5")], 5);
+        peer.start(Catchup::whole(vec![(5, Payload::from("5"))], 5));
         assert!(peer.member().deliver(&batch(7..=7, 1)));
         // Committed before the snapshot was read, published after: skipped.
         assert!(peer.member().deliver(&batch(5..=5, 1)));
@@ -699,7 +764,7 @@ mod tests {
         }
         assert_eq!(peer.status().1, Closed::Slow);
         // The snapshot covers 5, but it is never sent.
-        peer.start(vec![Payload::from("5")], 5);
+        peer.start(Catchup::whole(vec![(5, Payload::from("5"))], 5));
         assert!(
             read_available(&mut client).await.is_empty(),
             "nothing is sent"
@@ -710,7 +775,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_socket_queues_in_order_and_the_flush_finishes_it() {
         let (peer, mut client) = pair().await;
-        peer.start(Vec::new(), 0);
+        peer.start(Catchup::whole(Vec::new(), 0));
         // 200 messages of 300 bytes: far more than both kernel buffers.
         for s in 1..=200 {
             assert!(peer.member().deliver(&batch(s..=s, 300)));
@@ -726,7 +791,7 @@ mod tests {
     #[tokio::test]
     async fn a_peer_that_stops_reading_is_closed_as_slow_without_tearing_a_frame() {
         let (peer, mut client) = pair().await;
-        peer.start(Vec::new(), 0);
+        peer.start(Catchup::whole(Vec::new(), 0));
         // Larger than the socket takes: the kernel has part of it.
         assert!(peer.member().deliver(&batch(1..=1, 100_000)));
         let mut taken = 1;
@@ -761,13 +826,98 @@ mod tests {
     }
 
     /// A replay of `n` messages of `size` bytes whose seqs end at `last`.
-    fn replay(last: u64, n: u64, size: usize) -> Vec<Payload> {
+    fn replay(last: u64, n: u64, size: usize) -> Vec<(u64, Payload)> {
         (last + 1 - n..=last)
             .map(|s| {
                 let digits = s.to_string();
-                Payload::from("0".repeat(size.saturating_sub(digits.len())) + &digits)
+                let p = Payload::from("0".repeat(size.saturating_sub(digits.len())) + &digits);
+                (s, p)
             })
             .collect()
+    }
+
+    /// What the connection's task does for a paged catch-up: fetches each
+    /// page (here made up, `page` messages of `size` bytes) when asked,
+    /// and flushes.
+    fn serve_pages(
+        peer: &Arc<Peer>,
+        page: u64,
+        size: usize,
+    ) -> tokio::task::JoinHandle<io::Result<()>> {
+        let peer = peer.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Some((next, through)) = peer.wants_page() {
+                    let last = through.min(next + page - 1);
+                    peer.add_page(Some(replay(last, last + 1 - next, size)));
+                    continue;
+                }
+                std::future::poll_fn(|cx| peer.poll_flush(cx)).await?;
+                if peer.wants_page().is_none() {
+                    return Ok(());
+                }
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn a_paged_catch_up_reaches_a_reader_whole_and_in_order() {
+        let (peer, mut client) = pair().await;
+        peer.start(Catchup {
+            first: replay(100, 100, 300),
+            rest: Some((101, 2400)),
+            skip_through: 2400,
+        });
+        assert!(peer.member().deliver(&batch(2400..=2402, 300)));
+        let server = serve_pages(&peer, 64, 300);
+        let got = decode(&read_available(&mut client).await);
+        server.await.unwrap().unwrap();
+        assert_eq!(got, (1..=2402).collect::<Vec<u64>>());
+        assert_eq!(peer.sent_through(), 2402);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_never_reads_a_paged_catch_up_pins_one_page() {
+        let (peer, _client) = pair().await;
+        peer.start(Catchup {
+            first: replay(64, 64, 400),
+            rest: Some((65, 5000)),
+            skip_through: 5000,
+        });
+        let server = serve_pages(&peer, 64, 400);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        {
+            let st = peer.slot().lock();
+            let waiting: usize = st.catchup.iter().map(|(_, p)| p.len()).sum();
+            assert!(
+                st.pending_bytes <= CATCHUP_CHUNK + 500 && waiting <= 64 * 400,
+                "queued {}, page left {waiting}",
+                st.pending_bytes
+            );
+            let (next, _) = st.rest.expect("most of it is never fetched");
+            assert!(next < 1000, "fetched through {next}");
+        }
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_page_with_a_gap_closes_the_peer_as_slow_where_it_got_to() {
+        let (peer, mut client) = pair().await;
+        peer.start(Catchup {
+            first: replay(10, 10, 10),
+            rest: Some((11, 50)),
+            skip_through: 50,
+        });
+        assert_eq!(peer.wants_page(), Some((11, 50)));
+        // Seq 11 was pruned from the store meanwhile.
+        peer.add_page(Some(replay(20, 9, 10)));
+        assert_eq!(peer.status().1, Closed::Slow);
+        assert_eq!(
+            decode(&read_available(&mut client).await),
+            (1..=10).collect::<Vec<_>>()
+        );
+        assert_eq!(peer.sent_through(), 10, "it resumes after what it got");
+        assert_eq!(peer.wants_page(), None);
     }
 
     #[tokio::test]
@@ -775,7 +925,7 @@ mod tests {
         let (peer, mut client) = pair().await;
         // 3,000 messages of 500 bytes: 1.5 MB, more than a subscriber may
         // have queued; and live batches arriving meanwhile.
-        peer.start(replay(3000, 3000, 500), 3000);
+        peer.start(Catchup::whole(replay(3000, 3000, 500), 3000));
         assert_eq!(peer.status().1, Closed::Open, "a catch-up is not a backlog");
         {
             let st = peer.slot().lock();
@@ -802,7 +952,7 @@ mod tests {
     #[tokio::test]
     async fn a_peer_that_never_reads_its_catch_up_holds_a_chunk_and_is_closed_by_live_ones() {
         let (peer, _client) = pair().await;
-        peer.start(replay(5000, 5000, 400), 5000);
+        peer.start(Catchup::whole(replay(5000, 5000, 400), 5000));
         let flusher = flush_in_background(&peer);
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         {
@@ -831,7 +981,7 @@ mod tests {
     #[tokio::test]
     async fn a_peer_is_closed_as_slow_past_a_mebibyte_queued() {
         let (peer, mut client) = pair().await;
-        peer.start(Vec::new(), 0);
+        peer.start(Catchup::whole(Vec::new(), 0));
         // The kernel takes a little of a 900 KB message, the rest queues.
         assert!(peer.member().deliver(&batch(1..=1, 900_000)));
         for s in 2..=101 {
@@ -851,7 +1001,7 @@ mod tests {
     #[tokio::test]
     async fn control_frames_keep_their_place_behind_queued_messages() {
         let (peer, mut client) = pair().await;
-        peer.start(Vec::new(), 0);
+        peer.start(Catchup::whole(Vec::new(), 0));
         for s in 1..=100 {
             peer.member().deliver(&batch(s..=s, 300));
         }
@@ -872,7 +1022,7 @@ mod tests {
     #[tokio::test]
     async fn shutdown_closes_the_socket_while_others_still_hold_the_peer() {
         let (peer, mut client) = pair().await;
-        peer.start(Vec::new(), 0);
+        peer.start(Catchup::whole(Vec::new(), 0));
         let held_by_a_topic = peer.member();
         peer.shutdown();
         let mut buf = [0u8; 16];
@@ -888,7 +1038,7 @@ mod tests {
     #[tokio::test]
     async fn a_reused_slot_takes_nothing_meant_for_its_last_peer() {
         let (first, _client) = pair().await;
-        first.start(Vec::new(), 0);
+        first.start(Catchup::whole(Vec::new(), 0));
         let (chunk, index) = (first.chunk.clone(), first.index);
         let stale = first.member();
         drop(first);
@@ -904,7 +1054,7 @@ mod tests {
             made.push((p, c));
             assert!(made.len() < 1000, "the freed slot is handed out again");
         };
-        next.start(Vec::new(), 0);
+        next.start(Catchup::whole(Vec::new(), 0));
         assert!(stale.is_closed(), "still closed after reuse");
         assert!(!stale.deliver(&batch(1..=1, 1)));
         stale.close(Closed::Slow);
@@ -920,7 +1070,7 @@ mod tests {
     #[tokio::test]
     async fn a_broken_socket_closes_the_peer() {
         let (peer, client) = pair().await;
-        peer.start(Vec::new(), 0);
+        peer.start(Catchup::whole(Vec::new(), 0));
         drop(client);
         // The first writes may still be accepted by the kernel; the reset
         // they provoke fails a later one.

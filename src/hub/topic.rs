@@ -129,8 +129,9 @@ impl Topic {
         self.ring.front().map(|(s, _)| *s)
     }
 
-    /// Messages with seq > `after`, if the ring still holds all of them.
-    pub fn replay(&self, after: u64) -> Option<Vec<Payload>> {
+    /// Up to `limit` messages with seq > `after`, each with its seq, if
+    /// the ring still holds the first of them (or `after` is the last).
+    pub fn range(&self, after: u64, limit: usize) -> Option<Vec<(u64, Payload)>> {
         if after > self.last {
             return None;
         }
@@ -138,13 +139,9 @@ impl Topic {
         if after + 1 < first {
             return None;
         }
-        Some(
-            self.ring
-                .iter()
-                .filter(|(s, _)| *s > after)
-                .map(|(_, m)| m.clone())
-                .collect(),
-        )
+        // The ring's seqs are consecutive.
+        let skip = (after + 1 - first) as usize;
+        Some(self.ring.iter().skip(skip).take(limit).cloned().collect())
     }
 
     /// Adds a subscriber. It gets every publish from now on; what came
@@ -295,20 +292,33 @@ mod tests {
     }
 
     #[test]
-    fn replay_covers_exactly_what_the_ring_holds() {
+    fn range_covers_exactly_what_the_ring_holds() {
         let mut t = Topic::with_ring(2);
         for s in 1..=(EVENT_RING as u64 + 10) {
             assert!(t.publish(s, &msg(s)).is_none(), "nobody to deliver to");
         }
         let last = EVENT_RING as u64 + 10;
-        assert_eq!(t.replay(last).unwrap().len(), 0);
+        let all = usize::MAX;
+        assert_eq!(t.range(last, all).unwrap().len(), 0);
         assert_eq!(
-            t.replay(last - 3).unwrap(),
-            vec![msg(last - 2), msg(last - 1), msg(last)]
+            t.range(last - 3, all).unwrap(),
+            vec![
+                (last - 2, msg(last - 2)),
+                (last - 1, msg(last - 1)),
+                (last, msg(last))
+            ]
         );
-        assert_eq!(t.replay(10).unwrap().len(), EVENT_RING);
-        assert!(t.replay(9).is_none(), "event 10 fell out of the ring");
-        assert!(t.replay(last + 1).is_none(), "a future seq gets a snapshot");
+        assert_eq!(t.range(10, all).unwrap().len(), EVENT_RING);
+        assert_eq!(
+            t.range(100, 2).unwrap(),
+            vec![(101, msg(101)), (102, msg(102))],
+            "a page"
+        );
+        assert!(t.range(9, all).is_none(), "event 10 fell out of the ring");
+        assert!(
+            t.range(last + 1, all).is_none(),
+            "a future seq gets a snapshot"
+        );
     }
 
     #[test]
