@@ -158,8 +158,8 @@ where
     B: Buf,
 {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let route = route_name(&segs);
-    let span = tracing::debug_span!("request", %method, route);
+    let route = route_of(&format!("/api/v1/{path}"));
+    let span = tracing::debug_span!("request", %method, route = route.unwrap_or("unknown"));
     let path = path.as_str();
     async move {
         let body = if method == Method::POST {
@@ -168,20 +168,20 @@ where
             let who = poster(api, &segs, &headers, peer);
             if let Err(wait) = api.limits.post(who, std::time::Instant::now()) {
                 let e = ApiError::rate_limited(format!("too many requests; retry in {} s", wait.0));
-                let mut r = respond(e.into(), route);
+                let mut r = respond(e.into(), route.unwrap_or("unknown"));
                 wait.set_on(&mut r);
                 return r;
             }
             match tokio::time::timeout(REQUEST_DEADLINE, body::read_limited(body, MAX_BODY)).await {
                 Ok(Ok(b)) => b,
-                Ok(Err(e)) => return respond(e.into(), route),
+                Ok(Err(e)) => return respond(e.into(), route.unwrap_or("unknown")),
                 Err(_) => {
                     let e = ApiError::new_status(
                         408,
                         "request_timeout",
                         "the request body did not arrive within 30 s",
                     );
-                    let mut r = respond(e.into(), route);
+                    let mut r = respond(e.into(), route.unwrap_or("unknown"));
                     r.headers_mut()
                         .insert("connection", "close".parse().expect("a header value"));
                     return r;
@@ -197,7 +197,13 @@ where
             body,
         };
         let answer = dispatch(api, &req, &segs).await;
-        respond(answer, route)
+        let r = respond(answer, route.unwrap_or("unknown"));
+        debug_assert!(
+            route.is_some() || r.status() == StatusCode::NOT_FOUND,
+            "/api/v1/{path} was answered {} but is not in api::ROUTES (nor openapi.json)",
+            r.status()
+        );
+        r
     }
     .instrument(span)
     .await
@@ -226,27 +232,73 @@ fn poster(api: &Api, segs: &[&str], headers: &HeaderMap, peer: Option<PeerAddr>)
     Poster::Public(ip)
 }
 
-/// The route's shape without ids or tokens, for logs.
-fn route_name(segs: &[&str]) -> &'static str {
-    match segs {
-        ["halls"] => "halls",
-        ["halls", _] => "hall",
-        ["halls", _, "floors", _] => "floor",
-        ["halls", _, "tickets"] => "issue",
-        ["halls", _, "close-day"] => "close_day",
-        ["halls", _, "windows", _] => "window",
-        ["halls", _, "windows", _, _] => "window_action",
-        ["tickets", _] => "ticket",
-        ["tickets", _, "qr.svg"] => "ticket_qr",
-        ["tickets", _, "cancel"] => "ticket_cancel",
-        ["announcements", _] => "announcement",
-        _ => "unknown",
-    }
+/// Every route of the HTTP API as `openapi.json` names it. The document is
+/// tested against this list (the same routes, no more), each of them
+/// against the running server, and in debug builds a request no entry
+/// matches must have been answered 404: a route added to the dispatcher
+/// but not here (and so not to the document) fails the tests.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/api/v1/openapi.json"),
+    ("GET", "/api/v1/halls"),
+    ("GET", "/api/v1/halls/{hall}"),
+    ("GET", "/api/v1/halls/{hall}/floors/{floor}"),
+    ("POST", "/api/v1/halls/{hall}/tickets"),
+    ("POST", "/api/v1/halls/{hall}/close-day"),
+    ("GET", "/api/v1/halls/{hall}/windows/{window}"),
+    ("POST", "/api/v1/halls/{hall}/windows/{window}/call"),
+    ("POST", "/api/v1/halls/{hall}/windows/{window}/recall"),
+    ("POST", "/api/v1/halls/{hall}/windows/{window}/start"),
+    ("POST", "/api/v1/halls/{hall}/windows/{window}/complete"),
+    ("POST", "/api/v1/halls/{hall}/windows/{window}/no-show"),
+    ("POST", "/api/v1/halls/{hall}/windows/{window}/transfer"),
+    ("POST", "/api/v1/halls/{hall}/windows/{window}/pause"),
+    ("POST", "/api/v1/halls/{hall}/windows/{window}/resume"),
+    ("GET", "/api/v1/tickets/{token}"),
+    ("GET", "/api/v1/tickets/{token}/qr.svg"),
+    ("POST", "/api/v1/tickets/{token}/cancel"),
+    ("GET", "/api/v1/announcements/stats"),
+    ("GET", "/api/v1/announcements/{id}.wav"),
+    ("GET", "/ws/v1/halls/{hall}"),
+    ("GET", "/ws/v1/halls/{hall}/floors/{floor}"),
+    ("GET", "/ws/v1/tickets/{token}"),
+];
+
+/// The OpenAPI 3.1 document of [`ROUTES`], served as is.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// The template of [`ROUTES`] a path matches (any method), if any: a
+/// `{name}` segment takes any non-empty segment, `{name}.wav` one that
+/// ends so; a literal wins over a parameter.
+pub fn route_of(path: &str) -> Option<&'static str> {
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let matches = |t: &str| {
+        let tsegs: Vec<&str> = t.split('/').filter(|s| !s.is_empty()).collect();
+        tsegs.len() == segs.len()
+            && tsegs.iter().zip(&segs).all(|(t, s)| {
+                match t.strip_prefix('{').and_then(|r| r.split_once('}')) {
+                    Some((_, suffix)) => s.len() > suffix.len() && s.ends_with(suffix),
+                    None => t == s,
+                }
+            })
+    };
+    let literal = |t: &str| t.matches('{').count();
+    ROUTES
+        .iter()
+        .map(|(_, t)| *t)
+        .filter(|t| matches(t))
+        .min_by_key(|t| literal(t))
 }
 
 async fn dispatch(api: &Api, req: &Request<'_>, segs: &[&str]) -> Answer {
     let m = req.method;
     let result: Result<Answer, ApiError> = match segs {
+        ["openapi.json"] => only(m, Method::GET).map(|_| Answer::Other {
+            content_type: "application/json",
+            cache: None,
+            body: Bytes::from_static(OPENAPI.as_bytes()),
+        }),
         ["halls"] => only(m, Method::GET).map(|_| boards::list(api)),
         ["halls", hall] => only(m, Method::GET).and_then(|_| boards::hall(api, hall)),
         ["halls", hall, "floors", floor] => {
@@ -409,4 +461,27 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(req: &Request<'_>) -> Result<T
             e.column()
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_of;
+
+    #[test]
+    fn a_path_finds_its_template_and_a_literal_wins() {
+        assert_eq!(
+            route_of("/api/v1/halls/demo/windows/3-01/no-show"),
+            Some("/api/v1/halls/{hall}/windows/{window}/no-show")
+        );
+        assert_eq!(
+            route_of("/api/v1/announcements/stats"),
+            Some("/api/v1/announcements/stats")
+        );
+        assert_eq!(
+            route_of("/api/v1/announcements/demo.3.A001.3-01.zh.wav"),
+            Some("/api/v1/announcements/{id}.wav")
+        );
+        assert_eq!(route_of("/api/v1/announcements/.wav"), None);
+        assert_eq!(route_of("/api/v1/halls/demo/windows/3-01/dance"), None);
+    }
 }

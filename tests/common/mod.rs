@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod openapi;
+
 pub const KIOSK: &str = "demo-kiosk-lobby-1-token";
 pub const ADMIN: &str = "demo-admin-token-0000";
 
@@ -249,7 +251,14 @@ impl Client {
         }
         let r = rb.send().await.expect("request");
         let status = r.status().as_u16();
+        let content_type = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
         let text = r.text().await.unwrap_or_default();
+        openapi::check(method, path, status, &content_type, &text);
         let json = if text.is_empty() {
             Value::Null
         } else {
