@@ -17,21 +17,13 @@ use rand::RngCore;
 use tokio::sync::oneshot;
 
 use crate::announcer::Announcer;
-use crate::gateway::wire;
 use crate::hub::Hub;
 use crate::queue::{EventKind, Hall, HallSpec, Outcome, QueueError, Status};
 use crate::store::Job;
 use crate::store::{
     Backend, Batch, IdempotencyRecord, StoreError, StoredEvent, WriterHandle, IDEMPOTENCY_HOURS,
 };
-
-/// An HTTP answer made by the API's renderer, kept verbatim for
-/// idempotent repeats.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reply {
-    pub status: u16,
-    pub body: Bytes,
-}
+use crate::wire::{self, ApiError, Reply};
 
 /// Who sent a command, for idempotency scoping.
 pub type CallerId = String;
@@ -71,6 +63,18 @@ pub enum CommandError {
     /// The key was first used for another request (422).
     #[error("this Idempotency-Key was already used for another request (method, path or body differ); use a new key")]
     IdempotencyMismatch,
+}
+
+/// A command's own refusals as the contract's errors.
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Store(e) => e.into(),
+            m @ CommandError::IdempotencyMismatch => {
+                ApiError::new_status(422, "idempotency_mismatch", m.to_string())
+            }
+        }
+    }
 }
 
 /// One hall's live state and its idempotency memory.

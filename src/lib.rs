@@ -11,8 +11,10 @@
 //! - [`store`]: durable journal (SQLite) with a group-committing writer.
 //! - [`engine`]: runs commands against the domain, journals them, publishes.
 //! - [`hub`]: topic fan-out with per-floor rings for catch-up.
-//! - [`gateway`]: WebSocket channels; `wire` holds every message shape.
-//! - [`api`]: HTTP routes and contract errors.
+//! - [`wire`]: the contract's shapes — every JSON body and message, the
+//!   error body, the HTTP reply; [`api`] and [`gateway`] build on it.
+//! - [`gateway`]: WebSocket channels.
+//! - [`api`]: HTTP routes.
 //! - [`announcer`]: spoken announcements.
 //! - [`pages`]: the screens, phone page, console and kiosk (from `displays/`).
 //! - [`server`]: wiring and shutdown order.
@@ -31,6 +33,7 @@ pub mod pages;
 pub mod queue;
 pub mod server;
 pub mod store;
+pub mod wire;
 
 /// The built-in demo hall: a complete example config.
 pub mod demo {

@@ -195,7 +195,7 @@ fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener
 
 /// Anything no route takes (a POST to a page, say): the contract's error.
 fn not_found() -> warp::http::Response<bytes::Bytes> {
-    let r = api::error::ApiError::not_found("nothing is served here; see the contract").reply();
+    let r = crate::wire::ApiError::not_found("nothing is served here; see the contract").reply();
     warp::http::Response::builder()
         .status(r.status)
         .header("content-type", "application/json")

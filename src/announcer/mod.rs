@@ -18,14 +18,14 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-use crate::gateway::wire::Announcement;
 use crate::queue::{Announce, HallSpec, Language};
+use crate::wire::Announcement;
 use cache::Cache;
 pub use cache::CACHE_BYTES;
 use clips::ClipBank;
 
 /// Cache counters, for operators and tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
     pub hits: u64,
     pub misses: u64,

@@ -2,9 +2,9 @@
 
 use subtle::ConstantTimeEq;
 
-use super::error::ApiError;
 use crate::engine::Engine;
 use crate::queue::HallSpec;
+use crate::wire::ApiError;
 
 /// An authenticated caller within one hall.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 
-use super::error::ApiError;
+use crate::wire::ApiError;
 
 /// Collects the body, refusing it with 413 as soon as it passes `limit`,
 /// whether or not it declared a length.

@@ -1,16 +1,8 @@
 //! A hall's day (contract §7): staff end it early with `close-day`.
 
-use serde::Serialize;
-
 use super::auth::{authenticate, Caller};
-use super::error::ApiError;
-use super::{json, Answer, Api, Request};
-
-#[derive(Serialize)]
-struct Closed {
-    expired: usize,
-    done: usize,
-}
+use super::{Answer, Api, Request};
+use crate::wire::{self, ApiError};
 
 /// `POST /halls/{hall}/close-day` (admin): ends the day now, as midnight
 /// would. Numbering still restarts only at midnight.
@@ -26,7 +18,7 @@ pub async fn close_day(api: &Api, req: &Request<'_>, hall: &str) -> Result<Answe
         ));
     }
     let key = req.idempotency_key()?;
-    super::parse_body::<super::Empty>(req)?;
+    wire::parse_body::<wire::Empty>(&req.body)?;
     let reply = api
         .engine
         .execute(
@@ -37,13 +29,7 @@ pub async fn close_day(api: &Api, req: &Request<'_>, hall: &str) -> Result<Answe
             |_, result| match result {
                 Ok(out) => {
                     let end = out.day_end.unwrap_or_default();
-                    json(
-                        200,
-                        &Closed {
-                            expired: end.expired,
-                            done: end.done,
-                        },
-                    )
+                    wire::day_closed(end.expired, end.done)
                 }
                 Err(e) => ApiError::from(e.clone()).reply(),
             },

@@ -6,7 +6,6 @@ mod auth;
 mod boards;
 mod body;
 mod days;
-pub mod error;
 mod tickets;
 mod windows;
 
@@ -18,10 +17,10 @@ use tracing::Instrument;
 use warp::http::{HeaderMap, Method, Response, StatusCode};
 use warp::Filter;
 
-use crate::engine::{Engine, Idempotency, Reply};
+use crate::engine::{Engine, Idempotency};
 use crate::limits::{Limits, Poster};
 use crate::listener::PeerAddr;
-use error::ApiError;
+use crate::wire::{self, ApiError, Reply};
 
 /// Request bodies over this are refused with 413 (contract §3).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -325,9 +324,8 @@ async fn dispatch(api: &Api, req: &Request<'_>, segs: &[&str]) -> Answer {
             Ok(()) => tickets::cancel(api, req, token).await,
             Err(e) => Err(e),
         },
-        ["announcements", "stats"] => {
-            only(m, Method::GET).map(|_| json(200, &api.engine.announcer().stats()).into())
-        }
+        ["announcements", "stats"] => only(m, Method::GET)
+            .map(|_| wire::announcement_stats(&api.engine.announcer().stats()).into()),
         ["announcements", file] => match only(m, Method::GET) {
             Ok(()) => announcement(api, file).await,
             Err(e) => Err(e),
@@ -413,54 +411,6 @@ fn respond(answer: Answer, route: &'static str) -> Response<Bytes> {
     }
     let body = if status == 204 { Bytes::new() } else { body };
     b.body(body).expect("response builds")
-}
-
-/// Serializes a JSON body with a status.
-pub fn json<T: serde::Serialize>(status: u16, v: &T) -> Reply {
-    Reply {
-        status,
-        body: Bytes::from(serde_json::to_vec(v).expect("API types serialize")),
-    }
-}
-
-/// The body of an action that takes no fields: empty or `{}`.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Empty {}
-
-/// Parses a JSON body; an empty body is `{}`. Every body type refuses
-/// unknown fields, and the message names the field: a typo such as
-/// `"priorty"` must not silently give a normal ticket.
-pub fn parse_body<T: serde::de::DeserializeOwned>(req: &Request<'_>) -> Result<T, ApiError> {
-    let body: &[u8] = if req.body.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        &req.body
-    };
-    // serde's own message can quote the offending value (a phone number,
-    // say): say where and what kind of problem, never the value.
-    serde_json::from_slice(body).map_err(|e| {
-        let text = e.to_string();
-        if let Some(rest) = text.strip_prefix("unknown field ") {
-            // serde names the field and the known ones: no value of the
-            // caller's is quoted.
-            let rest = rest.split(" at line ").next().unwrap_or(rest);
-            return ApiError::bad_request(format!(
-                "the request body has an unknown field {rest}; see the contract"
-            ));
-        }
-        let what = match e.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                "is not valid JSON"
-            }
-            _ => "has a field of the wrong type or is not a JSON object",
-        };
-        ApiError::bad_request(format!(
-            "the request body {what} (line {}, column {}); see the contract, section 3",
-            e.line(),
-            e.column()
-        ))
-    })
 }
 
 #[cfg(test)]

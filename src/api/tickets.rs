@@ -3,70 +3,11 @@
 use bytes::Bytes;
 use qrcode::render::svg;
 use qrcode::QrCode;
-use serde::Deserialize;
 
 use super::auth::{authenticate, require_issuer, Caller};
-use super::error::ApiError;
-use super::{json, parse_body, Answer, Api, Request};
-use crate::engine::{new_token, Reply};
-use crate::gateway::wire;
-use crate::queue::{Channel, IssueRequest, Priority};
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct IssueBody {
-    service: Option<String>,
-    priority: Option<String>,
-    channel: Option<String>,
-    notify: Option<Notify>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Notify {
-    phone: Option<String>,
-}
-
-/// A phone number as SMS gateways take it: optional `+`, 5 to 20 digits.
-fn valid_phone(p: &str) -> bool {
-    let digits = p.strip_prefix('+').unwrap_or(p);
-    (5..=20).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
-}
-
-fn issue_request(body: IssueBody, outside_hours: bool) -> Result<IssueRequest, ApiError> {
-    let service = body.service.filter(|s| !s.is_empty()).ok_or_else(|| {
-        ApiError::bad_request("'service' is required: the id of a service of this hall")
-    })?;
-    let priority = match body.priority.as_deref() {
-        None => Priority::Normal,
-        Some(p) => Priority::parse(p).ok_or_else(|| {
-            ApiError::bad_request("'priority' must be \"normal\" or \"priority\"")
-        })?,
-    };
-    let channel = match body.channel.as_deref() {
-        None => Channel::Kiosk,
-        Some(c) => Channel::parse(c).ok_or_else(|| {
-            ApiError::bad_request("'channel' must be \"kiosk\", \"mobile\" or \"appointment\"")
-        })?,
-    };
-    let notify_phone = match body.notify.and_then(|n| n.phone) {
-        None => None,
-        Some(p) if valid_phone(&p) => Some(p),
-        // The message must not echo the number: it is personal data.
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "'notify.phone' must be 5 to 20 digits, optionally after a '+'",
-            ))
-        }
-    };
-    Ok(IssueRequest {
-        service,
-        priority,
-        channel,
-        notify_phone,
-        outside_hours,
-    })
-}
+use super::{Answer, Api, Request};
+use crate::engine::new_token;
+use crate::wire::{self, issue_request, json, parse_body, ApiError, Reply};
 
 /// `POST /halls/{hall}/tickets`
 pub async fn issue(api: &Api, req: &Request<'_>, hall: &str) -> Result<Answer, ApiError> {
@@ -77,7 +18,7 @@ pub async fn issue(api: &Api, req: &Request<'_>, hall: &str) -> Result<Answer, A
     let caller = authenticate(&api.engine, &h.spec, req.header("authorization"))?;
     require_issuer(caller)?;
     let key = req.idempotency_key()?;
-    let issue = issue_request(parse_body(req)?, caller == Caller::Admin)?;
+    let issue = issue_request(parse_body(&req.body)?, caller == Caller::Admin)?;
     let token = new_token();
     let reply = api
         .engine
@@ -132,7 +73,7 @@ pub fn qr(api: &Api, token: &str) -> Result<Answer, ApiError> {
 pub async fn cancel(api: &Api, req: &Request<'_>, token: &str) -> Result<Answer, ApiError> {
     let h = api.engine.hall_of_token(token).ok_or_else(no_ticket)?;
     let key = req.idempotency_key()?;
-    parse_body::<super::Empty>(req)?;
+    parse_body::<wire::Empty>(&req.body)?;
     let token = token.to_string();
     let caller = format!("ticket:{token}");
     let reply: Reply = api

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use crate::hub::{lock, payload, Member, Payload, Topic};
 
 use super::peer::Catchup;
-use super::wire;
+use crate::wire;
 
 /// Events fetched from the store for one catch-up, at most. A screen
 /// further behind than this gets a snapshot instead: replaying more would

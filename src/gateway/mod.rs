@@ -8,7 +8,6 @@ pub mod channel;
 pub mod connection;
 pub mod peer;
 pub mod upgrade;
-pub mod wire;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,10 +22,10 @@ use tracing::Instrument;
 use warp::http::{HeaderMap, Response};
 use warp::Filter;
 
-use crate::api::error::ApiError;
 use crate::engine::Engine;
 use crate::limits::Limits;
 use crate::listener::PeerAddr;
+use crate::wire::ApiError;
 use channel::Channel;
 use peer::{Peer, PeerIo};
 

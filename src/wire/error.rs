@@ -1,10 +1,11 @@
 //! Contract errors: `{"error": {"code", "message"}}` with the matching
-//! status. Domain and store errors map here and nowhere else.
+//! status. Domain and store errors map here (a command's own refusals, in
+//! `engine`, next to their type).
 
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::engine::{CommandError, Reply};
+use super::Reply;
 use crate::queue::QueueError;
 use crate::store::StoreError;
 
@@ -106,17 +107,6 @@ impl From<QueueError> for ApiError {
                 ),
                 ..ApiError::new(409, "closed", message)
             },
-        }
-    }
-}
-
-impl From<CommandError> for ApiError {
-    fn from(e: CommandError) -> Self {
-        match e {
-            CommandError::Store(e) => e.into(),
-            m @ CommandError::IdempotencyMismatch => {
-                ApiError::new(422, "idempotency_mismatch", m.to_string())
-            }
         }
     }
 }

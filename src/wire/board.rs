@@ -1,0 +1,270 @@
+//! The boards and consoles the API answers (§3, §7): the list of halls,
+//! a hall's layout and hours, a window's state and console, the end of a
+//! day.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{json, ticket_view, time, Reply, TicketView};
+use crate::queue::{Hall, HallSpec};
+
+#[derive(Serialize)]
+struct HallItem<'a> {
+    id: &'a str,
+    name: &'a str,
+    floors: Vec<i32>,
+}
+
+/// `GET /halls`
+pub fn hall_list<'a>(specs: impl Iterator<Item = &'a HallSpec>) -> Reply {
+    let items: Vec<HallItem<'_>> = specs
+        .map(|spec| HallItem {
+            id: &spec.id,
+            name: &spec.name,
+            floors: spec.floors.iter().map(|f| f.number).collect(),
+        })
+        .collect();
+    json(200, &items)
+}
+
+#[derive(Serialize)]
+struct FloorItem<'a> {
+    number: i32,
+    name: &'a str,
+    announce: &'static str,
+    languages: Vec<&'static str>,
+}
+
+#[derive(Serialize)]
+struct ServiceItem<'a> {
+    id: &'a str,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name_en: Option<&'a str>,
+    prefix: &'a str,
+    floor: i32,
+    zone: &'a str,
+    avg_service_seconds: u32,
+    waiting: usize,
+}
+
+#[derive(Serialize)]
+struct WindowItem<'a> {
+    id: &'a str,
+    label: &'a str,
+    floor: i32,
+    zone: &'a str,
+    services: Vec<&'a str>,
+    state: &'static str,
+}
+
+#[derive(Serialize)]
+struct HallBoard<'a> {
+    id: &'a str,
+    name: &'a str,
+    timezone: &'a str,
+    floors: Vec<FloorItem<'a>>,
+    services: Vec<ServiceItem<'a>>,
+    windows: Vec<WindowItem<'a>>,
+    /// Inside an opening range now (contract §7).
+    open: bool,
+    /// The hours string in effect today; `null` without hours.
+    hours_today: Option<&'a str>,
+    /// The next opening or closing; `null` without hours or with none ahead.
+    next_change: Option<String>,
+    /// Beyond the contract: a walk-in ticket would be issued now (open,
+    /// and not in the last minutes), and when the hall next opens — what
+    /// the kiosk and the screens show.
+    takes_tickets: bool,
+    next_open: Option<String>,
+}
+
+/// `GET /halls/{hall}`: the layout with the config's field names, no
+/// tokens, and the hours as of `now`.
+pub fn hall_board(hall: &Hall, now: DateTime<Utc>) -> Reply {
+    let spec = hall.spec();
+    let tz = spec.timezone;
+    let hours = spec.hours.as_ref();
+    let today = hours.map(|hr| hr.on(now.with_timezone(&tz).date_naive()));
+    {
+        let board = HallBoard {
+            open: hours.is_none_or(|hr| hr.is_open(tz, now)),
+            hours_today: today.map(|d| d.text.as_str()),
+            next_change: hours
+                .and_then(|hr| hr.next_change(tz, now))
+                .map(|t| time(spec, t)),
+            takes_tickets: hours.is_none_or(|hr| hr.takes_tickets(tz, now)),
+            next_open: hours
+                .and_then(|hr| hr.next_open(tz, now))
+                .map(|t| time(spec, t)),
+            id: &spec.id,
+            name: &spec.name,
+            timezone: spec.timezone.name(),
+            floors: spec
+                .floors
+                .iter()
+                .map(|f| FloorItem {
+                    number: f.number,
+                    name: &f.name,
+                    announce: f.announce.as_str(),
+                    languages: f.languages.iter().map(|l| l.as_str()).collect(),
+                })
+                .collect(),
+            services: spec
+                .services
+                .iter()
+                .enumerate()
+                .map(|(i, s)| ServiceItem {
+                    id: &s.id,
+                    name: &s.name,
+                    name_en: s.name_en.as_deref(),
+                    prefix: &s.prefix,
+                    floor: s.floor,
+                    zone: &s.zone,
+                    avg_service_seconds: s.avg_service_seconds,
+                    waiting: hall.waiting_count(i),
+                })
+                .collect(),
+            windows: spec
+                .windows
+                .iter()
+                .enumerate()
+                .map(|(i, w)| WindowItem {
+                    id: &w.id,
+                    label: &w.label,
+                    floor: w.floor,
+                    zone: &w.zone,
+                    services: w
+                        .services
+                        .iter()
+                        .map(|&s| spec.services[s].id.as_str())
+                        .collect(),
+                    state: if hall.window(i).paused {
+                        "paused"
+                    } else {
+                        "open"
+                    },
+                })
+                .collect(),
+        };
+        json(200, &board)
+    }
+}
+
+#[derive(Serialize)]
+struct Current<'a> {
+    number: &'a str,
+    status: &'static str,
+}
+
+#[derive(Serialize)]
+struct WindowView<'a> {
+    id: &'a str,
+    label: &'a str,
+    floor: i32,
+    zone: &'a str,
+    services: Vec<&'a str>,
+    state: &'static str,
+    current: Option<Current<'a>>,
+    /// Tickets this window could call now.
+    waiting: usize,
+}
+
+fn window_view(hall: &Hall, w: usize) -> WindowView<'_> {
+    let spec = hall.spec();
+    let ws = &spec.windows[w];
+    let st = hall.window(w);
+    WindowView {
+        id: &ws.id,
+        label: &ws.label,
+        floor: ws.floor,
+        zone: &ws.zone,
+        services: ws
+            .services
+            .iter()
+            .map(|&s| spec.services[s].id.as_str())
+            .collect(),
+        state: if st.paused { "paused" } else { "open" },
+        current: st.current.and_then(|id| hall.ticket(id)).map(|t| Current {
+            number: &t.number,
+            status: t.status.as_str(),
+        }),
+        waiting: ws.services.iter().map(|&s| hall.waiting_count(s)).sum(),
+    }
+}
+
+#[derive(Serialize)]
+struct WindowReply<'a> {
+    window: WindowView<'a>,
+    ticket: Option<TicketView<'a>>,
+}
+
+pub fn window_reply(hall: &Hall, w: usize, ticket: Option<u64>) -> Reply {
+    let ticket = ticket
+        .and_then(|id| hall.ticket(id))
+        .map(|t| ticket_view(hall, t, false));
+    json(
+        200,
+        &WindowReply {
+            window: window_view(hall, w),
+            ticket,
+        },
+    )
+}
+
+#[derive(Serialize)]
+struct LineItem<'a> {
+    number: &'a str,
+    service: &'a str,
+    priority: &'static str,
+    created_at: String,
+}
+
+#[derive(Serialize)]
+struct Console<'a> {
+    window: WindowView<'a>,
+    ticket: Option<TicketView<'a>>,
+    line: Vec<LineItem<'a>>,
+}
+
+/// `GET /halls/{hall}/windows/{window}`: the window, its current ticket
+/// and the next `line_len` tickets it would call, in order.
+pub fn window_console(hall: &Hall, w: usize, line_len: usize) -> Reply {
+    {
+        let spec = hall.spec();
+        let line = hall
+            .window_line(w, line_len)
+            .into_iter()
+            .map(|t| LineItem {
+                number: &t.number,
+                service: &spec.services[t.service].id,
+                priority: t.priority.as_str(),
+                created_at: time(spec, t.created_at),
+            })
+            .collect();
+        let ticket = hall
+            .window(w)
+            .current
+            .and_then(|id| hall.ticket(id))
+            .map(|t| ticket_view(hall, t, false));
+        json(
+            200,
+            &Console {
+                window: window_view(hall, w),
+                ticket,
+                line,
+            },
+        )
+    }
+}
+
+#[derive(Serialize)]
+struct DayClosed {
+    expired: usize,
+    done: usize,
+}
+
+/// `POST /halls/{hall}/close-day`: how many tickets the day's end ended.
+pub fn day_closed(expired: usize, done: usize) -> Reply {
+    json(200, &DayClosed { expired, done })
+}
