@@ -249,7 +249,7 @@ impl Engine {
             b.events_after(&hall, floor, after, limit)
         })
         .await
-        .map_err(|e| StoreError(format!("history read failed: {e}")))?
+        .map_err(|e| StoreError::unavailable(format!("history read failed: {e}")))?
     }
 
     /// The hall that issued a ticket token.
@@ -295,13 +295,14 @@ impl Engine {
                     body: rec.body.clone(),
                 };
                 permit.send(Job::Commit(
-                    Box::new(Batch::new(h.spec.clone())),
+                    Box::new(Batch::new(h.spec.clone(), cell.hall.hall_seq())),
                     Box::new(move |r| {
                         let _ = tx.send(r);
                     }),
                 ));
                 reply
             } else {
+                let expect_seq = cell.hall.hall_seq();
                 // A day that ended since the last command ends first, in
                 // the same batch: no command ever sees yesterday's line.
                 let rolled = cell.hall.roll_day(now);
@@ -311,7 +312,7 @@ impl Engine {
                     Ok(out) => Some(rolled.then(out)),
                     Err(_) => (!rolled.is_empty()).then_some(rolled),
                 };
-                let mut batch = Batch::new(h.spec.clone());
+                let mut batch = Batch::new(h.spec.clone(), expect_seq);
                 let mut tickets = Vec::new();
                 let mut spoken = Vec::new();
                 if let Some(out) = &done {
@@ -363,7 +364,7 @@ impl Engine {
         match rx.await {
             Ok(Ok(())) => Ok(reply),
             Ok(Err(e)) => Err(e.into()),
-            Err(_) => Err(StoreError("hallcast is shutting down".into()).into()),
+            Err(_) => Err(StoreError::unavailable("hallcast is shutting down").into()),
         }
     }
 

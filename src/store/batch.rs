@@ -40,6 +40,10 @@ pub struct IdempotencyRecord {
 #[derive(Clone, Debug)]
 pub struct Batch {
     pub hall: Arc<HallSpec>,
+    /// The hall's seq the command ran on: the store's must still be this
+    /// when the batch commits, or another writer changed the hall
+    /// meanwhile (a conflict, see [`super::Backend::commit`]).
+    pub expect_seq: u64,
     pub tickets: Vec<Ticket>,
     pub windows: Vec<(usize, WindowState)>,
     pub counter: Option<Counter>,
@@ -50,10 +54,11 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// An empty batch for a hall.
-    pub fn new(hall: Arc<HallSpec>) -> Batch {
+    /// An empty batch for a command that ran on `expect_seq`.
+    pub fn new(hall: Arc<HallSpec>, expect_seq: u64) -> Batch {
         Batch {
             hall,
+            expect_seq,
             tickets: Vec::new(),
             windows: Vec::new(),
             counter: None,

@@ -10,10 +10,12 @@
 //! machine now; PostgreSQL for a cluster later implements the same trait.
 
 mod batch;
+mod error;
 mod sqlite;
 mod writer;
 
 pub use batch::{Batch, IdempotencyRecord, StoredEvent};
+pub use error::{StoreError, StoreErrorKind};
 pub use sqlite::Sqlite;
 pub use writer::{Job, Writer, WriterHandle, WRITE_QUEUE};
 
@@ -31,48 +33,6 @@ pub const IDEMPOTENCY_HOURS: i64 = 24;
 /// contract asks for at least 1,000.
 pub const EVENT_RING: usize = 1024;
 
-/// A store failure. The message says what to check.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("store: {0}")]
-pub struct StoreError(pub String);
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        StoreError(e.to_string())
-    }
-}
-
-/// A commit that did not happen; `transient` when trying again may work
-/// (the database was busy, the disk hiccupped or was full).
-#[derive(Debug, Clone)]
-pub struct CommitError {
-    pub transient: bool,
-    pub error: StoreError,
-}
-
-impl From<rusqlite::Error> for CommitError {
-    fn from(e: rusqlite::Error) -> Self {
-        use rusqlite::ErrorCode::*;
-        let transient = matches!(
-            e.sqlite_error_code(),
-            Some(DatabaseBusy | DatabaseLocked | SystemIoFailure | DiskFull)
-        );
-        CommitError {
-            transient,
-            error: e.into(),
-        }
-    }
-}
-
-impl From<StoreError> for CommitError {
-    fn from(error: StoreError) -> Self {
-        CommitError {
-            transient: false,
-            error,
-        }
-    }
-}
-
 /// What the store kept of one hall.
 #[derive(Debug, Default)]
 pub struct Loaded {
@@ -88,8 +48,12 @@ pub struct Loaded {
 pub trait Backend: Send + 'static {
     /// Loads what is kept of a hall, as of `now`.
     fn load(&mut self, spec: &HallSpec, now: DateTime<Utc>) -> Result<Loaded, StoreError>;
-    /// Commits all batches atomically and durably, or none of them.
-    fn commit(&mut self, batches: &[&Batch]) -> Result<(), CommitError>;
+    /// Commits all batches atomically and durably, or none of them. Each
+    /// batch carries the hall sequence it was computed from
+    /// ([`Batch::expect_seq`]); if the store's differs, another writer got
+    /// there first and the whole commit is refused as a
+    /// [`StoreErrorKind::Conflict`] — never written over.
+    fn commit(&mut self, batches: &[&Batch]) -> Result<(), StoreError>;
     /// Drops what is no longer needed (expired idempotency keys …).
     fn maintain(&mut self, now: DateTime<Utc>) -> Result<(), StoreError>;
     /// Events of a hall (`floor` None) or a floor with sequence > `after`,

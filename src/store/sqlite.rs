@@ -7,7 +7,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use super::{Backend, Batch, CommitError, IdempotencyRecord, Loaded, StoreError, StoredEvent};
+use super::{Backend, Batch, IdempotencyRecord, Loaded, StoreError, StoredEvent};
 use super::{EVENT_RING, IDEMPOTENCY_HOURS, LOAD_FINISHED_HOURS};
 use crate::queue::eta::ServiceClock;
 use crate::queue::{
@@ -83,14 +83,14 @@ impl Sqlite {
     /// Opens (creating if needed) `hallcast.db` in `dir`.
     pub fn open(dir: &Path) -> Result<Sqlite, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| {
-            StoreError(format!(
+            StoreError::unavailable(format!(
                 "cannot create data dir {}: {e}; check the path and its permissions",
                 dir.display()
             ))
         })?;
         let path = dir.join("hallcast.db");
         let conn = Connection::open(&path)
-            .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+            .map_err(|e| StoreError::unavailable(format!("cannot open {}: {e}", path.display())))?;
         // WAL lets readers run beside the one writer; FULL syncs the WAL on
         // every commit, which is what makes an answered command survive
         // power loss. Group commit pays for the fsync once per batch group.
@@ -112,7 +112,7 @@ impl Sqlite {
                 )?;
             }
             Some(v) if v > SCHEMA_VERSION => {
-                return Err(StoreError(format!(
+                return Err(StoreError::unavailable(format!(
                     "{} was written by a newer hallcast (schema {v}); run that version",
                     path.display()
                 )))
@@ -159,9 +159,26 @@ fn floor_scope(floor: i32) -> String {
     format!("floor:{floor}")
 }
 
-fn write_batch(tx: &Transaction<'_>, b: &Batch) -> Result<(), CommitError> {
+fn write_batch(tx: &Transaction<'_>, b: &Batch) -> Result<(), StoreError> {
     let hall = &b.hall.id;
     let spec = &b.hall;
+    if b.is_empty() {
+        return Ok(());
+    }
+    // The hall must be where this process last left it: a second writer
+    // on the same file would otherwise be overwritten silently.
+    let stored: i64 = tx
+        .prepare_cached("SELECT seq FROM sequences WHERE hall=?1 AND scope='hall'")?
+        .query_row(params![hall], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    if stored != b.expect_seq as i64 {
+        return Err(StoreError::conflict(format!(
+            "hall {hall} is at seq {stored} in the store, but this process computed the command \
+             from seq {}: another process writes to the same store; reloading",
+            b.expect_seq
+        )));
+    }
     if !b.tickets.is_empty() {
         let mut st = tx.prepare_cached(
             "INSERT OR REPLACE INTO tickets(hall, id, token, number, day, service, priority,
@@ -303,7 +320,7 @@ struct RawTicket {
 impl RawTicket {
     fn into_ticket(self, hall: &str) -> Result<Ticket, StoreError> {
         let bad = |column: &str, value: &str, what: &str| {
-            StoreError(format!(
+            StoreError::corrupt(format!(
                 "the store is corrupt: tickets row (hall {hall}, id {}): {column} '{value}' is not {what}; \
                  restore the data dir from a backup or correct the row",
                 self.id
@@ -604,7 +621,7 @@ impl Backend for Sqlite {
         Ok(loaded)
     }
 
-    fn commit(&mut self, batches: &[&Batch]) -> Result<(), CommitError> {
+    fn commit(&mut self, batches: &[&Batch]) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         for b in batches {
             write_batch(&tx, b)?;
@@ -696,6 +713,48 @@ impl Backend for Sqlite {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn demo() -> std::sync::Arc<HallSpec> {
+        crate::config::parse("demo", crate::demo::CONFIG)
+            .unwrap()
+            .halls[0]
+            .clone()
+    }
+
+    /// A batch of one event at `seq` on floor 3, computed from `expect`.
+    fn one_event(spec: &std::sync::Arc<HallSpec>, expect: u64, seq: u64) -> Batch {
+        let mut b = Batch::new(spec.clone(), expect);
+        b.events.push(StoredEvent {
+            floor: 3,
+            floor_seq: seq,
+            hall_seq: seq,
+            at: Utc::now(),
+            floor_msg: bytes::Bytes::from_static(b"{}"),
+            hall_msg: bytes::Bytes::from_static(b"{}"),
+        });
+        b
+    }
+
+    #[test]
+    fn a_commit_computed_from_a_stale_seq_is_a_conflict_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Sqlite::open(dir.path()).unwrap();
+        let spec = demo();
+        db.commit(&[&one_event(&spec, 0, 1), &one_event(&spec, 1, 2)])
+            .expect("a group of consecutive batches commits");
+        // Another writer's view: it still thinks the hall is at seq 1.
+        let stale = one_event(&spec, 1, 2);
+        let fresh = one_event(&spec, 2, 3);
+        let e = db.commit(&[&fresh, &stale]).unwrap_err();
+        assert_eq!(e.kind, crate::store::StoreErrorKind::Conflict, "{e}");
+        assert!(e.message.contains("another process"), "{e}");
+        let events: i64 = db
+            .conn
+            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(events, 2, "the whole group is refused, the good batch too");
+        db.commit(&[&fresh]).expect("the right seq still commits");
+    }
 
     #[test]
     fn maintenance_prunes_events_no_replay_reaches_on_either_channel() {

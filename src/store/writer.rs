@@ -119,8 +119,8 @@ impl Writer {
         group: &mut Vec<(Batch, Continuation)>,
     ) {
         let result = if flag.load(Ordering::Acquire) {
-            Err(StoreError(
-                "an earlier commit failed; hallcast is reloading its state from the store, retry in a moment".into(),
+            Err(StoreError::unavailable(
+                "an earlier commit failed; hallcast is reloading its state from the store, retry in a moment",
             ))
         } else {
             let refs: Vec<&Batch> = group.iter().map(|(b, _)| b).collect();
@@ -129,13 +129,13 @@ impl Writer {
             loop {
                 match backend.commit(&refs) {
                     Ok(()) => break Ok(()),
-                    Err(e) if e.transient && tries < COMMIT_TRIES => {
-                        tracing::warn!(error = %e.error, tries, "store commit failed; retrying");
+                    Err(e) if e.is_transient() && tries < COMMIT_TRIES => {
+                        tracing::warn!(error = %e, tries, "store commit failed; retrying");
                         std::thread::sleep(pause);
                         pause *= 2;
                         tries += 1;
                     }
-                    Err(e) => break Err(e.error),
+                    Err(e) => break Err(e),
                 }
             }
         };
@@ -166,16 +166,17 @@ impl WriterHandle {
     /// anything.
     pub fn reserve(&self) -> Result<mpsc::Permit<'_, Job>, StoreError> {
         if self.is_failed() {
-            return Err(StoreError(
-                "the store failed to commit; hallcast is reloading its state, retry in a moment"
-                    .into(),
+            return Err(StoreError::unavailable(
+                "the store failed to commit; hallcast is reloading its state, retry in a moment",
             ));
         }
         self.tx.try_reserve().map_err(|e| match e {
             mpsc::error::TrySendError::Full(()) => {
-                StoreError("the store is falling behind; retry in a moment".into())
+                StoreError::unavailable("the store is falling behind; retry in a moment")
             }
-            mpsc::error::TrySendError::Closed(()) => StoreError("hallcast is shutting down".into()),
+            mpsc::error::TrySendError::Closed(()) => {
+                StoreError::unavailable("hallcast is shutting down")
+            }
         })
     }
 
@@ -196,13 +197,124 @@ impl WriterHandle {
         let (ack, done) = std::sync::mpsc::sync_channel(1);
         self.tx
             .blocking_send(Job::Reset(ack))
-            .map_err(|_| StoreError("hallcast is shutting down".into()))?;
+            .map_err(|_| StoreError::unavailable("hallcast is shutting down"))?;
         done.recv()
-            .map_err(|_| StoreError("the store writer stopped".into()))
+            .map_err(|_| StoreError::unavailable("the store writer stopped"))
     }
 
     /// A commit failed and the state was not reloaded yet.
     pub fn is_failed(&self) -> bool {
         self.failed.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::queue::HallSpec;
+    use crate::store::{Loaded, StoreErrorKind, StoredEvent};
+
+    /// A backend whose commits answer from a script (then succeed), and
+    /// that counts them.
+    struct Scripted {
+        answers: Arc<Mutex<VecDeque<StoreError>>>,
+        commits: Arc<Mutex<u32>>,
+    }
+
+    impl Backend for Scripted {
+        fn load(&mut self, _: &HallSpec, _: DateTime<Utc>) -> Result<Loaded, StoreError> {
+            Ok(Loaded::default())
+        }
+        fn commit(&mut self, _: &[&Batch]) -> Result<(), StoreError> {
+            *self.commits.lock().unwrap() += 1;
+            match self.answers.lock().unwrap().pop_front() {
+                Some(e) => Err(e),
+                None => Ok(()),
+            }
+        }
+        fn maintain(&mut self, _: DateTime<Utc>) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn events_after(
+            &mut self,
+            _: &str,
+            _: Option<i32>,
+            _: u64,
+            _: usize,
+        ) -> Result<Vec<StoredEvent>, StoreError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn writer(script: Vec<StoreError>) -> (Writer, WriterHandle, Arc<Mutex<u32>>) {
+        let commits = Arc::new(Mutex::new(0));
+        let backend = Scripted {
+            answers: Arc::new(Mutex::new(script.into())),
+            commits: commits.clone(),
+        };
+        let (w, h) = Writer::start(Box::new(backend));
+        (w, h, commits)
+    }
+
+    fn commit(h: &WriterHandle) -> Result<(), StoreError> {
+        let spec = crate::config::parse("demo", crate::demo::CONFIG)
+            .unwrap()
+            .halls[0]
+            .clone();
+        let mut b = Batch::new(spec, 0);
+        b.counter = Some(crate::queue::Counter {
+            service: 0,
+            day: chrono::NaiveDate::from_ymd_opt(2026, 12, 2).unwrap(),
+            last: 1,
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        h.reserve()?.send(Job::Commit(
+            Box::new(b),
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        ));
+        rx.recv().unwrap()
+    }
+
+    #[test]
+    fn a_transient_failure_is_retried_and_the_command_commits() {
+        let busy = || StoreError::transient("database is locked");
+        let (_w, h, commits) = writer(vec![busy(), busy()]);
+        commit(&h).expect("the third try commits");
+        assert_eq!(*commits.lock().unwrap(), 3);
+        assert!(!h.is_failed());
+    }
+
+    #[test]
+    fn a_transient_failure_that_lasts_refuses_the_group_and_then_all_writes() {
+        let busy = || StoreError::transient("disk I/O error");
+        let (_w, h, commits) = writer((0..COMMIT_TRIES).map(|_| busy()).collect());
+        assert_eq!(commit(&h).unwrap_err().kind, StoreErrorKind::Transient);
+        assert_eq!(*commits.lock().unwrap(), COMMIT_TRIES);
+        assert!(h.is_failed(), "memory may be ahead of the disk now");
+        assert_eq!(commit(&h).unwrap_err().kind, StoreErrorKind::Unavailable);
+    }
+
+    #[test]
+    fn a_conflict_is_not_retried_and_writes_wait_for_the_reload() {
+        let (_w, h, commits) = writer(vec![StoreError::conflict("hall demo moved on")]);
+        let e = commit(&h).unwrap_err();
+        assert_eq!(e.kind, StoreErrorKind::Conflict);
+        assert_eq!(
+            *commits.lock().unwrap(),
+            1,
+            "retrying cannot fix a conflict"
+        );
+        assert!(h.is_failed());
+        let refused = commit(&h).unwrap_err();
+        assert!(refused.message.contains("reloading"), "{refused}");
+        // The engine reloaded its memory: writes go on.
+        h.reset_blocking().unwrap();
+        commit(&h).expect("after the reset");
+        assert_eq!(*commits.lock().unwrap(), 2);
     }
 }

@@ -113,6 +113,6 @@ impl From<QueueError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::unavailable(e.0)
+        ApiError::unavailable(e.message)
     }
 }

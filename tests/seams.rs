@@ -1,0 +1,166 @@
+//! The engine against stores that fail (issue "seams"): a second writer on
+//! the same store is detected as a conflict instead of being overwritten,
+//! the command answers 503, the engine reloads the hall from the store,
+//! and the next command succeeds on the truth.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use hallcast::announcer::clips::ClipBank;
+use hallcast::announcer::Announcer;
+use hallcast::engine::{new_token, Engine};
+use hallcast::hub::Hub;
+use hallcast::queue::{Channel, HallSpec, IssueRequest, Priority};
+use hallcast::store::{Backend, Batch, Loaded, Sqlite, StoreError, StoredEvent, Writer};
+use hallcast::wire::{self, ApiError, Reply};
+
+/// The real SQLite store, whose next commit can be made to answer that
+/// another writer got there first.
+struct Refusing {
+    inner: Sqlite,
+    refuse_next: Arc<AtomicBool>,
+}
+
+impl Backend for Refusing {
+    fn load(&mut self, spec: &HallSpec, now: DateTime<Utc>) -> Result<Loaded, StoreError> {
+        self.inner.load(spec, now)
+    }
+    fn commit(&mut self, batches: &[&Batch]) -> Result<(), StoreError> {
+        if self.refuse_next.swap(false, Ordering::SeqCst) {
+            return Err(StoreError::conflict(
+                "hall demo was changed by another writer",
+            ));
+        }
+        self.inner.commit(batches)
+    }
+    fn maintain(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.inner.maintain(now)
+    }
+    fn events_after(
+        &mut self,
+        hall: &str,
+        floor: Option<i32>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.inner.events_after(hall, floor, after, limit)
+    }
+}
+
+/// An engine over the demo hall in `dir`, committing through `backend`.
+fn engine(dir: &Path, backend: Box<dyn Backend>) -> (Arc<Engine>, Writer) {
+    let config = hallcast::config::parse("demo", hallcast::demo::CONFIG).unwrap();
+    let hub = Arc::new(Hub::new(config.halls.iter().map(|h| &**h)));
+    let announcer = Arc::new(Announcer::new(
+        ClipBank::built_in().unwrap(),
+        config.halls.clone(),
+    ));
+    let (writer, handle) = Writer::start(backend);
+    let reader = Box::new(Sqlite::open(dir).unwrap());
+    let e = Engine::load(&config.halls, reader, handle, hub, announcer, Utc::now()).unwrap();
+    (Arc::new(e), writer)
+}
+
+/// Issues a business ticket; the answer as the API would send it.
+async fn issue(e: &Engine) -> Reply {
+    let h = e.hall("demo").unwrap();
+    let req = IssueRequest {
+        service: "business".into(),
+        priority: Priority::Normal,
+        channel: Channel::Kiosk,
+        notify_phone: None,
+        outside_hours: true,
+    };
+    let token = new_token();
+    let r = e
+        .execute(
+            h,
+            "admin",
+            None,
+            move |hall, now| hall.issue(req, token, now),
+            |hall, result| match result {
+                Ok(out) => {
+                    let t = hall.ticket(out.ticket.unwrap()).unwrap();
+                    wire::json(201, &wire::ticket_view(hall, t, true))
+                }
+                Err(e) => ApiError::from(e.clone()).reply(),
+            },
+        )
+        .await;
+    r.unwrap_or_else(|e| ApiError::from(e).reply())
+}
+
+fn number(r: &Reply) -> String {
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    v["number"].as_str().unwrap_or_default().to_string()
+}
+
+/// Reloads as the server's 1 s ticker does after a failed commit.
+async fn until_reloaded(e: &Arc<Engine>) {
+    for _ in 0..50 {
+        e.tick().await;
+        if e.is_ready() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the engine did not reload");
+}
+
+#[tokio::test]
+async fn a_refused_commit_answers_503_reloads_and_the_next_command_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let refuse = Arc::new(AtomicBool::new(false));
+    let backend = Refusing {
+        inner: Sqlite::open(dir.path()).unwrap(),
+        refuse_next: refuse.clone(),
+    };
+    let (e, _w) = engine(dir.path(), Box::new(backend));
+    assert_eq!(number(&issue(&e).await), "A001");
+    refuse.store(true, Ordering::SeqCst);
+    let refused = issue(&e).await;
+    assert_eq!(
+        refused.status,
+        503,
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
+    // Memory had A002 before the commit failed; the reload drops it.
+    until_reloaded(&e).await;
+    let waiting = e.hall("demo").unwrap().read(|h| h.waiting_count(0));
+    let next = issue(&e).await;
+    assert_eq!(next.status, 201);
+    assert_eq!(number(&next), "A002", "the refused ticket never existed");
+    assert_eq!(waiting, 1, "only A001 waited after the reload");
+}
+
+#[tokio::test]
+async fn a_second_writer_on_the_same_store_is_detected_not_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _wa) = engine(dir.path(), Box::new(Sqlite::open(dir.path()).unwrap()));
+    let (b, _wb) = engine(dir.path(), Box::new(Sqlite::open(dir.path()).unwrap()));
+    assert_eq!(number(&issue(&a).await), "A001");
+    // b computed its command from seq 0: the store is at 1.
+    let refused = issue(&b).await;
+    assert_eq!(refused.status, 503);
+    let v: serde_json::Value = serde_json::from_slice(&refused.body).unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("another process"),
+        "{v}"
+    );
+    until_reloaded(&b).await;
+    assert_eq!(
+        number(&issue(&b).await),
+        "A002",
+        "b now numbers after a's A001"
+    );
+    // And a, now behind b, is refused in turn rather than reusing A002.
+    assert_eq!(issue(&a).await.status, 503);
+    until_reloaded(&a).await;
+    assert_eq!(number(&issue(&a).await), "A003");
+}
