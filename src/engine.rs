@@ -17,6 +17,7 @@ use rand::RngCore;
 use tokio::sync::oneshot;
 
 use crate::announcer::Announcer;
+use crate::bus::{Bus, Committed, TicketMessage};
 use crate::hub::Hub;
 use crate::queue::{EventKind, Hall, HallSpec, Outcome, QueueError, Status};
 use crate::store::Job;
@@ -127,12 +128,15 @@ impl HallEngine {
     }
 }
 
-/// Every hall, the writer and the hub.
+/// Every hall, the writer, the bus and the hub.
 pub struct Engine {
     halls: Vec<HallEngine>,
     /// A read connection for catch-up beyond the hub's rings.
     history: Arc<Mutex<Box<dyn Backend>>>,
     writer: WriterHandle,
+    /// Where committed batches go; the local hub on one node.
+    bus: Arc<dyn Bus>,
+    /// This node's subscribers (rings, topics), for the gateway.
     hub: Arc<Hub>,
     announcer: Arc<Announcer>,
 }
@@ -155,7 +159,8 @@ pub fn new_token() -> String {
 }
 
 impl Engine {
-    /// Loads every hall from the store and fills the hub's rings.
+    /// Loads every hall from the store and fills the hub's rings. The hub
+    /// is also the bus until [`Engine::with_bus`] says otherwise.
     pub fn load(
         specs: &[Arc<HallSpec>],
         mut backend: Box<dyn Backend>,
@@ -204,9 +209,17 @@ impl Engine {
             halls,
             history: Arc::new(Mutex::new(backend)),
             writer,
+            bus: hub.clone(),
             hub,
             announcer,
         })
+    }
+
+    /// Publishes committed batches to `bus` instead of the local hub (a
+    /// bus between nodes, or a test's recorder).
+    pub fn with_bus(mut self, bus: Arc<dyn Bus>) -> Engine {
+        self.bus = bus;
+        self
     }
 
     /// A hall by id.
@@ -342,15 +355,18 @@ impl Engine {
                     // A refusal without a key writes nothing, waits for nothing.
                     return Ok(reply);
                 }
-                let hub = self.hub.clone();
-                let hall_id = h.spec.id.clone();
-                let events = batch.events.clone();
+                let bus = self.bus.clone();
+                let committed = Committed {
+                    hall: h.spec.id.clone(),
+                    events: batch.events.clone(),
+                    tickets,
+                };
                 let announcer = self.announcer.clone();
                 permit.send(Job::Commit(
                     Box::new(batch),
                     Box::new(move |r| {
                         if r.is_ok() {
-                            hub.publish(&hall_id, &events, &tickets);
+                            bus.publish(&committed);
                             for id in spoken {
                                 announcer.play(&id);
                             }
@@ -423,13 +439,13 @@ impl Engine {
 
     /// Ticket-channel messages for the tickets this command touched and for
     /// followed tickets whose place in line or ETA moved.
-    fn ticket_messages(&self, hall: &Hall, out: &Outcome) -> Vec<(String, u64, Bytes)> {
+    fn ticket_messages(&self, hall: &Hall, out: &Outcome) -> Vec<TicketMessage> {
         let seq = hall.hall_seq();
         let spec_id = &hall.spec().id;
         let mut msgs = Vec::new();
         // Only followed tickets matter: walk those (a handful of phones per
         // line), not the lines (possibly thousands of tickets per command).
-        let followed = self.hub.followed_tickets(spec_id);
+        let followed = self.bus.followed_tickets(spec_id);
         if followed.is_empty() {
             return msgs;
         }
@@ -450,10 +466,14 @@ impl Engine {
             if !touched.contains(&t.id) && !moved {
                 continue;
             }
-            msgs.push((token.clone(), seq, wire::ticket_message(hall, t)));
+            msgs.push(TicketMessage {
+                token: token.clone(),
+                seq,
+                msg: wire::ticket_message(hall, t),
+            });
             if t.status == Status::Called && called.contains(t.number.as_str()) {
-                if let Some(m) = wire::ticket_called_message(hall, t) {
-                    msgs.push((token, seq, m));
+                if let Some(msg) = wire::ticket_called_message(hall, t) {
+                    msgs.push(TicketMessage { token, seq, msg });
                 }
             }
         }

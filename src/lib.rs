@@ -10,6 +10,8 @@
 //! - [`config`]: config file → validated hall specs; [`demo`] is built in.
 //! - [`store`]: durable journal (SQLite) with a group-committing writer.
 //! - [`engine`]: runs commands against the domain, journals them, publishes.
+//! - [`bus`]: carries committed batches to the subscribers (the hub on
+//!   one node).
 //! - [`hub`]: topic fan-out with per-floor rings for catch-up.
 //! - [`wire`]: the contract's shapes — every JSON body and message, the
 //!   error body, the HTTP reply; [`api`] and [`gateway`] build on it.
@@ -22,6 +24,7 @@
 
 pub mod announcer;
 pub mod api;
+pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod engine;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use hallcast::announcer::clips::ClipBank;
 use hallcast::announcer::Announcer;
+use hallcast::bus::{Bus, Committed};
 use hallcast::engine::{new_token, Engine};
 use hallcast::hub::Hub;
 use hallcast::queue::{Channel, HallSpec, IssueRequest, Priority};
@@ -49,6 +50,21 @@ impl Backend for Refusing {
     }
 }
 
+/// A bus that keeps what it is given, and says every ticket is followed.
+#[derive(Default)]
+struct Recording {
+    got: std::sync::Mutex<Vec<Committed>>,
+}
+
+impl Bus for Recording {
+    fn publish(&self, c: &Committed) {
+        self.got.lock().unwrap().push(c.clone());
+    }
+    fn followed_tickets(&self, _: &str) -> Vec<String> {
+        Vec::new()
+    }
+}
+
 /// An engine over the demo hall in `dir`, committing through `backend`.
 fn engine(dir: &Path, backend: Box<dyn Backend>) -> (Arc<Engine>, Writer) {
     let config = hallcast::config::parse("demo", hallcast::demo::CONFIG).unwrap();
@@ -65,9 +81,13 @@ fn engine(dir: &Path, backend: Box<dyn Backend>) -> (Arc<Engine>, Writer) {
 
 /// Issues a business ticket; the answer as the API would send it.
 async fn issue(e: &Engine) -> Reply {
+    issue_of(e, "business").await
+}
+
+async fn issue_of(e: &Engine, service: &str) -> Reply {
     let h = e.hall("demo").unwrap();
     let req = IssueRequest {
-        service: "business".into(),
+        service: service.into(),
         priority: Priority::Normal,
         channel: Channel::Kiosk,
         notify_phone: None,
@@ -163,4 +183,47 @@ async fn a_second_writer_on_the_same_store_is_detected_not_overwritten() {
     assert_eq!(issue(&a).await.status, 503);
     until_reloaded(&a).await;
     assert_eq!(number(&issue(&a).await), "A003");
+}
+
+#[tokio::test]
+async fn committed_batches_reach_the_bus_in_order_and_nothing_else_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let refuse = Arc::new(AtomicBool::new(false));
+    let backend = Refusing {
+        inner: Sqlite::open(dir.path()).unwrap(),
+        refuse_next: refuse.clone(),
+    };
+    let (e, _w) = engine(dir.path(), Box::new(backend));
+    let bus = Arc::new(Recording::default());
+    let e = Arc::new(Arc::into_inner(e).unwrap().with_bus(bus.clone()));
+    assert_eq!(issue(&e).await.status, 201);
+    assert_eq!(issue(&e).await.status, 201);
+    // A refused command and a failed commit publish nothing.
+    assert_eq!(issue_of(&e, "no-such-service").await.status, 404);
+    refuse.store(true, Ordering::SeqCst);
+    assert_eq!(issue(&e).await.status, 503);
+    until_reloaded(&e).await;
+    assert_eq!(issue(&e).await.status, 201);
+    let got = bus.got.lock().unwrap();
+    assert_eq!(got.len(), 3, "one publish per committed command");
+    assert!(got.iter().all(|c| c.hall == "demo"));
+    let seqs: Vec<u64> = got
+        .iter()
+        .flat_map(|c| c.events.iter().map(|e| e.hall_seq))
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "gapless, in order"
+    );
+    let floors: Vec<u64> = got
+        .iter()
+        .flat_map(|c| {
+            c.events
+                .iter()
+                .filter(|e| e.floor == 3)
+                .map(|e| e.floor_seq)
+        })
+        .collect();
+    assert_eq!(floors, (1..=floors.len() as u64).collect::<Vec<_>>());
 }

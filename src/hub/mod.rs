@@ -31,8 +31,7 @@ pub fn payload(bytes: &bytes::Bytes) -> Payload {
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use bytes::Bytes;
-
+use crate::bus::TicketMessage;
 use crate::queue::HallSpec;
 use crate::store::StoredEvent;
 
@@ -99,7 +98,7 @@ impl Hub {
     /// Delivers committed events (in sequence order) and ticket-channel
     /// messages. Called only by the store writer's continuations, one at a
     /// time: so the fan-out gets each topic's batches in ring order.
-    pub fn publish(&self, hall: &str, events: &[StoredEvent], tickets: &[(String, u64, Bytes)]) {
+    pub fn publish(&self, hall: &str, events: &[StoredEvent], tickets: &[TicketMessage]) {
         let Some(t) = self.halls.get(hall) else {
             return;
         };
@@ -128,11 +127,11 @@ impl Hub {
         }
         if !tickets.is_empty() {
             let mut map = lock(&t.tickets);
-            for (token, seq, msg) in tickets {
-                if let Some(topic) = map.get_mut(token) {
-                    out.extend(topic.publish(*seq, &payload(msg)));
+            for t in tickets {
+                if let Some(topic) = map.get_mut(&t.token) {
+                    out.extend(topic.publish(t.seq, &payload(&t.msg)));
                     if topic.is_idle() {
-                        map.remove(token);
+                        map.remove(&t.token);
                     }
                 }
             }
