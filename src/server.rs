@@ -85,26 +85,33 @@ pub async fn serve(
     })?;
     let addr = listener.local_addr()?;
     let limits = Arc::new(Limits::new(config.limits.clone()));
-    let api = Arc::new(Api {
-        engine: engine.clone(),
-        limits: limits.clone(),
-        public_url: config.public_url(addr),
-    });
+    let api = Arc::new(Api::new(
+        engine.clone(),
+        limits.clone(),
+        config.public_url(addr),
+    ));
     let tasks = TaskTracker::new();
-    let routes = gateway::routes(engine.clone(), tasks.clone(), config.ping_every, limits)
-        .or(api::routes(api))
-        .unify()
-        .or(pages::routes(engine.clone()))
-        .unify()
-        .or(warp::any().map(not_found))
-        .unify()
-        .with(warp::log::custom(|info| {
-            tracing::trace!(
-                status = info.status().as_u16(),
-                elapsed_us = info.elapsed().as_micros() as u64,
-                "http"
-            );
-        }));
+    let peers = gateway::peer::Peers::new();
+    let routes = gateway::routes(
+        engine.clone(),
+        tasks.clone(),
+        config.ping_every,
+        limits,
+        peers,
+    )
+    .or(api::routes(api))
+    .unify()
+    .or(pages::routes(engine.clone()))
+    .unify()
+    .or(warp::any().map(not_found))
+    .unify()
+    .with(warp::log::custom(|info| {
+        tracing::trace!(
+            status = info.status().as_u16(),
+            elapsed_us = info.elapsed().as_micros() as u64,
+            "http"
+        );
+    }));
 
     // Tickets of days that ended while the server was down end before
     // anyone can see them (contract §7, "also at start-up").

@@ -38,6 +38,19 @@ pub struct Api {
     pub limits: Arc<Limits>,
     /// Base of links in QR codes, e.g. `http://127.0.0.1:8080`.
     pub public_url: String,
+    /// Places to compose an announcement ([`COMPOSE_AT_ONCE`]).
+    composing: tokio::sync::Semaphore,
+}
+
+impl Api {
+    pub fn new(engine: Arc<Engine>, limits: Arc<Limits>, public_url: String) -> Api {
+        Api {
+            engine,
+            limits,
+            public_url,
+            composing: tokio::sync::Semaphore::new(COMPOSE_AT_ONCE),
+        }
+    }
 }
 
 /// A handler's answer: a JSON reply or another content type.
@@ -341,8 +354,6 @@ async fn dispatch(api: &Api, req: &Request<'_>, segs: &[&str]) -> Answer {
 /// async threads must stay free for the screens.
 const COMPOSE_AT_ONCE: usize = 2;
 
-static COMPOSING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(COMPOSE_AT_ONCE);
-
 /// `GET /announcements/{id}.wav`: only ids of calls the hall made (contract
 /// §13), composed on the blocking pool, a bounded number at a time.
 async fn announcement(api: &Api, file: &str) -> Result<Answer, ApiError> {
@@ -357,7 +368,8 @@ async fn announcement(api: &Api, file: &str) -> Result<Answer, ApiError> {
     let wav = match api.engine.announcer().cached(id) {
         Some(wav) => wav,
         None => {
-            let _permit = COMPOSING
+            let _permit = api
+                .composing
                 .acquire()
                 .await
                 .map_err(|_| ApiError::unavailable("hallcast is shutting down"))?;

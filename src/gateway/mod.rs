@@ -27,9 +27,7 @@ use crate::limits::Limits;
 use crate::listener::PeerAddr;
 use crate::wire::ApiError;
 use channel::Channel;
-use peer::{Peer, PeerIo};
-
-static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+use peer::{Peer, PeerIo, Peers};
 
 fn error(e: ApiError) -> Response<Bytes> {
     let r = e.reply();
@@ -47,7 +45,10 @@ pub fn routes(
     tasks: TaskTracker,
     ping_every: std::time::Duration,
     limits: Arc<Limits>,
+    peers: Arc<Peers>,
 ) -> impl Filter<Extract = (Response<Bytes>,), Error = warp::Rejection> + Clone {
+    // Numbers connections in the logs.
+    let next_conn = Arc::new(AtomicU64::new(1));
     warp::path("ws")
         .and(warp::path("v1"))
         .and(warp::get())
@@ -93,7 +94,8 @@ pub fn routes(
                     }
                 };
                 let engine = engine.clone();
-                let id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+                let id = next_conn.fetch_add(1, Ordering::Relaxed);
+                let peers = peers.clone();
                 let span = tracing::debug_span!("ws", conn = id, channel = ch.kind());
                 tasks.spawn(
                     async move {
@@ -115,7 +117,7 @@ pub fn routes(
                                 return;
                             }
                         };
-                        let peer = Peer::new(parts.io.into_inner());
+                        let peer = Peer::new(&peers, parts.io.into_inner());
                         // What hyper read past the handshake (usually
                         // nothing); copied and dropped now, because it pins
                         // hyper's whole read buffer.

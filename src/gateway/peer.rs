@@ -29,7 +29,7 @@ use crate::hub::{
 /// Queued buffers written with one `writev` at most.
 const MAX_IOVECS: usize = 64;
 
-/// Peers per chunk of [`SLOTS`].
+/// Peers per chunk of [`Peers`].
 const CHUNK: usize = 64;
 
 /// Catch-up framed and queued at a time. The page it comes from waits as
@@ -156,17 +156,35 @@ struct Slots {
     free: Vec<(usize, usize)>,
 }
 
-static SLOTS: Mutex<Slots> = Mutex::new(Slots {
-    chunks: Vec::new(),
-    free: Vec::new(),
-});
+/// Every peer's slot, owned by the server (built in `server.rs` and
+/// handed to the gateway), not by the process: two servers in one
+/// process, or a test's, share nothing.
+pub struct Peers {
+    slots: Mutex<Slots>,
+    /// Generations handed out so far; 0 is never one.
+    generations: AtomicU64,
+}
 
-/// Generations handed out so far; 0 is never one.
-static GENERATIONS: AtomicU64 = AtomicU64::new(0);
+impl Peers {
+    pub fn new() -> Arc<Peers> {
+        Arc::new(Peers {
+            slots: Mutex::new(Slots {
+                chunks: Vec::new(),
+                free: Vec::new(),
+            }),
+            generations: AtomicU64::new(0),
+        })
+    }
+
+    fn slots(&self) -> MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 /// One connection's socket and its queue: the connection's handle on its
 /// slot, which it frees when dropped.
 pub struct Peer {
+    peers: Arc<Peers>,
     chunk: Arc<Chunk>,
     chunk_no: usize,
     index: usize,
@@ -175,9 +193,9 @@ pub struct Peer {
 
 impl Peer {
     /// Wraps an upgraded socket. Deliveries are held until [`Peer::start`].
-    pub fn new(stream: TcpStream) -> Arc<Peer> {
+    pub fn new(peers: &Arc<Peers>, stream: TcpStream) -> Arc<Peer> {
         let (chunk, chunk_no, index) = {
-            let mut slots = SLOTS.lock().unwrap_or_else(|p| p.into_inner());
+            let mut slots = peers.slots();
             let (chunk_no, index) = match slots.free.pop() {
                 Some(free) => free,
                 None => {
@@ -196,7 +214,7 @@ impl Peer {
             };
             (slots.chunks[chunk_no].clone(), chunk_no, index)
         };
-        let generation = GENERATIONS.fetch_add(1, Ordering::Relaxed) + 1;
+        let generation = peers.generations.fetch_add(1, Ordering::Relaxed) + 1;
         let slot = &chunk.slots[index];
         {
             let mut st = slot.lock();
@@ -205,6 +223,7 @@ impl Peer {
             slot.closed.store(false, Ordering::Release);
         }
         Arc::new(Peer {
+            peers: peers.clone(),
             chunk,
             chunk_no,
             index,
@@ -352,8 +371,7 @@ impl Drop for Peer {
         };
         // The socket and queues go outside the lock.
         drop(old);
-        let mut slots = SLOTS.lock().unwrap_or_else(|p| p.into_inner());
-        slots.free.push((self.chunk_no, self.index));
+        self.peers.slots().free.push((self.chunk_no, self.index));
     }
 }
 
@@ -685,6 +703,10 @@ mod tests {
     /// A peer on a real loopback socket with small kernel buffers (so a
     /// client that does not read fills them quickly), and the client end.
     async fn pair() -> (Arc<Peer>, TcpStream) {
+        pair_in(&Peers::new()).await
+    }
+
+    async fn pair_in(peers: &Arc<Peers>) -> (Arc<Peer>, TcpStream) {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.set_send_buffer_size(4096).unwrap();
         socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -696,7 +718,7 @@ mod tests {
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        (Peer::new(server), client)
+        (Peer::new(peers, server), client)
     }
 
     /// Messages whose text is their seq, zero-padded to `size` bytes.
@@ -1037,23 +1059,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_reused_slot_takes_nothing_meant_for_its_last_peer() {
-        let (first, _client) = pair().await;
+        let peers = Peers::new();
+        let (first, _client) = pair_in(&peers).await;
+        let (_other, _other_client) = pair_in(&peers).await;
         first.start(Catchup::whole(Vec::new(), 0));
         let (chunk, index) = (first.chunk.clone(), first.index);
         let stale = first.member();
         drop(first);
         assert!(stale.is_closed());
-        // Other tests take slots too: make peers until one gets the freed
-        // slot (the most recently freed is handed out first).
-        let mut made = Vec::new();
-        let (next, mut client) = loop {
-            let (p, c) = pair().await;
-            if Arc::ptr_eq(&p.chunk, &chunk) && p.index == index {
-                break (p, c);
-            }
-            made.push((p, c));
-            assert!(made.len() < 1000, "the freed slot is handed out again");
-        };
+        // The most recently freed slot is handed out first.
+        let (next, mut client) = pair_in(&peers).await;
+        assert!(Arc::ptr_eq(&next.chunk, &chunk) && next.index == index);
         next.start(Catchup::whole(Vec::new(), 0));
         assert!(stale.is_closed(), "still closed after reuse");
         assert!(!stale.deliver(&batch(1..=1, 1)));

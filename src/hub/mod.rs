@@ -17,7 +17,7 @@ mod topic;
 pub use fanout::Fanout;
 pub use frames::Batch;
 pub use subscriber::{Closed, Member, MemberId, SubscriberGroup};
-pub use topic::{Delivery, Sequenced, Topic};
+pub use topic::{Delivery, Sequenced, Spread, Topic};
 
 /// A message as sent: text already checked as UTF-8 once at publish, so
 /// every delivery only bumps a reference count.
@@ -57,32 +57,37 @@ pub struct HallTopics {
 pub struct Hub {
     halls: HashMap<String, HallTopics>,
     fanout: Fanout,
+    spread: Spread,
 }
 
 impl Hub {
     /// Topics for every hall and floor.
     pub fn new<'a>(halls: impl IntoIterator<Item = &'a HallSpec>) -> Hub {
         let fanout = Fanout::start();
-        let shards = fanout.threads();
+        let spread = Spread::new(fanout.threads());
         let halls = halls
             .into_iter()
             .map(|h| {
                 let floors = h
                     .floors
                     .iter()
-                    .map(|f| (f.number, Mutex::new(Topic::with_ring(shards))))
+                    .map(|f| (f.number, Mutex::new(Topic::with_ring(spread.clone()))))
                     .collect();
                 (
                     h.id.clone(),
                     HallTopics {
-                        hall: Mutex::new(Topic::with_ring(shards)),
+                        hall: Mutex::new(Topic::with_ring(spread.clone())),
                         floors,
                         tickets: Mutex::new(HashMap::new()),
                     },
                 )
             })
             .collect();
-        Hub { halls, fanout }
+        Hub {
+            halls,
+            fanout,
+            spread,
+        }
     }
 
     /// A hall's topics.
@@ -157,7 +162,7 @@ impl Hub {
         let t = self.halls.get(hall)?;
         let mut map = lock(&t.tickets);
         map.entry(token.to_string())
-            .or_insert_with(|| Topic::without_ring(self.fanout.threads()))
+            .or_insert_with(|| Topic::without_ring(self.spread.clone()))
             .subscribe(sub);
         Some(())
     }

@@ -59,9 +59,32 @@ impl SubscriberList {
     }
 }
 
-/// Spreads subscribers over the fan-out threads, across all topics (a
-/// hall's many one-phone ticket topics should not all land on one thread).
-static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+/// Spreads subscribers over the fan-out threads, across all the topics
+/// of one hub (a hall's many one-phone ticket topics should not all land
+/// on one thread): every topic of a hub holds a clone.
+#[derive(Clone, Debug)]
+pub struct Spread {
+    threads: usize,
+    next: Arc<AtomicUsize>,
+}
+
+impl Spread {
+    /// Over `threads` fan-out threads.
+    pub fn new(threads: usize) -> Spread {
+        Spread {
+            threads: threads.max(1),
+            next: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    fn next(&self) -> usize {
+        self.next.fetch_add(1, Ordering::Relaxed) % self.threads
+    }
+
+    fn threads(&self) -> usize {
+        self.threads
+    }
+}
 
 /// One publish to deliver: the batch and who gets it. Whoever subscribes
 /// after the batch entered the ring gets it from the ring instead.
@@ -81,8 +104,8 @@ pub struct Topic {
     /// Each subscriber with the fan-out thread that serves it, for its
     /// whole life: one thread per subscriber keeps its messages in order.
     subs: Vec<(usize, Member)>,
-    /// Fan-out threads.
-    shards: usize,
+    /// Fan-out threads, and which serves the next subscriber.
+    spread: Spread,
     /// `subs` as last handed out; rebuilt only after the list changed, so
     /// a publish to 10,000 subscribers costs one reference count here.
     shared: Option<Subscribers>,
@@ -98,24 +121,24 @@ const PRUNE_AT_LEAST: usize = 64;
 
 impl Topic {
     /// A floor or hall topic, keeping [`EVENT_RING`] messages, delivered
-    /// by `shards` fan-out threads.
-    pub fn with_ring(shards: usize) -> Topic {
+    /// by the fan-out threads `spread` names.
+    pub fn with_ring(spread: Spread) -> Topic {
         Topic {
             ring: VecDeque::new(),
             ring_cap: EVENT_RING,
             last: 0,
             subs: Vec::new(),
-            shards: shards.max(1),
+            spread,
             shared: None,
             prune_at: PRUNE_AT_LEAST,
         }
     }
 
     /// A ticket topic.
-    pub fn without_ring(shards: usize) -> Topic {
+    pub fn without_ring(spread: Spread) -> Topic {
         Topic {
             ring_cap: 0,
-            ..Topic::with_ring(shards)
+            ..Topic::with_ring(spread)
         }
     }
 
@@ -150,7 +173,7 @@ impl Topic {
         if self.subs.len() >= self.prune_at {
             self.prune();
         }
-        let shard = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % self.shards;
+        let shard = self.spread.next();
         self.subs.push((shard, sub));
         self.shared = None;
     }
@@ -183,7 +206,7 @@ impl Topic {
         if self.subs.is_empty() {
             return None;
         }
-        let (subs, shards) = (&self.subs, self.shards);
+        let (subs, shards) = (&self.subs, self.spread.threads());
         let subs = self
             .shared
             .get_or_insert_with(|| {
@@ -293,7 +316,7 @@ mod tests {
 
     #[test]
     fn range_covers_exactly_what_the_ring_holds() {
-        let mut t = Topic::with_ring(2);
+        let mut t = Topic::with_ring(Spread::new(2));
         for s in 1..=(EVENT_RING as u64 + 10) {
             assert!(t.publish(s, &msg(s)).is_none(), "nobody to deliver to");
         }
@@ -323,7 +346,7 @@ mod tests {
 
     #[test]
     fn duplicate_publish_is_ignored() {
-        let mut t = Topic::with_ring(2);
+        let mut t = Topic::with_ring(Spread::new(2));
         let r = Arc::new(Recorder::default());
         t.subscribe(member(&r));
         deliver(t.publish(1, &msg(1)));
@@ -334,7 +357,7 @@ mod tests {
 
     #[test]
     fn the_subscriber_list_is_shared_until_it_changes() {
-        let mut t = Topic::with_ring(2);
+        let mut t = Topic::with_ring(Spread::new(2));
         t.subscribe(member(&Arc::new(Recorder::default())));
         let a = t.publish(1, &msg(1)).unwrap().subs;
         let b = t.publish(2, &msg(2)).unwrap().subs;
@@ -354,7 +377,7 @@ mod tests {
 
     #[test]
     fn publishing_does_not_visit_subscribers_until_one_refuses() {
-        let mut t = Topic::with_ring(2);
+        let mut t = Topic::with_ring(Spread::new(2));
         let subs = join(&mut t, 4);
         let asked = || {
             subs.iter()
@@ -383,7 +406,7 @@ mod tests {
 
     #[test]
     fn closed_subscribers_never_outnumber_the_live_ones_for_long() {
-        let mut t = Topic::with_ring(2);
+        let mut t = Topic::with_ring(Spread::new(2));
         let live = join(&mut t, 100);
         // Reconnects with no publish in between: nothing refuses a
         // delivery, so only joining can find the ones that left.
@@ -402,7 +425,7 @@ mod tests {
 
     #[test]
     fn subscribers_spread_over_the_fan_out_threads_and_stay_on_theirs() {
-        let mut t = Topic::with_ring(2);
+        let mut t = Topic::with_ring(Spread::new(2));
         let subs = join(&mut t, 6);
         let before = t.publish(1, &msg(1)).unwrap().subs;
         assert_eq!((before.shard(0).len(), before.shard(1).len()), (3, 3));
@@ -419,7 +442,7 @@ mod tests {
 
     #[test]
     fn close_all_closes_as_shutdown() {
-        let mut t = Topic::with_ring(2);
+        let mut t = Topic::with_ring(Spread::new(2));
         let r = Arc::new(Recorder::default());
         t.subscribe(member(&r));
         t.close_all();
@@ -429,7 +452,7 @@ mod tests {
 
     #[test]
     fn a_closed_subscriber_is_pruned() {
-        let mut t = Topic::with_ring(2);
+        let mut t = Topic::with_ring(Spread::new(2));
         let r = Arc::new(Recorder::default());
         t.subscribe(member(&r));
         assert!(!t.is_idle());
