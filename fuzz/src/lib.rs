@@ -123,6 +123,9 @@ pub fn ws_frames(data: &[u8]) {
     out.extend_from_slice(&mask_frame(0x88, &1000u16.to_be_bytes()));
     // The server may close before it has read everything: that is fine.
     let _ = c.write_all(&out);
+    // Then end our side: a frame the input left unfinished ends there,
+    // instead of the server waiting for the rest until the read times out.
+    let _ = c.shutdown(std::net::Shutdown::Write);
     let got = read_until_quiet(&mut c);
     let head_end = got
         .windows(4)
