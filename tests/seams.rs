@@ -79,6 +79,17 @@ fn engine(dir: &Path, backend: Box<dyn Backend>) -> (Arc<Engine>, Writer) {
     (Arc::new(e), writer)
 }
 
+/// An engine whose next commit is refused when the flag is set.
+fn refusing_engine(dir: &Path) -> (Arc<Engine>, Writer, Arc<AtomicBool>) {
+    let refuse = Arc::new(AtomicBool::new(false));
+    let backend = Refusing {
+        inner: Sqlite::open(dir).unwrap(),
+        refuse_next: refuse.clone(),
+    };
+    let (e, w) = engine(dir, Box::new(backend));
+    (e, w, refuse)
+}
+
 /// Issues a business ticket; the answer as the API would send it.
 async fn issue(e: &Engine) -> Reply {
     issue_of(e, "business").await
@@ -132,12 +143,7 @@ async fn until_reloaded(e: &Arc<Engine>) {
 #[tokio::test]
 async fn a_refused_commit_answers_503_reloads_and_the_next_command_succeeds() {
     let dir = tempfile::tempdir().unwrap();
-    let refuse = Arc::new(AtomicBool::new(false));
-    let backend = Refusing {
-        inner: Sqlite::open(dir.path()).unwrap(),
-        refuse_next: refuse.clone(),
-    };
-    let (e, _w) = engine(dir.path(), Box::new(backend));
+    let (e, _w, refuse) = refusing_engine(dir.path());
     assert_eq!(number(&issue(&e).await), "A001");
     refuse.store(true, Ordering::SeqCst);
     let refused = issue(&e).await;
@@ -188,12 +194,7 @@ async fn a_second_writer_on_the_same_store_is_detected_not_overwritten() {
 #[tokio::test]
 async fn committed_batches_reach_the_bus_in_order_and_nothing_else_does() {
     let dir = tempfile::tempdir().unwrap();
-    let refuse = Arc::new(AtomicBool::new(false));
-    let backend = Refusing {
-        inner: Sqlite::open(dir.path()).unwrap(),
-        refuse_next: refuse.clone(),
-    };
-    let (e, _w) = engine(dir.path(), Box::new(backend));
+    let (e, _w, refuse) = refusing_engine(dir.path());
     let bus = Arc::new(Recording::default());
     let e = Arc::new(Arc::into_inner(e).unwrap().with_bus(bus.clone()));
     assert_eq!(issue(&e).await.status, 201);

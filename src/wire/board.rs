@@ -48,6 +48,7 @@ struct ServiceItem<'a> {
     waiting: usize,
 }
 
+/// A window as the hall's board lists it; the console adds to it.
 #[derive(Serialize)]
 struct WindowItem<'a> {
     id: &'a str,
@@ -56,6 +57,27 @@ struct WindowItem<'a> {
     zone: &'a str,
     services: Vec<&'a str>,
     state: &'static str,
+}
+
+fn window_item(hall: &Hall, w: usize) -> WindowItem<'_> {
+    let spec = hall.spec();
+    let ws = &spec.windows[w];
+    WindowItem {
+        id: &ws.id,
+        label: &ws.label,
+        floor: ws.floor,
+        zone: &ws.zone,
+        services: ws
+            .services
+            .iter()
+            .map(|&s| spec.services[s].id.as_str())
+            .collect(),
+        state: if hall.window(w).paused {
+            "paused"
+        } else {
+            "open"
+        },
+    }
 }
 
 #[derive(Serialize)]
@@ -125,26 +147,8 @@ pub fn hall_board(hall: &Hall, now: DateTime<Utc>) -> Reply {
                     waiting: hall.waiting_count(i),
                 })
                 .collect(),
-            windows: spec
-                .windows
-                .iter()
-                .enumerate()
-                .map(|(i, w)| WindowItem {
-                    id: &w.id,
-                    label: &w.label,
-                    floor: w.floor,
-                    zone: &w.zone,
-                    services: w
-                        .services
-                        .iter()
-                        .map(|&s| spec.services[s].id.as_str())
-                        .collect(),
-                    state: if hall.window(i).paused {
-                        "paused"
-                    } else {
-                        "open"
-                    },
-                })
+            windows: (0..spec.windows.len())
+                .map(|w| window_item(hall, w))
                 .collect(),
         };
         json(200, &board)
@@ -159,32 +163,18 @@ struct Current<'a> {
 
 #[derive(Serialize)]
 struct WindowView<'a> {
-    id: &'a str,
-    label: &'a str,
-    floor: i32,
-    zone: &'a str,
-    services: Vec<&'a str>,
-    state: &'static str,
+    #[serde(flatten)]
+    item: WindowItem<'a>,
     current: Option<Current<'a>>,
     /// Tickets this window could call now.
     waiting: usize,
 }
 
 fn window_view(hall: &Hall, w: usize) -> WindowView<'_> {
-    let spec = hall.spec();
-    let ws = &spec.windows[w];
+    let ws = &hall.spec().windows[w];
     let st = hall.window(w);
     WindowView {
-        id: &ws.id,
-        label: &ws.label,
-        floor: ws.floor,
-        zone: &ws.zone,
-        services: ws
-            .services
-            .iter()
-            .map(|&s| spec.services[s].id.as_str())
-            .collect(),
-        state: if st.paused { "paused" } else { "open" },
+        item: window_item(hall, w),
         current: st.current.and_then(|id| hall.ticket(id)).map(|t| Current {
             number: &t.number,
             status: t.status.as_str(),
