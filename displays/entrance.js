@@ -12,7 +12,7 @@ function render() {
   document.getElementById('floors').replaceChildren(...[...floors.values()].map((f) => {
     const waiting = [...f.waiting.values()].reduce((a, w) => a + w.count, 0);
     return el('div', { class: 'floor', id: `floor-${f.floor}` },
-      el('h3', {}, f.name, el('small', {}, f.announce === 'voice' ? '语音' : '无声')),
+      el('h3', {}, el('span', { class: 'name' }, f.name), el('small', {}, f.announce === 'voice' ? '语音' : '无声')),
       el('div', { class: 'calls' }, f.recent.slice(0, 3).map((r) => r.number).join('  ') || '—'),
       el('div', { class: 'wait' }, `等候 ${waiting} 人 · ${waiting} waiting`));
   }));

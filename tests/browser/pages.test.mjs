@@ -329,6 +329,68 @@ test('a closed hall: the kiosk and the screens say when it opens', async () => {
   }
 });
 
+/**
+ * Every panel of the page: inside the viewport, clear of every other
+ * panel, and showing all of its content (nothing cut off at its bottom).
+ */
+async function assertPanelsFit(page, selectors, what) {
+  const found = await page.evaluate((sels) => {
+    const vw = innerWidth; const vh = innerHeight;
+    const panels = sels.flatMap((s) => [...document.querySelectorAll(s)].map((e, i) => {
+      const r = e.getBoundingClientRect();
+      // The lowest bottom of what it holds, against its own bottom.
+      let content = r.top;
+      for (const c of e.querySelectorAll('*')) {
+        const cr = c.getBoundingClientRect();
+        if (cr.height > 0) content = Math.max(content, cr.bottom);
+      }
+      return { name: `${s}#${i}`, l: r.left, t: r.top, r: r.right, b: r.bottom, content };
+    }));
+    return { vw, vh, panels };
+  }, selectors);
+  const { vw, vh, panels } = found;
+  assert.ok(panels.length >= selectors.length, `${what}: every panel is there`);
+  const eps = 1;
+  for (const p of panels) {
+    assert.ok(p.l >= -eps && p.t >= -eps && p.r <= vw + eps && p.b <= vh + eps, `${what}: ${p.name} is inside the screen: ${JSON.stringify(p)}`);
+    assert.ok(p.content <= p.b + eps, `${what}: ${p.name} shows all it holds (content ends at ${p.content}, the panel at ${p.b})`);
+  }
+  for (let i = 0; i < panels.length; i++) {
+    for (let j = i + 1; j < panels.length; j++) {
+      const a = panels[i]; const b = panels[j];
+      const apart = a.r <= b.l + eps || b.r <= a.l + eps || a.b <= b.t + eps || b.b <= a.t + eps;
+      assert.ok(apart, `${what}: ${a.name} and ${b.name} overlap: ${JSON.stringify([a, b])}`);
+    }
+  }
+}
+
+test('no two panels of a screen overlap, in landscape and portrait, with full lists', async () => {
+  // A call at every floor's first window and several at 3-01: more
+  // recent calls than any list shows.
+  const firsts = [['1-01', 'pickup'], ['2-01', 'social'], ['4-01', 'property'], ['5-01', 'tax'],
+    ['6-01', 'household'], ['7-01', 'construction']];
+  for (const [w, service] of firsts) {
+    await issue(service);
+    assert.equal((await act(w, 'call')).status, 200);
+  }
+  for (let i = 0; i < 10; i++) await issue('business');
+  for (let i = 0; i < 10; i++) assert.equal((await act('3-01', 'call')).status, 200);
+  const screens = [
+    ['/display/demo', ['header', '#big', '.stream', '.floor'], '#stream li', 8, 'entrance'],
+    ['/display/demo/floors/3', ['header', '#now', '.recent', '.windows', '.waiting'], '#recent li', 10, 'floor'],
+  ];
+  for (const [url, panels, items, atLeast, name] of screens) {
+    for (const viewport of [{ width: 1920, height: 1080 }, { width: 1080, height: 1920 }]) {
+      const page = await open(url, { viewport });
+      await page.waitForFunction(([sel, n]) => document.querySelectorAll(sel).length >= n, [items, atLeast]);
+      const what = `${name} at ${viewport.width}×${viewport.height}`;
+      await shot(page, `${name}-full-${viewport.width}x${viewport.height}`);
+      await assertPanelsFit(page, panels, what);
+      await page.context().close();
+    }
+  }
+});
+
 test('no page logged a console error', () => {
   assert.deepEqual(consoleErrors, []);
 });
