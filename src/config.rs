@@ -128,6 +128,9 @@ struct RawHall {
     #[serde(default)]
     kiosks: Vec<RawKiosk>,
     hours: Option<RawHours>,
+    /// Citizens may take a number on their phones without a token (§8).
+    #[serde(default)]
+    mobile_tickets: bool,
 }
 
 #[derive(Deserialize)]
@@ -576,6 +579,7 @@ fn validate_hall(h: RawHall) -> Result<HallSpec, Rule> {
         windows,
         kiosks,
         hours,
+        mobile_tickets: h.mobile_tickets,
     })
 }
 

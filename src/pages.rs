@@ -16,6 +16,7 @@ const ENTRANCE: &str = include_str!("../displays/entrance.html");
 const PHONE: &str = include_str!("../displays/phone.html");
 const CONSOLE: &str = include_str!("../displays/console.html");
 const KIOSK: &str = include_str!("../displays/kiosk.html");
+const JOIN: &str = include_str!("../displays/join.html");
 
 const JS: &str = "text/javascript; charset=utf-8";
 
@@ -41,6 +42,7 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("phone.js", JS, include_bytes!("../displays/phone.js")),
     ("console.js", JS, include_bytes!("../displays/console.js")),
     ("kiosk.js", JS, include_bytes!("../displays/kiosk.js")),
+    ("join.js", JS, include_bytes!("../displays/join.js")),
     (
         "style.css",
         "text/css; charset=utf-8",
@@ -107,6 +109,7 @@ pub fn routes(
                     page(200, CONSOLE)
                 }
                 ["kiosk", hall] if hall_ok(hall) => page(200, KIOSK),
+                ["join", hall] if hall_ok(hall) => page(200, JOIN),
                 ["assets", name] => match ASSETS.iter().find(|(n, _, _)| n == name) {
                     Some((_, ct, body)) => Response::builder()
                         .header("content-type", *ct)

@@ -82,6 +82,8 @@ pub struct Request<'a> {
     pub path: &'a str,
     pub headers: &'a HeaderMap,
     pub body: Bytes,
+    /// The client's address (behind a trusted proxy, the one it names).
+    pub client: Option<std::net::IpAddr>,
 }
 
 impl Request<'_> {
@@ -207,6 +209,7 @@ where
             path,
             headers: &headers,
             body,
+            client: api.limits.client_ip(peer.map(|p| p.0), &headers),
         };
         let answer = dispatch(api, &req, &segs).await;
         let r = respond(answer, route.unwrap_or("unknown"));
@@ -258,6 +261,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/halls/{hall}/floors/{floor}"),
     ("POST", "/api/v1/halls/{hall}/tickets"),
     ("POST", "/api/v1/halls/{hall}/close-day"),
+    ("GET", "/api/v1/halls/{hall}/join-qr.svg"),
     ("GET", "/api/v1/halls/{hall}/windows/{window}"),
     ("POST", "/api/v1/halls/{hall}/windows/{window}/call"),
     ("POST", "/api/v1/halls/{hall}/windows/{window}/recall"),
@@ -320,6 +324,9 @@ async fn dispatch(api: &Api, req: &Request<'_>, segs: &[&str]) -> Answer {
             Ok(()) => tickets::issue(api, req, hall).await,
             Err(e) => Err(e),
         },
+        ["halls", hall, "join-qr.svg"] => {
+            only(m, Method::GET).and_then(|_| tickets::join_qr(api, hall))
+        }
         ["halls", hall, "close-day"] => match only(m, Method::POST) {
             Ok(()) => days::close_day(api, req, hall).await,
             Err(e) => Err(e),

@@ -7,7 +7,7 @@ use qrcode::QrCode;
 use super::auth::{authenticate, require_issuer, Caller};
 use super::{Answer, Api, Request};
 use crate::engine::new_token;
-use crate::wire::{self, issue_request, json, parse_body, ApiError, Reply};
+use crate::wire::{self, issue_request, json, parse_body, ApiError, IssueBody, Reply};
 
 /// `POST /halls/{hall}/tickets`
 pub async fn issue(api: &Api, req: &Request<'_>, hall: &str) -> Result<Answer, ApiError> {
@@ -15,16 +15,38 @@ pub async fn issue(api: &Api, req: &Request<'_>, hall: &str) -> Result<Answer, A
         .engine
         .hall(hall)
         .ok_or_else(|| ApiError::not_found(format!("no hall '{hall}'")))?;
-    let caller = authenticate(&api.engine, &h.spec, req.header("authorization"))?;
-    require_issuer(caller)?;
+    let (caller, body) = match req.header("authorization") {
+        // §8: a phone takes a number without a token, where the hall
+        // allows it, and only as a mobile ticket. Its idempotency keys are
+        // scoped to its address, so another phone that picked the same
+        // key never gets this one's ticket (and its private token).
+        None if h.spec.mobile_tickets => {
+            let body: IssueBody = parse_body(&req.body)?;
+            if body.channel.as_deref() != Some("mobile") {
+                return Err(ApiError::unauthorized(
+                    "without a token a ticket must be taken with \"channel\": \"mobile\"; a kiosk sends its token",
+                ));
+            }
+            let ip = req
+                .client
+                .map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+            (format!("phone:{ip}"), body)
+        }
+        header => {
+            let who = authenticate(&api.engine, &h.spec, header)?;
+            require_issuer(who)?;
+            let body: IssueBody = parse_body(&req.body)?;
+            (who.id(&h.spec), body)
+        }
+    };
     let key = req.idempotency_key()?;
-    let issue = issue_request(parse_body(&req.body)?, caller == Caller::Admin)?;
+    let issue = issue_request(body, caller == Caller::Admin.id(&h.spec))?;
     let token = new_token();
     let reply = api
         .engine
         .execute(
             h,
-            &caller.id(&h.spec),
+            &caller,
             key.as_ref(),
             move |hall, now| hall.issue(issue, token, now),
             |hall, result| match result {
@@ -53,7 +75,32 @@ pub fn show(api: &Api, token: &str) -> Result<Answer, ApiError> {
 /// `GET /tickets/{token}/qr.svg`: a QR code of the ticket's page.
 pub fn qr(api: &Api, token: &str) -> Result<Answer, ApiError> {
     api.engine.hall_of_token(token).ok_or_else(no_ticket)?;
-    let url = format!("{}/t/{}", api.public_url, token);
+    // The code of a token never changes.
+    qr_svg(
+        &format!("{}/t/{}", api.public_url, token),
+        "private, max-age=86400",
+    )
+}
+
+/// `GET /halls/{hall}/join-qr.svg`: a QR code of the hall's `/join` page,
+/// for a poster at the entrance (§8).
+pub fn join_qr(api: &Api, hall: &str) -> Result<Answer, ApiError> {
+    let h = api
+        .engine
+        .hall(hall)
+        .ok_or_else(|| ApiError::not_found(format!("no hall '{hall}'")))?;
+    if !h.spec.mobile_tickets {
+        return Err(ApiError::not_found(format!(
+            "hall {hall} does not take numbers on the phone; set mobile_tickets = true in its config"
+        )));
+    }
+    qr_svg(
+        &format!("{}/join/{}", api.public_url, hall),
+        "public, max-age=3600",
+    )
+}
+
+fn qr_svg(url: &str, cache: &'static str) -> Result<Answer, ApiError> {
     let code = QrCode::new(url.as_bytes())
         .map_err(|e| ApiError::bad_request(format!("cannot encode a QR code: {e}")))?;
     let svg = code
@@ -63,8 +110,7 @@ pub fn qr(api: &Api, token: &str) -> Result<Answer, ApiError> {
         .build();
     Ok(Answer::Other {
         content_type: "image/svg+xml",
-        // The code of a token never changes.
-        cache: Some("private, max-age=86400"),
+        cache: Some(cache),
         body: Bytes::from(svg),
     })
 }

@@ -109,6 +109,8 @@ pub struct HallSpec {
     pub kiosks: Vec<KioskSpec>,
     /// Opening hours; `None`: the hall never closes.
     pub hours: Option<super::hours::Hours>,
+    /// A citizen may take a number on the phone without a token (§8).
+    pub mobile_tickets: bool,
 }
 
 impl HallSpec {

@@ -54,6 +54,7 @@ fn spec() -> Arc<HallSpec> {
         ],
         kiosks: vec![],
         hours: None,
+        mobile_tickets: false,
     })
 }
 

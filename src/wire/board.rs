@@ -99,6 +99,8 @@ struct HallBoard<'a> {
     /// the kiosk and the screens show.
     takes_tickets: bool,
     next_open: Option<String>,
+    /// A phone may take a number here without a token (§8).
+    mobile_tickets: bool,
 }
 
 /// `GET /halls/{hall}`: the layout with the config's field names, no
@@ -116,6 +118,7 @@ pub fn hall_board(hall: &Hall, now: DateTime<Utc>) -> Reply {
                 .and_then(|hr| hr.next_change(tz, now))
                 .map(|t| time(spec, t)),
             takes_tickets: hours.is_none_or(|hr| hr.takes_tickets(tz, now)),
+            mobile_tickets: spec.mobile_tickets,
             next_open: hours
                 .and_then(|hr| hr.next_open(tz, now))
                 .map(|t| time(spec, t)),

@@ -51,7 +51,7 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
 pub struct IssueBody {
     service: Option<String>,
     priority: Option<String>,
-    channel: Option<String>,
+    pub channel: Option<String>,
     notify: Option<Notify>,
 }
 

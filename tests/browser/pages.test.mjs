@@ -263,6 +263,7 @@ test('the window console drives a ticket through call, start and complete', asyn
 test('the index lists every page', async () => {
   const page = await open('/');
   await page.locator('a[href="/display/demo/floors/3"]').waitFor();
+  await page.locator('a[href="/join/demo"]').waitFor();
   await shot(page, 'index');
   await page.context().close();
 });
@@ -327,6 +328,28 @@ test('a closed hall: the kiosk and the screens say when it opens', async () => {
     await stopServer(s);
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('a citizen takes a number on the phone at /join and follows it', async () => {
+  const phone = { viewport: { width: 390, height: 844 } };
+  const page = await open('/join/demo', phone);
+  await page.locator('button.svc[data-service="fund"]').waitFor();
+  // Services come by floor, then zone, in large type.
+  assert.match(await page.locator('#choose').textContent(), /2F [A-Z]区/);
+  await shot(page, 'join');
+  await page.locator('#green').check();
+  await page.locator('button.svc[data-service="fund"]').click();
+  await page.waitForURL(/\/t\//);
+  await page.locator('#number', { hasText: /^D\d{3}$/ }).waitFor();
+  const token = new URL(page.url()).pathname.split('/')[2];
+  const t = await call('GET', `/tickets/${token}`);
+  assert.equal(t.body.channel, 'mobile');
+  assert.equal(t.body.priority, 'priority');
+  await shot(page, 'join-ticket');
+  // Back on /join, the phone is shown the number it already has.
+  await page.goto(`${base}/join/demo`);
+  await page.locator('#mine', { hasText: t.body.number }).waitFor();
+  await page.context().close();
 });
 
 /**
