@@ -91,6 +91,7 @@ function showTicket(t) {
     el('div', { class: 'num', id: 'ticket-number' }, t.number),
     el('div', { class: 'svc-name' }, `${t.service_name}${t.service_name_en ? ` · ${t.service_name_en}` : ''}${t.priority === 'priority' ? ' · 绿色通道' : ''}`),
     el('div', { class: 'go' }, `请到 ${floorLabel(t.floor)} ${t.zone}区 等候叫号 · Please wait on floor ${t.floor}, zone ${t.zone}`),
+    t.where ? el('div', { class: 'go', id: 'ticket-guide' }, t.where) : null,
     el('div', { class: 'ahead' }, `前面 ${t.ahead} 人，${wz} · ${t.ahead} ahead, ${we}`),
     el('img', { src: t.qr_svg, alt: 'QR', id: 'ticket-qr' }),
     el('div', { class: 'small' }, '扫码用手机查看进度，叫号时手机提醒 · Scan to follow your turn on your phone'),

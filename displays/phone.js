@@ -9,6 +9,8 @@ let ticket = null;
 let alerted = null;
 
 function floorLabel(n) { return n < 0 ? `B${-n}` : `${n}F`; }
+/** The hall's zone guide ("出电梯右转"), when it has one. */
+function guide(where) { return where ? `（${where}）` : ''; }
 
 function render() {
   const t = ticket;
@@ -28,9 +30,9 @@ function render() {
   document.getElementById('eta').textContent = wz.replace('约 ', '');
   const where = document.getElementById('where');
   if (t.window && (t.status === 'called' || t.status === 'serving')) {
-    where.textContent = `请到 ${floorLabel(t.window.floor)} ${t.window.zone}区 ${t.window.label}号窗口 · Floor ${t.window.floor}, zone ${t.window.zone}, window ${t.window.label}`;
+    where.textContent = `请到 ${floorLabel(t.window.floor)} ${t.window.zone}区 ${t.window.label}号窗口${guide(t.window.where)} · Floor ${t.window.floor}, zone ${t.window.zone}, window ${t.window.label}`;
   } else {
-    where.textContent = `请在 ${floorLabel(t.floor)} ${t.zone}区 等候 · Please wait on floor ${t.floor}, zone ${t.zone}`;
+    where.textContent = `请在 ${floorLabel(t.floor)} ${t.zone}区 等候${guide(t.where)} · Please wait on floor ${t.floor}, zone ${t.zone}`;
   }
   if (!document.getElementById('qr').getAttribute('src')) {
     document.getElementById('qr').setAttribute('src', `/api/v1/tickets/${token}/qr.svg`);
@@ -48,11 +50,12 @@ function chime() {
   } catch { /* no sound on this device */ }
 }
 
-function showAlert(number, w, recall) {
+function showAlert(number, w, recall, where = w.where) {
   alerted = `${number}/${recall}`;
   document.getElementById('alert-number').textContent = number;
   document.getElementById('alert-window').textContent = `${w.label} 号窗口 · Window ${w.label}`;
   document.getElementById('alert-where').textContent = `${floorLabel(w.floor)} ${w.zone}区 · Floor ${w.floor}, zone ${w.zone}`;
+  document.getElementById('alert-guide').textContent = where || '';
   document.getElementById('alert').classList.remove('hidden');
   if (navigator.vibrate) navigator.vibrate([400, 150, 400, 150, 400]);
   chime();
@@ -90,7 +93,7 @@ if (ticket) {
     onStatus: (up) => document.getElementById('offline').classList.toggle('hidden', up),
     onMessage: (m) => {
       if (m.type === 'ticket') { ticket = m; render(); }
-      else if (m.type === 'called' && alerted !== `${m.number}/${m.recall}`) { showAlert(m.number, m.window, m.recall); }
+      else if (m.type === 'called' && alerted !== `${m.number}/${m.recall}`) { showAlert(m.number, m.window, m.recall, m.where); }
     },
   });
   // Back from sleep: show the truth at once, whatever the socket does.

@@ -16,6 +16,7 @@ use crate::limits::LimitsConfig;
 
 use crate::queue::{
     Announce, DayHours, FloorSpec, HallSpec, Hours, KioskSpec, Language, ServiceSpec, WindowSpec,
+    ZoneSpec,
 };
 
 /// Where the server listens unless told otherwise (contract §1).
@@ -131,6 +132,19 @@ struct RawHall {
     /// Citizens may take a number on their phones without a token (§8).
     #[serde(default)]
     mobile_tickets: bool,
+    /// Zone guides: a zone's name and how to find it.
+    #[serde(default)]
+    zones: Vec<RawZone>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawZone {
+    floor: i32,
+    id: String,
+    name: String,
+    #[serde(rename = "where")]
+    where_: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -569,6 +583,39 @@ fn validate_hall(h: RawHall) -> Result<HallSpec, Rule> {
 
     let hours = h.hours.map(validate_hours).transpose()?;
 
+    let mut zones: Vec<ZoneSpec> = Vec::new();
+    for (i, z) in h.zones.into_iter().enumerate() {
+        let at = |rule: String| {
+            (
+                format!("zones[{i}] (floor {}, id '{}')", z.floor, z.id),
+                rule,
+            )
+        };
+        if !has_floor(z.floor) {
+            return Err(at(format!(
+                "floor {} is not one of the hall's floors",
+                z.floor
+            )));
+        }
+        if z.id.is_empty() || z.id.len() > 8 {
+            return Err(at(
+                "id must be 1 to 8 characters, as windows and services name it".into(),
+            ));
+        }
+        if zones.iter().any(|o| o.floor == z.floor && o.id == z.id) {
+            return Err(at("this floor's zone is listed twice".into()));
+        }
+        if z.name.trim().is_empty() {
+            return Err(at("name must not be empty".into()));
+        }
+        zones.push(ZoneSpec {
+            floor: z.floor,
+            id: z.id,
+            name: z.name,
+            where_: z.where_.filter(|w| !w.trim().is_empty()),
+        });
+    }
+
     Ok(HallSpec {
         id: h.id,
         name: h.name,
@@ -580,6 +627,7 @@ fn validate_hall(h: RawHall) -> Result<HallSpec, Rule> {
         kiosks,
         hours,
         mobile_tickets: h.mobile_tickets,
+        zones,
     })
 }
 

@@ -485,7 +485,8 @@ async fn a_window_drives_a_ticket_through_its_life() {
     assert_eq!(mine.json["status"], "called");
     assert_eq!(
         mine.json["window"],
-        serde_json::json!({"id": "3-01", "label": "1", "floor": 3, "zone": "A"})
+        // `where` is the demo's zone guide for 3F zone A.
+        serde_json::json!({"id": "3-01", "label": "1", "floor": 3, "zone": "A", "where": "出电梯直行"})
     );
 
     let r = c.window("3-01", "recall", "").await;

@@ -159,6 +159,21 @@ fn broken_configs_exit_2_naming_file_entry_and_rule() {
             &["floors[0]", "'yue' is listed twice"],
         ),
         ("[[halls]]", "[[halls]\n", &["not valid"]),
+        (
+            "  [[halls.kiosks]]",
+            "  [[halls.zones]]\n  floor = 9\n  id = \"A\"\n  name = \"A区\"\n\n  [[halls.kiosks]]",
+            &["zones[0]", "floor 9"],
+        ),
+        (
+            "  [[halls.kiosks]]",
+            "  [[halls.zones]]\n  floor = 3\n  id = \"A\"\n  name = \"A区\"\n\n  [[halls.zones]]\n  floor = 3\n  id = \"A\"\n  name = \"又一个\"\n\n  [[halls.kiosks]]",
+            &["zones[1]", "listed twice"],
+        ),
+        (
+            "  [[halls.kiosks]]",
+            "  [[halls.zones]]\n  floor = 3\n  id = \"A\"\n  name = \"A区\"\n  how = \"left\"\n\n  [[halls.kiosks]]",
+            &["unknown field", "how"],
+        ),
     ];
     for (i, (from, to, words)) in cases.iter().enumerate() {
         assert!(BASE.contains(from), "case {i}: base lacks {from:?}");
@@ -202,4 +217,16 @@ fn the_demo_config_is_valid() {
     zones.dedup();
     assert_eq!(zones, ["A", "B", "C", "D", "E", "F", "J"]);
     assert!(demo.services.iter().any(|s| s.name == "证照领取"));
+    // Every zone a service or window is in has a guide.
+    for (floor, zone) in demo
+        .services
+        .iter()
+        .map(|s| (s.floor, &s.zone))
+        .chain(demo.windows.iter().map(|w| (w.floor, &w.zone)))
+    {
+        let z = demo
+            .zone(floor, zone)
+            .unwrap_or_else(|| panic!("{floor}F {zone}"));
+        assert!(z.where_.is_some(), "{floor}F {zone} says how to find it");
+    }
 }

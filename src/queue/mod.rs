@@ -19,5 +19,7 @@ pub use error::QueueError;
 pub use event::{Event, EventKind};
 pub use hall::{Counter, DayEnd, Hall, IssueRequest, Outcome, RecentCall, Restored, WindowState};
 pub use hours::{DayHours, Hours};
-pub use spec::{Announce, FloorSpec, HallSpec, KioskSpec, Language, ServiceSpec, WindowSpec};
+pub use spec::{
+    Announce, FloorSpec, HallSpec, KioskSpec, Language, ServiceSpec, WindowSpec, ZoneSpec,
+};
 pub use ticket::{CallMark, Channel, Priority, Status, Ticket};

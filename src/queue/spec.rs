@@ -96,6 +96,16 @@ pub struct KioskSpec {
     pub token: String,
 }
 
+/// A zone's guide: its name and how to find it ("出电梯右转"), shown to
+/// a citizen sent there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZoneSpec {
+    pub floor: i32,
+    pub id: String,
+    pub name: String,
+    pub where_: Option<String>,
+}
+
 /// A validated hall. Built only by `config`, so every index inside is valid.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HallSpec {
@@ -111,12 +121,19 @@ pub struct HallSpec {
     pub hours: Option<super::hours::Hours>,
     /// A citizen may take a number on the phone without a token (§8).
     pub mobile_tickets: bool,
+    /// Zone guides, where the config gives them.
+    pub zones: Vec<ZoneSpec>,
 }
 
 impl HallSpec {
     /// Index of the service with this id.
     pub fn service_index(&self, id: &str) -> Option<usize> {
         self.services.iter().position(|s| s.id == id)
+    }
+
+    /// The guide of a floor's zone, if the config gives one.
+    pub fn zone(&self, floor: i32, id: &str) -> Option<&ZoneSpec> {
+        self.zones.iter().find(|z| z.floor == floor && z.id == id)
     }
 
     /// Index of the window with this id.

@@ -55,6 +55,7 @@ fn spec() -> Arc<HallSpec> {
         kiosks: vec![],
         hours: None,
         mobile_tickets: false,
+        zones: Vec::new(),
     })
 }
 

@@ -101,6 +101,16 @@ struct HallBoard<'a> {
     next_open: Option<String>,
     /// A phone may take a number here without a token (§8).
     mobile_tickets: bool,
+    zones: Vec<ZoneItem<'a>>,
+}
+
+#[derive(Serialize)]
+struct ZoneItem<'a> {
+    floor: i32,
+    id: &'a str,
+    name: &'a str,
+    #[serde(rename = "where", skip_serializing_if = "Option::is_none")]
+    where_: Option<&'a str>,
 }
 
 /// `GET /halls/{hall}`: the layout with the config's field names, no
@@ -119,6 +129,16 @@ pub fn hall_board(hall: &Hall, now: DateTime<Utc>) -> Reply {
                 .map(|t| time(spec, t)),
             takes_tickets: hours.is_none_or(|hr| hr.takes_tickets(tz, now)),
             mobile_tickets: spec.mobile_tickets,
+            zones: spec
+                .zones
+                .iter()
+                .map(|z| ZoneItem {
+                    floor: z.floor,
+                    id: &z.id,
+                    name: &z.name,
+                    where_: z.where_.as_deref(),
+                })
+                .collect(),
             next_open: hours
                 .and_then(|hr| hr.next_open(tz, now))
                 .map(|t| time(spec, t)),

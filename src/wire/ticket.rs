@@ -14,6 +14,14 @@ pub struct WindowRef<'a> {
     pub label: &'a str,
     pub floor: i32,
     pub zone: &'a str,
+    /// How to find the window's zone, where the config says.
+    #[serde(rename = "where", skip_serializing_if = "Option::is_none")]
+    pub where_: Option<&'a str>,
+}
+
+/// The guide of a floor's zone.
+fn guide<'a>(spec: &'a HallSpec, floor: i32, zone: &str) -> Option<&'a str> {
+    spec.zone(floor, zone).and_then(|z| z.where_.as_deref())
 }
 
 impl<'a> WindowRef<'a> {
@@ -24,6 +32,7 @@ impl<'a> WindowRef<'a> {
             label: &w.label,
             floor: w.floor,
             zone: &w.zone,
+            where_: guide(spec, w.floor, &w.zone),
         }
     }
 }
@@ -41,6 +50,9 @@ pub struct TicketView<'a> {
     pub service_name_en: Option<&'a str>,
     pub floor: i32,
     pub zone: &'a str,
+    /// How to find the zone to wait in, where the config says.
+    #[serde(rename = "where", skip_serializing_if = "Option::is_none")]
+    pub where_: Option<&'a str>,
     pub status: &'static str,
     pub priority: &'static str,
     pub channel: &'static str,
@@ -73,6 +85,7 @@ pub fn ticket_view<'a>(hall: &'a Hall, t: &'a Ticket, private: bool) -> TicketVi
         service_name_en: s.name_en.as_deref(),
         floor: s.floor,
         zone: &s.zone,
+        where_: guide(spec, s.floor, &s.zone),
         status: t.status.as_str(),
         priority: t.priority.as_str(),
         channel: t.channel.as_str(),
@@ -107,6 +120,8 @@ pub fn ticket_called_message(hall: &Hall, t: &Ticket) -> Option<Bytes> {
         window: WindowRef<'a>,
         floor: i32,
         zone: &'a str,
+        #[serde(rename = "where", skip_serializing_if = "Option::is_none")]
+        where_: Option<&'a str>,
         recall: u32,
     }
     let w = WindowRef::of(hall.spec(), t.window?);
@@ -116,6 +131,7 @@ pub fn ticket_called_message(hall: &Hall, t: &Ticket) -> Option<Bytes> {
             number: &t.number,
             floor: w.floor,
             zone: w.zone,
+            where_: w.where_,
             window: w,
             recall: t.recall,
         },

@@ -195,6 +195,8 @@ test('the phone page goes from waiting to the called alert', async () => {
   await page.locator('#alert:not(.hidden)').waitFor();
   assert.match(await page.locator('#alert-window').textContent(), /3 号窗口/);
   assert.match(await page.locator('#alert-where').textContent(), /2F C区/);
+  // The zone guide of the demo's [[halls.zones]].
+  assert.match(await page.locator('#alert-guide').textContent(), /出电梯/);
   await shot(page, 'phone-called');
   await page.locator('#alert-ok').click();
   await page.locator('#status', { hasText: '请到窗口' }).waitFor();
@@ -217,6 +219,7 @@ test('a kiosk issues a ticket and shows its number and QR code', async () => {
   await page.locator('#green').check();
   await page.locator('button.svc[data-service="tax"]').click();
   const number = await page.locator('#ticket-number').textContent();
+  assert.match(await page.locator('#ticket-guide').textContent(), /出电梯直行/, '5F zone E: how to get there');
   assert.match(number, /^E\d{3}$/);
   await page.waitForFunction(() => document.getElementById('ticket-qr').naturalWidth > 0);
   assert.match(await page.locator('#ticket').textContent(), /绿色通道/);
