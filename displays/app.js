@@ -5,23 +5,30 @@
  *  hall's screens do not all knock at once after a restart. */
 const BACKOFF_MS = [250, 500, 1000, 2000, 4000, 8000, 15000];
 
+/** A WebSocket that failed this many times without ever opening means a
+ *  network or proxy that does not pass WebSockets: use server-sent events
+ *  (contract §12) instead, with the same resume rules. */
+const WS_TRIES_BEFORE_SSE = 2;
+
 /**
  * A channel of contract §4 that never gives up. Floor and hall channels
  * resume with ?after=SEQ, so nothing is missed across drops and restarts.
  * onMessage gets each message (arrays are unpacked) in seq order, at most
- * once; onStatus gets true while connected.
+ * once; onStatus gets true while connected. Where WebSockets cannot
+ * connect, the same channel comes as server-sent events.
  */
 export function channel(path, { onMessage, onStatus = () => {}, sequenced = true }) {
   let lastSeq = null;
   let attempt = 0;
-  let ws = null;
+  let conn = null;
   let timer = null;
   let stopped = false;
+  let opened = false;
+  let failures = 0;
+  let sse = false;
 
-  function url() {
-    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const after = sequenced && lastSeq !== null ? `?after=${lastSeq}` : '';
-    return `${proto}//${location.host}${path}${after}`;
+  function after() {
+    return sequenced && lastSeq !== null ? `?after=${lastSeq}` : '';
   }
 
   function handle(m) {
@@ -32,7 +39,7 @@ export function channel(path, { onMessage, onStatus = () => {}, sequenced = true
         if (lastSeq !== null && m.seq <= lastSeq) return; // seen already
         if (lastSeq !== null && m.seq !== lastSeq + 1) {
           // A gap cannot happen by the contract; if it does, start over.
-          ws.close();
+          conn.close();
           return;
         }
         lastSeq = m.seq;
@@ -41,28 +48,60 @@ export function channel(path, { onMessage, onStatus = () => {}, sequenced = true
     onMessage(m);
   }
 
-  function connect() {
+  function receive(text) {
+    let data;
+    try { data = JSON.parse(text); } catch { return; }
+    for (const m of Array.isArray(data) ? data : [data]) handle(m);
+  }
+
+  function retry() {
+    onStatus(false);
     if (stopped) return;
-    ws = new WebSocket(url());
-    ws.onopen = () => { attempt = 0; onStatus(true); };
-    ws.onmessage = (ev) => {
-      let data;
-      try { data = JSON.parse(ev.data); } catch { return; }
-      for (const m of Array.isArray(data) ? data : [data]) handle(m);
-    };
+    const base = BACKOFF_MS[Math.min(attempt, BACKOFF_MS.length - 1)];
+    attempt += 1;
+    clearTimeout(timer);
+    timer = setTimeout(connect, base / 2 + Math.random() * base / 2);
+  }
+
+  function connectWs() {
+    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    const ws = new WebSocket(`${proto}//${location.host}${path}${after()}`);
+    conn = { close: () => ws.close(), isOpen: () => ws.readyState === WebSocket.OPEN };
+    ws.onopen = () => { attempt = 0; opened = true; shown('websocket'); onStatus(true); };
+    ws.onmessage = (ev) => receive(ev.data);
     ws.onclose = () => {
-      onStatus(false);
-      if (stopped) return;
-      const base = BACKOFF_MS[Math.min(attempt, BACKOFF_MS.length - 1)];
-      attempt += 1;
-      timer = setTimeout(connect, base / 2 + Math.random() * base / 2);
+      if (!opened && !stopped && typeof EventSource !== 'undefined') {
+        failures += 1;
+        if (failures >= WS_TRIES_BEFORE_SSE) sse = true;
+      }
+      retry();
     };
     ws.onerror = () => { /* onclose follows */ };
   }
 
+  function connectSse() {
+    const es = new EventSource(`/sse/v1${path.slice('/ws/v1'.length)}${after()}`);
+    let open = false;
+    // The browser's own reconnection would resume from its last event id;
+    // this one resumes from the last message handled, as the socket does.
+    const end = () => { if (es.readyState !== EventSource.CLOSED) { es.close(); retry(); } };
+    conn = { close: end, isOpen: () => open };
+    es.onopen = () => { attempt = 0; open = true; shown('sse'); onStatus(true); };
+    es.onmessage = (ev) => receive(ev.data);
+    es.onerror = () => { open = false; end(); };
+  }
+
+  function connect() {
+    if (stopped) return;
+    if (sse) connectSse(); else connectWs();
+  }
+
+  /** Which transport is up, on the page's root (for staff and tests). */
+  function shown(t) { document.documentElement.dataset.transport = t; }
+
   // A phone waking up should not wait out a long backoff.
   document.addEventListener('visibilitychange', () => {
-    if (document.visibilityState === 'visible' && ws && ws.readyState !== WebSocket.OPEN) {
+    if (document.visibilityState === 'visible' && conn && !conn.isOpen()) {
       clearTimeout(timer);
       attempt = 0;
       connect();
@@ -70,9 +109,10 @@ export function channel(path, { onMessage, onStatus = () => {}, sequenced = true
   });
   connect();
   return {
-    reconnectNow() { clearTimeout(timer); attempt = 0; if (ws) ws.close(); },
-    stop() { stopped = true; clearTimeout(timer); if (ws) ws.close(); },
+    reconnectNow() { clearTimeout(timer); attempt = 0; if (conn) conn.close(); },
+    stop() { stopped = true; clearTimeout(timer); if (conn) conn.close(); },
     get lastSeq() { return lastSeq; },
+    get transport() { return sse ? 'sse' : 'websocket'; },
   };
 }
 

@@ -92,6 +92,10 @@ pub async fn serve(
     ));
     let tasks = TaskTracker::new();
     let peers = gateway::peer::Peers::new();
+    // Server-sent event streams end when shutdown begins: the HTTP
+    // shutdown waits for requests in flight, and a stream never finishes.
+    let streams_stop = tokio_util::sync::CancellationToken::new();
+    let sse = gateway::sse::routes(engine.clone(), limits.clone(), streams_stop.clone());
     let routes = gateway::routes(
         engine.clone(),
         tasks.clone(),
@@ -101,9 +105,13 @@ pub async fn serve(
     )
     .or(api::routes(api))
     .unify()
-    .or(pages::routes(engine.clone()))
+    .map(warp::Reply::into_response)
+    // Before the pages, which answer every other GET.
+    .or(sse)
     .unify()
-    .or(warp::any().map(not_found))
+    .or(pages::routes(engine.clone()).map(warp::Reply::into_response))
+    .unify()
+    .or(warp::any().map(|| warp::Reply::into_response(not_found())))
     .unify()
     .with(warp::log::custom(|info| {
         tracing::trace!(
@@ -151,6 +159,10 @@ pub async fn serve(
     };
 
     let service = hyper_util::service::TowerToHyperService::new(warp::service(routes));
+    let shutdown = async move {
+        shutdown.await;
+        streams_stop.cancel();
+    };
     listener::serve(listener, service, shutdown).await;
     tracing::info!("stopped accepting; closing channels and flushing the store");
     maintenance.abort();

@@ -92,6 +92,19 @@ async fn every_documented_route_is_served() {
     };
     for (method, template) in hallcast::api::ROUTES {
         let path = fill(template);
+        if template.starts_with("/sse/") {
+            // A stream that never ends: its head and first event are enough.
+            let mut r = c.http.get(s.url(&path)).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+            let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+            assert!(ct.starts_with("text/event-stream"), "{path}: {ct}");
+            let chunk = r.chunk().await.unwrap().unwrap();
+            assert!(
+                std::str::from_utf8(&chunk).unwrap().contains("data:"),
+                "{path}"
+            );
+            continue;
+        }
         if template.starts_with("/ws/") {
             // The upgrade is answered 101, or `connect` panics.
             let mut ws = Ws::connect(&s.ws(&path)).await;

@@ -279,6 +279,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/ws/v1/halls/{hall}"),
     ("GET", "/ws/v1/halls/{hall}/floors/{floor}"),
     ("GET", "/ws/v1/tickets/{token}"),
+    ("GET", "/sse/v1/halls/{hall}"),
+    ("GET", "/sse/v1/halls/{hall}/floors/{floor}"),
+    ("GET", "/sse/v1/tickets/{token}"),
 ];
 
 /// The OpenAPI 3.1 document of [`ROUTES`], served as is.

@@ -7,6 +7,7 @@
 pub mod channel;
 pub mod connection;
 pub mod peer;
+pub mod sse;
 pub mod upgrade;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -148,7 +149,7 @@ pub fn routes(
         )
 }
 
-fn parse_after(query: &str) -> Result<Option<u64>, String> {
+pub(crate) fn parse_after(query: &str) -> Result<Option<u64>, String> {
     for pair in query.split('&') {
         if let Some(v) = pair.strip_prefix("after=") {
             return v

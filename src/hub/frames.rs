@@ -101,6 +101,24 @@ impl Batch {
         self.ends.iter().map(|&(s, _)| s).max().unwrap_or(0)
     }
 
+    /// Each message's seq and text, in order: the frames' payloads, for a
+    /// transport that is not WebSocket (server-sent events).
+    pub fn messages(&self) -> impl Iterator<Item = (u64, &[u8])> + '_ {
+        let mut start = 0;
+        self.ends.iter().map(move |&(seq, end)| {
+            let frame = &self.bytes[start..end];
+            start = end;
+            // A server frame's header: 2 bytes, then a 16- or 64-bit
+            // length when the 7-bit one says so; never a mask.
+            let header = match frame[1] & 0x7f {
+                126 => 4,
+                127 => 10,
+                _ => 2,
+            };
+            (seq, &frame[header..])
+        })
+    }
+
     /// The frames a subscriber still needs when everything through
     /// `skip_through` is already covered by what it was sent first, and how
     /// many messages they hold. Shares the batch's buffer unless messages
@@ -160,6 +178,15 @@ pub fn decode_text_frames(bytes: &[u8]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_are_the_frames_payloads_with_their_seqs() {
+        let long = "x".repeat(70_000);
+        let b = Batch::new(&[(1, msg("a")), (0, msg(&"y".repeat(300))), (3, msg(&long))]);
+        let got: Vec<(u64, usize)> = b.messages().map(|(s, m)| (s, m.len())).collect();
+        assert_eq!(got, [(1, 1), (0, 300), (3, 70_000)]);
+        assert_eq!(b.messages().next().unwrap().1, b"a");
+    }
 
     fn msg(s: &str) -> Payload {
         Payload::from(s.to_string())

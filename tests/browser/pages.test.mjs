@@ -355,6 +355,33 @@ test('a citizen takes a number on the phone at /join and follows it', async () =
   await page.context().close();
 });
 
+test('where WebSockets cannot connect, the screens and the phone use server-sent events', async () => {
+  // A network that refuses every WebSocket: each one fails before opening.
+  const ctx = await browser.newContext({ viewport: { width: 1920, height: 1080 }, locale: 'zh-CN' });
+  await ctx.addInitScript(() => {
+    class Refused {
+      constructor() { this.readyState = 3; setTimeout(() => this.onclose && this.onclose({ code: 1006 }), 5); }
+      close() {}
+      send() {}
+    }
+    Refused.OPEN = 1;
+    window.WebSocket = Refused;
+  });
+  const screen = await open('/display/demo/floors/7', { context: ctx });
+  const ticket = await issue('construction');
+  const phone = await open(`/t/${ticket.token}`, { context: ctx });
+  await phone.locator('#number', { hasText: ticket.number }).waitFor();
+  // Let both fall back before the call is made.
+  await screen.locator('html[data-transport="sse"]').waitFor({ state: 'attached' });
+  await phone.locator('html[data-transport="sse"]').waitFor({ state: 'attached' });
+  assert.equal((await act('7-01', 'call')).status, 200);
+  await screen.locator('#now-number', { hasText: ticket.number }).waitFor();
+  await phone.locator('#alert:not(.hidden)').waitFor();
+  assert.match(await phone.locator('#alert-window').textContent(), /1 号窗口/);
+  await shot(screen, 'floor-over-sse');
+  await ctx.close();
+});
+
 /**
  * Every panel of the page: inside the viewport, clear of every other
  * panel, and showing all of its content (nothing cut off at its bottom).
