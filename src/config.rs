@@ -15,8 +15,8 @@ use serde::Deserialize;
 use crate::limits::LimitsConfig;
 
 use crate::queue::{
-    Announce, DayHours, FloorSpec, HallSpec, Hours, KioskSpec, Language, ServiceSpec, WindowSpec,
-    ZoneSpec,
+    Announce, DayHours, FloorSpec, HallSpec, Hours, KioskSpec, Language, NotifySpec, ServiceSpec,
+    WindowSpec, ZoneSpec,
 };
 
 /// Where the server listens unless told otherwise (contract §1).
@@ -135,6 +135,17 @@ struct RawHall {
     /// Zone guides: a zone's name and how to find it.
     #[serde(default)]
     zones: Vec<RawZone>,
+    notify: Option<RawNotify>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    webhook_url: String,
+    secret: String,
+    remind_ahead: Option<u32>,
+    remind_before_minutes: Option<u32>,
+    max_attempts: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -583,6 +594,36 @@ fn validate_hall(h: RawHall) -> Result<HallSpec, Rule> {
 
     let hours = h.hours.map(validate_hours).transpose()?;
 
+    let notify = match h.notify {
+        None => None,
+        Some(n) => {
+            let at = |rule: String| ("notify".to_string(), rule);
+            let url = n.webhook_url.trim();
+            let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+            if !scheme_ok || url.parse::<reqwest::Url>().is_err() {
+                return Err(at(format!(
+                    "webhook_url '{url}' must be an http:// or https:// URL"
+                )));
+            }
+            if n.secret.chars().count() < 16 {
+                return Err(at(
+                    "secret must be at least 16 characters; it signs every delivery".into(),
+                ));
+            }
+            let max_attempts = n.max_attempts.unwrap_or(8);
+            if max_attempts == 0 {
+                return Err(at("max_attempts must be at least 1".into()));
+            }
+            Some(NotifySpec {
+                webhook_url: url.to_string(),
+                secret: n.secret,
+                remind_ahead: n.remind_ahead.unwrap_or(3),
+                remind_before_minutes: n.remind_before_minutes.unwrap_or(60),
+                max_attempts,
+            })
+        }
+    };
+
     let mut zones: Vec<ZoneSpec> = Vec::new();
     for (i, z) in h.zones.into_iter().enumerate() {
         let at = |rule: String| {
@@ -628,6 +669,7 @@ fn validate_hall(h: RawHall) -> Result<HallSpec, Rule> {
         hours,
         mobile_tickets: h.mobile_tickets,
         zones,
+        notify,
     })
 }
 

@@ -19,11 +19,13 @@ use tokio::sync::oneshot;
 use crate::announcer::Announcer;
 use crate::bus::{Bus, Committed, TicketMessage};
 use crate::hub::Hub;
+use crate::notify;
 use crate::queue::{EventKind, Hall, HallSpec, Outcome, QueueError, Status};
 use crate::store::Job;
 use crate::store::{
     Backend, Batch, IdempotencyRecord, StoreError, StoredEvent, WriterHandle, IDEMPOTENCY_HOURS,
 };
+use crate::store::{OutboxRecord, OutboxStatus, OutboxUpdate};
 use crate::wire::{self, ApiError, Reply};
 
 /// Who sent a command, for idempotency scoping.
@@ -138,6 +140,8 @@ pub struct Engine {
     bus: Arc<dyn Bus>,
     /// This node's subscribers (rings, topics), for the gateway.
     hub: Arc<Hub>,
+    /// Told when a commit wrote messages to the outbox.
+    outbox_wake: Arc<tokio::sync::Notify>,
     announcer: Arc<Announcer>,
 }
 
@@ -211,6 +215,7 @@ impl Engine {
             writer,
             bus: hub.clone(),
             hub,
+            outbox_wake: Arc::new(tokio::sync::Notify::new()),
             announcer,
         })
     }
@@ -245,6 +250,69 @@ impl Engine {
     /// State is loaded and the store takes writes.
     pub fn is_ready(&self) -> bool {
         !self.writer.is_failed()
+    }
+
+    /// Has the outbox looked at now (a message was made pending again).
+    pub fn wake_outbox(&self) {
+        self.outbox_wake.notify_one();
+    }
+
+    /// Resolves when a commit wrote messages to the outbox.
+    pub async fn outbox_written(&self) {
+        self.outbox_wake.notified().await
+    }
+
+    /// Pending outbox messages due by `now`.
+    pub async fn outbox_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxRecord>, StoreError> {
+        let history = self.history.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut b = history.lock().unwrap_or_else(|p| p.into_inner());
+            b.outbox_due(now, limit)
+        })
+        .await
+        .map_err(|e| StoreError::unavailable(format!("outbox read failed: {e}")))?
+    }
+
+    /// A hall's outbox messages, newest first.
+    pub async fn outbox_list(
+        &self,
+        hall: &str,
+        status: Option<OutboxStatus>,
+        limit: usize,
+    ) -> Result<Vec<OutboxRecord>, StoreError> {
+        let history = self.history.clone();
+        let hall = hall.to_string();
+        tokio::task::spawn_blocking(move || {
+            let mut b = history.lock().unwrap_or_else(|p| p.into_inner());
+            b.outbox_list(&hall, status, limit)
+        })
+        .await
+        .map_err(|e| StoreError::unavailable(format!("outbox read failed: {e}")))?
+    }
+
+    /// One outbox message of a hall.
+    pub async fn outbox_get(
+        &self,
+        hall: &str,
+        id: &str,
+    ) -> Result<Option<OutboxRecord>, StoreError> {
+        let history = self.history.clone();
+        let (hall, id) = (hall.to_string(), id.to_string());
+        tokio::task::spawn_blocking(move || {
+            let mut b = history.lock().unwrap_or_else(|p| p.into_inner());
+            b.outbox_get(&hall, &id)
+        })
+        .await
+        .map_err(|e| StoreError::unavailable(format!("outbox read failed: {e}")))?
+    }
+
+    /// Records what deliveries (or a retry) changed.
+    pub async fn outbox_update(&self, updates: Vec<OutboxUpdate>) -> Result<(), StoreError> {
+        self.writer.outbox(updates).await
     }
 
     /// Journaled events of a hall (`floor` None) or floor after `after`.
@@ -316,6 +384,8 @@ impl Engine {
                 reply
             } else {
                 let expect_seq = cell.hall.hall_seq();
+                // Places in line before, for "N ahead of you" reminders.
+                let before = notify::aheads(&cell.hall);
                 // A day that ended since the last command ends first, in
                 // the same batch: no command ever sees yesterday's line.
                 let rolled = cell.hall.roll_day(now);
@@ -334,6 +404,7 @@ impl Engine {
                         h.note_call(id.clone(), now);
                     }
                     tickets = self.ticket_messages(&cell.hall, out);
+                    batch.outbox = notify::messages(&cell.hall, out, &before, now);
                 }
                 // A refusal stores no key (contract §13): a caller cannot
                 // grow the store with refused requests, and a retry after
@@ -362,11 +433,15 @@ impl Engine {
                     tickets,
                 };
                 let announcer = self.announcer.clone();
+                let wake = (!batch.outbox.is_empty()).then(|| self.outbox_wake.clone());
                 permit.send(Job::Commit(
                     Box::new(batch),
                     Box::new(move |r| {
                         if r.is_ok() {
                             bus.publish(&committed);
+                            if let Some(w) = &wake {
+                                w.notify_one();
+                            }
                             for id in spoken {
                                 announcer.play(&id);
                             }

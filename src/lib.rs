@@ -32,6 +32,7 @@ pub mod gateway;
 pub mod hub;
 pub mod limits;
 pub mod listener;
+pub mod notify;
 pub mod pages;
 pub mod queue;
 pub mod server;

@@ -159,6 +159,12 @@ pub async fn serve(
     };
 
     let service = hyper_util::service::TowerToHyperService::new(warp::service(routes));
+    // The outbox's deliveries (§9), until the writer stops.
+    let outbox_stop = tokio_util::sync::CancellationToken::new();
+    let outbox = tokio::spawn(crate::notify::worker::run(
+        engine.clone(),
+        outbox_stop.clone(),
+    ));
     let shutdown = async move {
         shutdown.await;
         streams_stop.cancel();
@@ -178,6 +184,10 @@ pub async fn serve(
             "some WebSocket connections did not close in time"
         );
     }
+    // Deliveries in flight finish and are recorded before the writer stops;
+    // what is still pending is sent after the restart.
+    outbox_stop.cancel();
+    let _ = outbox.await;
     engine.stop_writer().await;
     tokio::task::spawn_blocking(move || writer.join())
         .await

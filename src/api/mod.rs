@@ -6,6 +6,7 @@ mod auth;
 mod boards;
 mod body;
 mod days;
+mod outbox;
 mod tickets;
 mod windows;
 
@@ -82,6 +83,8 @@ pub struct Request<'a> {
     pub path: &'a str,
     pub headers: &'a HeaderMap,
     pub body: Bytes,
+    /// The query string, without `?` (empty when none).
+    pub query: &'a str,
     /// The client's address (behind a trusted proxy, the one it names).
     pub client: Option<std::net::IpAddr>,
 }
@@ -132,19 +135,21 @@ pub fn routes(
         .and(warp::path("v1"))
         .and(warp::method())
         .and(warp::path::tail())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
         .and(warp::ext::optional::<PeerAddr>())
         .and(warp::body::stream())
         .then(
             move |method: Method,
                   tail: warp::path::Tail,
+                  query: String,
                   headers: HeaderMap,
                   peer: Option<PeerAddr>,
                   body| {
                 let api = api.clone();
                 async move {
                     let path = tail.as_str().to_string();
-                    handle(&api, method, path, headers, peer, body).await
+                    handle(&api, method, path, query, headers, peer, body).await
                 }
             },
         );
@@ -163,6 +168,7 @@ async fn handle<S, B>(
     api: &Api,
     method: Method,
     path: String,
+    query: String,
     headers: HeaderMap,
     peer: Option<PeerAddr>,
     body: S,
@@ -209,6 +215,7 @@ where
             path,
             headers: &headers,
             body,
+            query: &query,
             client: api.limits.client_ip(peer.map(|p| p.0), &headers),
         };
         let answer = dispatch(api, &req, &segs).await;
@@ -262,6 +269,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/halls/{hall}/tickets"),
     ("POST", "/api/v1/halls/{hall}/close-day"),
     ("GET", "/api/v1/halls/{hall}/join-qr.svg"),
+    ("GET", "/api/v1/halls/{hall}/outbox"),
+    ("POST", "/api/v1/halls/{hall}/outbox/{id}/retry"),
     ("GET", "/api/v1/halls/{hall}/windows/{window}"),
     ("POST", "/api/v1/halls/{hall}/windows/{window}/call"),
     ("POST", "/api/v1/halls/{hall}/windows/{window}/recall"),
@@ -325,6 +334,14 @@ async fn dispatch(api: &Api, req: &Request<'_>, segs: &[&str]) -> Answer {
         }
         ["halls", hall, "tickets"] => match only(m, Method::POST) {
             Ok(()) => tickets::issue(api, req, hall).await,
+            Err(e) => Err(e),
+        },
+        ["halls", hall, "outbox"] => match only(m, Method::GET) {
+            Ok(()) => outbox::list(api, req, hall).await,
+            Err(e) => Err(e),
+        },
+        ["halls", hall, "outbox", id, "retry"] => match only(m, Method::POST) {
+            Ok(()) => outbox::retry(api, req, hall, id).await,
             Err(e) => Err(e),
         },
         ["halls", hall, "join-qr.svg"] => {

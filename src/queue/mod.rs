@@ -20,6 +20,7 @@ pub use event::{Event, EventKind};
 pub use hall::{Counter, DayEnd, Hall, IssueRequest, Outcome, RecentCall, Restored, WindowState};
 pub use hours::{DayHours, Hours};
 pub use spec::{
-    Announce, FloorSpec, HallSpec, KioskSpec, Language, ServiceSpec, WindowSpec, ZoneSpec,
+    Announce, FloorSpec, HallSpec, KioskSpec, Language, NotifySpec, ServiceSpec, WindowSpec,
+    ZoneSpec,
 };
 pub use ticket::{CallMark, Channel, Priority, Status, Ticket};

@@ -106,6 +106,19 @@ pub struct ZoneSpec {
     pub where_: Option<String>,
 }
 
+/// Where and how a hall's SMS/WeChat messages go (§9).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotifySpec {
+    pub webhook_url: String,
+    pub secret: String,
+    /// The "N ahead of you" reminder (0: never).
+    pub remind_ahead: u32,
+    /// The appointment reminder before its slot (0: never).
+    pub remind_before_minutes: u32,
+    /// Tries before a message is dead.
+    pub max_attempts: u32,
+}
+
 /// A validated hall. Built only by `config`, so every index inside is valid.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HallSpec {
@@ -123,6 +136,8 @@ pub struct HallSpec {
     pub mobile_tickets: bool,
     /// Zone guides, where the config gives them.
     pub zones: Vec<ZoneSpec>,
+    /// Messages to citizens' phones; `None`: nothing is sent.
+    pub notify: Option<NotifySpec>,
 }
 
 impl HallSpec {

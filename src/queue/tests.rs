@@ -56,6 +56,7 @@ fn spec() -> Arc<HallSpec> {
         hours: None,
         mobile_tickets: false,
         zones: Vec::new(),
+        notify: None,
     })
 }
 

@@ -51,6 +51,8 @@ pub struct Batch {
     pub recent: Vec<RecentCall>,
     pub events: Vec<StoredEvent>,
     pub idempotency: Option<IdempotencyRecord>,
+    /// Messages to citizens' phones this change makes (§9).
+    pub outbox: Vec<OutboxRecord>,
 }
 
 impl Batch {
@@ -66,6 +68,7 @@ impl Batch {
             recent: Vec::new(),
             events: Vec::new(),
             idempotency: None,
+            outbox: Vec::new(),
         }
     }
 
@@ -78,5 +81,69 @@ impl Batch {
             && self.recent.is_empty()
             && self.events.is_empty()
             && self.idempotency.is_none()
+            && self.outbox.is_empty()
     }
+}
+
+/// Where a message to a citizen's phone is (§9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutboxStatus {
+    Pending,
+    Delivered,
+    Dead,
+    /// Not sent: too late to matter (a reminder once its ticket was called).
+    Dropped,
+}
+
+impl OutboxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxStatus::Pending => "pending",
+            OutboxStatus::Delivered => "delivered",
+            OutboxStatus::Dead => "dead",
+            OutboxStatus::Dropped => "dropped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<OutboxStatus> {
+        Some(match s {
+            "pending" => OutboxStatus::Pending,
+            "delivered" => OutboxStatus::Delivered,
+            "dead" => OutboxStatus::Dead,
+            "dropped" => OutboxStatus::Dropped,
+            _ => return None,
+        })
+    }
+}
+
+/// A message to a citizen's phone as the outbox keeps it: written in the
+/// same commit as the change that made it, delivered after.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxRecord {
+    /// Random, URL-safe; also the delivery's `Idempotency-Key`.
+    pub id: String,
+    pub hall: String,
+    pub kind: String,
+    /// The full number: only the webhook body carries it anywhere else.
+    pub phone: String,
+    /// The ticket it is about, if any.
+    pub ticket: Option<u64>,
+    /// The webhook body, rendered when the message was made.
+    pub body: Bytes,
+    pub status: OutboxStatus,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+/// What a delivery attempt (or an admin's retry) changed of a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxUpdate {
+    pub hall: String,
+    pub id: String,
+    pub status: OutboxStatus,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub next_attempt_at: DateTime<Utc>,
 }

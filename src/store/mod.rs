@@ -14,7 +14,7 @@ mod error;
 mod sqlite;
 mod writer;
 
-pub use batch::{Batch, IdempotencyRecord, StoredEvent};
+pub use batch::{Batch, IdempotencyRecord, OutboxRecord, OutboxStatus, OutboxUpdate, StoredEvent};
 pub use error::{StoreError, StoreErrorKind};
 pub use sqlite::Sqlite;
 pub use writer::{Job, Writer, WriterHandle, WRITE_QUEUE};
@@ -65,4 +65,29 @@ pub trait Backend: Send + 'static {
         after: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Pending messages due by `now`, oldest first, at most `limit`.
+    fn outbox_due(
+        &mut self,
+        _now: DateTime<Utc>,
+        _limit: usize,
+    ) -> Result<Vec<OutboxRecord>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// A hall's messages (of one status), newest first, at most `limit`.
+    fn outbox_list(
+        &mut self,
+        _hall: &str,
+        _status: Option<OutboxStatus>,
+        _limit: usize,
+    ) -> Result<Vec<OutboxRecord>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// One message of a hall.
+    fn outbox_get(&mut self, _hall: &str, _id: &str) -> Result<Option<OutboxRecord>, StoreError> {
+        Ok(None)
+    }
+    /// Records delivery attempts (only the writer calls this).
+    fn update_outbox(&mut self, _updates: &[OutboxUpdate]) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -7,7 +7,10 @@ use bytes::Bytes;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use super::{Backend, Batch, IdempotencyRecord, Loaded, StoreError, StoredEvent};
+use super::{
+    Backend, Batch, IdempotencyRecord, Loaded, OutboxRecord, OutboxStatus, OutboxUpdate,
+    StoreError, StoredEvent,
+};
 use super::{EVENT_RING, IDEMPOTENCY_HOURS, LOAD_FINISHED_HOURS};
 use crate::queue::eta::ServiceClock;
 use crate::queue::{
@@ -16,7 +19,13 @@ use crate::queue::{
 
 /// Bumped when the schema changes; an older binary refuses a newer file.
 /// 2: `idempotency.request`, the digest of the request a key names.
-const SCHEMA_VERSION: i64 = 2;
+/// 3: `outbox`, messages to citizens' phones (a new table: nothing to
+/// migrate, but an older binary must not run on it and drop them).
+const SCHEMA_VERSION: i64 = 3;
+
+/// Delivered and dropped messages are kept this long (the admin listing);
+/// dead ones until retried or as long.
+const OUTBOX_KEPT_DAYS: i64 = 30;
 
 /// Recent calls kept per floor in the store: enough to rebuild the list of
 /// ten even when the newest entries repeat numbers (recalls).
@@ -72,6 +81,12 @@ CREATE TABLE IF NOT EXISTS idempotency(
   request BLOB,
   PRIMARY KEY(hall, caller, key));
 CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency(created_at);
+CREATE TABLE IF NOT EXISTS outbox(
+  id TEXT PRIMARY KEY, hall TEXT NOT NULL, kind TEXT NOT NULL, phone TEXT NOT NULL,
+  ticket INTEGER, body BLOB NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL,
+  last_error TEXT, created_at INTEGER NOT NULL, next_attempt_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox(status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS outbox_hall ON outbox(hall, created_at);
 ";
 
 /// The SQLite backend.
@@ -274,6 +289,25 @@ fn write_batch(tx: &Transaction<'_>, b: &Batch) -> Result<(), StoreError> {
         let last = b.events.last().map(|e| e.hall_seq as i64);
         seq.execute(params![hall, "hall", last])?;
     }
+    for m in &b.outbox {
+        tx.prepare_cached(
+            "INSERT INTO outbox(id, hall, kind, phone, ticket, body, status, attempts, last_error,
+               created_at, next_attempt_at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+        )?
+        .execute(params![
+            m.id,
+            m.hall,
+            m.kind,
+            m.phone,
+            m.ticket.map(|t| t as i64),
+            &m.body[..],
+            m.status.as_str(),
+            m.attempts,
+            m.last_error,
+            ms(m.created_at),
+            ms(m.next_attempt_at),
+        ])?;
+    }
     if let Some(i) = &b.idempotency {
         tx.prepare_cached(
             "INSERT OR REPLACE INTO idempotency(hall, caller, key, created_at, status, body, request)
@@ -290,6 +324,34 @@ fn write_batch(tx: &Transaction<'_>, b: &Batch) -> Result<(), StoreError> {
         ])?;
     }
     Ok(())
+}
+
+const OUTBOX_COLUMNS: &str =
+    "id, hall, kind, phone, ticket, body, status, attempts, last_error, created_at, next_attempt_at";
+
+/// An outbox row; an unknown status is corruption, named.
+fn outbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<OutboxRecord, StoreError>> {
+    let id: String = r.get(0)?;
+    let status: String = r.get(6)?;
+    let Some(parsed) = OutboxStatus::parse(&status) else {
+        return Ok(Err(StoreError::corrupt(format!(
+            "the store is corrupt: outbox row {id}: status '{status}' is not pending, delivered, dead or dropped"
+        ))));
+    };
+    let body: Vec<u8> = r.get(5)?;
+    Ok(Ok(OutboxRecord {
+        id,
+        hall: r.get(1)?,
+        kind: r.get(2)?,
+        phone: r.get(3)?,
+        ticket: r.get::<_, Option<i64>>(4)?.map(|t| t as u64),
+        body: bytes::Bytes::from(body),
+        status: parsed,
+        attempts: r.get(7)?,
+        last_error: r.get(8)?,
+        created_at: from_ms(r.get(9)?),
+        next_attempt_at: from_ms(r.get(10)?),
+    }))
 }
 
 /// A ticket row as stored, checked by [`RawTicket::into_ticket`]: a value
@@ -630,10 +692,72 @@ impl Backend for Sqlite {
         Ok(())
     }
 
+    fn outbox_due(
+        &mut self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxRecord>, StoreError> {
+        let mut q = self.conn.prepare_cached(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status='pending' AND next_attempt_at <= ?1
+             ORDER BY next_attempt_at LIMIT ?2"
+        ))?;
+        let rows = q.query_map(params![ms(now), limit as i64], outbox_row)?;
+        rows.map(|r| r?).collect()
+    }
+
+    fn outbox_list(
+        &mut self,
+        hall: &str,
+        status: Option<OutboxStatus>,
+        limit: usize,
+    ) -> Result<Vec<OutboxRecord>, StoreError> {
+        let mut q = self.conn.prepare_cached(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE hall=?1 AND (?2 IS NULL OR status=?2)
+             ORDER BY created_at DESC, rowid DESC LIMIT ?3"
+        ))?;
+        let rows = q.query_map(
+            params![hall, status.map(|s| s.as_str()), limit as i64],
+            outbox_row,
+        )?;
+        rows.map(|r| r?).collect()
+    }
+
+    fn outbox_get(&mut self, hall: &str, id: &str) -> Result<Option<OutboxRecord>, StoreError> {
+        let mut q = self.conn.prepare_cached(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE hall=?1 AND id=?2"
+        ))?;
+        let row = q.query_row(params![hall, id], outbox_row).optional()?;
+        row.transpose()
+    }
+
+    fn update_outbox(&mut self, updates: &[OutboxUpdate]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        for u in updates {
+            tx.prepare_cached(
+                "UPDATE outbox SET status=?3, attempts=?4, last_error=?5, next_attempt_at=?6
+                 WHERE hall=?1 AND id=?2",
+            )?
+            .execute(params![
+                u.hall,
+                u.id,
+                u.status.as_str(),
+                u.attempts,
+                u.last_error,
+                ms(u.next_attempt_at)
+            ])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     fn maintain(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
         let since = ms(now - Duration::hours(IDEMPOTENCY_HOURS));
         self.conn
             .execute("DELETE FROM idempotency WHERE created_at < ?1", [since])?;
+        self.conn.execute(
+            "DELETE FROM outbox WHERE status != 'pending' AND created_at < ?1",
+            [ms(now - Duration::days(OUTBOX_KEPT_DAYS))],
+        )?;
         self.conn.execute(
             "DELETE FROM recent_calls WHERE rowid IN (
                SELECT rowid FROM (

@@ -41,6 +41,11 @@ pub enum Job {
     Commit(Box<Batch>, Continuation),
     /// Housekeeping (expired idempotency keys …).
     Maintain(DateTime<Utc>),
+    /// What deliveries of the outbox did (§9); answered once recorded.
+    Outbox(
+        Vec<super::OutboxUpdate>,
+        tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+    ),
     /// Commit what is queued before this, then end the thread.
     Stop,
     /// Take writes again after a failed commit: everything queued before
@@ -89,6 +94,13 @@ impl Writer {
                                 flag.store(false, Ordering::Release);
                                 tracing::info!("store writes resumed after a reload");
                                 let _ = ack.send(());
+                            }
+                            Job::Outbox(updates, done) => {
+                                let r = backend.update_outbox(&updates);
+                                if let Err(e) = &r {
+                                    tracing::warn!(error = %e, "recording outbox deliveries failed; they will be retried");
+                                }
+                                let _ = done.send(r);
                             }
                             Job::Maintain(now) => {
                                 if let Err(e) = backend.maintain(now) {
@@ -178,6 +190,18 @@ impl WriterHandle {
                 StoreError::unavailable("hallcast is shutting down")
             }
         })
+    }
+
+    /// Records outbox deliveries; resolves once they are written.
+    pub async fn outbox(&self, updates: Vec<super::OutboxUpdate>) -> Result<(), StoreError> {
+        let (done, recorded) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Job::Outbox(updates, done))
+            .await
+            .map_err(|_| StoreError::unavailable("hallcast is shutting down"))?;
+        recorded
+            .await
+            .map_err(|_| StoreError::unavailable("the store writer stopped"))?
     }
 
     /// Queues housekeeping; skipped when the queue is busy.

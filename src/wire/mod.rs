@@ -8,6 +8,7 @@
 mod board;
 mod error;
 mod event;
+mod notify;
 mod request;
 mod snapshot;
 mod ticket;
@@ -15,6 +16,7 @@ mod ticket;
 pub use board::{day_closed, hall_board, hall_list, window_console, window_reply};
 pub use error::ApiError;
 pub use event::{announcement_id, announcement_stats, event_messages, Announcement};
+pub use notify::{masked_phone, notify_body, outbox_list, outbox_message, Notice};
 pub use request::{issue_request, parse_body, CallBody, Empty, IssueBody, TransferBody};
 pub use snapshot::{floor_snapshot, floor_snapshot_message, hall_snapshot_message, FloorSnapshot};
 pub use ticket::{ticket_called_message, ticket_message, ticket_view, TicketView, WindowRef};

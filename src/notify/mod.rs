@@ -1,0 +1,123 @@
+//! Messages to citizens' phones (contract §9): which a command makes, and
+//! their delivery (`worker`).
+//!
+//! What a command makes is decided under the hall's lock from the hall
+//! before and after it, and written to the outbox in the same commit as
+//! the change: a crash after the answer loses none, a refused command makes
+//! none. Delivery happens after, off the command's path.
+
+pub mod worker;
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::engine::new_token;
+use crate::queue::{EventKind, Hall, Outcome, Status};
+use crate::store::{OutboxRecord, OutboxStatus};
+use crate::wire::{self, Notice};
+
+/// Each waiting ticket with a phone: its service and how many are ahead.
+pub type Aheads = HashMap<u64, (usize, usize)>;
+
+/// The places in line of the tickets that may get a reminder; empty when
+/// the hall sends no reminders (so a command without phones costs a scan
+/// of nothing).
+pub fn aheads(hall: &Hall) -> Aheads {
+    let remind = hall
+        .spec()
+        .notify
+        .as_ref()
+        .is_some_and(|n| n.remind_ahead > 0);
+    if !remind {
+        return Aheads::new();
+    }
+    hall.tickets()
+        .filter(|t| t.status == Status::Waiting && t.notify_phone.is_some())
+        .map(|t| (t.id, (t.service, hall.ahead(t))))
+        .collect()
+}
+
+/// The messages a command makes: `before` is [`aheads`] of the hall before
+/// it ran, `hall` the hall after.
+pub fn messages(
+    hall: &Hall,
+    out: &Outcome,
+    before: &Aheads,
+    now: DateTime<Utc>,
+) -> Vec<OutboxRecord> {
+    let spec = hall.spec();
+    let Some(n) = &spec.notify else {
+        return Vec::new();
+    };
+    let remind = n.remind_ahead as usize;
+    let mut msgs = Vec::new();
+    let mut make = |kind: &'static str, t: &crate::queue::Ticket, notice: Notice| {
+        let Some(phone) = &t.notify_phone else {
+            return;
+        };
+        let id = new_token();
+        let body = wire::notify_body(hall, t, &id, kind, phone, &notice, now);
+        msgs.push(OutboxRecord {
+            id,
+            hall: spec.id.clone(),
+            kind: kind.to_string(),
+            phone: phone.clone(),
+            ticket: Some(t.id),
+            body,
+            status: OutboxStatus::Pending,
+            attempts: 0,
+            last_error: None,
+            created_at: now,
+            next_attempt_at: now,
+        });
+    };
+    for id in &out.tickets {
+        let Some(t) = hall.ticket(*id) else { continue };
+        if t.notify_phone.is_none() {
+            continue;
+        }
+        for e in &out.events {
+            match &e.kind {
+                EventKind::Called { number, recall, .. } if *number == t.number => {
+                    make("called", t, Notice::Called { recall: *recall });
+                }
+                EventKind::Ticket {
+                    number,
+                    transferred_to: Some(_),
+                    ..
+                } if *number == t.number => make("transferred", t, Notice::Transferred),
+                _ => {}
+            }
+        }
+        let issued =
+            t.status == Status::Waiting && t.created_at == now && !before.contains_key(&t.id);
+        if issued {
+            let ahead = hall.ahead(t);
+            make(
+                "issued",
+                t,
+                Notice::Issued {
+                    ahead,
+                    reminded_at: (remind > 0 && ahead > remind).then_some(remind),
+                },
+            );
+        }
+        if t.status == Status::Expired {
+            make("expired", t, Notice::Expired);
+        }
+    }
+    if remind > 0 {
+        for (id, (service, was)) in before {
+            let Some(t) = hall.ticket(*id) else { continue };
+            if t.status != Status::Waiting || t.service != *service || *was <= remind {
+                continue;
+            }
+            let ahead = hall.ahead(t);
+            if ahead <= remind {
+                make("reminder", t, Notice::Reminder { ahead });
+            }
+        }
+    }
+    msgs
+}

@@ -1,0 +1,237 @@
+//! Delivers the outbox (contract §9): `POST` each pending message to its
+//! hall's webhook, signed, and records what happened. Runs beside the
+//! commands and never delays one: it reads due messages through the
+//! engine's read connection and records attempts through the writer.
+//!
+//! At least once: a message is marked delivered only after a 2xx, so a
+//! crash between the answer and the record sends it again (the receiver
+//! deduplicates by `id`, also our `Idempotency-Key`).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use hmac::{Hmac, Mac};
+use rand::Rng;
+use sha2::Sha256;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::Engine;
+use crate::queue::Status;
+use crate::store::{OutboxRecord, OutboxStatus, OutboxUpdate};
+
+/// Due messages are looked for at least this often (retries come due by
+/// time, new messages wake the worker at once).
+const POLL: Duration = Duration::from_secs(1);
+
+/// A delivery answered after this is a failure (contract §9: 10 s).
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Deliveries in flight at once at most.
+const IN_FLIGHT: usize = 32;
+
+/// The longest wait between two tries (contract §9: 10 min).
+const MAX_BACKOFF_SECS: f64 = 600.0;
+
+/// The webhook's signature of `body` sent at `timestamp` (unix seconds):
+/// hex HMAC-SHA256 of `"{timestamp}.{body}"` under the hall's secret.
+pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Seconds before try `attempts + 1`: about 1, 2, 4 … capped, with ±20 %
+/// jitter so a receiver that was down is not hit by everything at once.
+fn backoff(attempts: u32) -> Duration {
+    let base = 2f64
+        .powi(attempts.saturating_sub(1).min(20) as i32)
+        .min(MAX_BACKOFF_SECS);
+    let jitter = rand::rng().random_range(0.8..1.2);
+    Duration::from_secs_f64(base * jitter)
+}
+
+/// Runs until `stop` is cancelled.
+pub async fn run(engine: Arc<Engine>, stop: CancellationToken) {
+    let client = match reqwest::Client::builder().timeout(TIMEOUT).build() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the webhook client; no messages are delivered");
+            return;
+        }
+    };
+    let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let tasks = tokio_util::task::TaskTracker::new();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = engine.outbox_written() => {}
+            () = tokio::time::sleep(POLL) => {}
+        }
+        let room = IN_FLIGHT.saturating_sub(lock(&in_flight).len());
+        if room == 0 {
+            continue;
+        }
+        let due = match engine.outbox_due(Utc::now(), IN_FLIGHT * 2).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the outbox failed; retrying");
+                continue;
+            }
+        };
+        for m in due
+            .into_iter()
+            .filter(|m| !lock(&in_flight).contains(&m.id))
+            .take(room)
+        {
+            lock(&in_flight).insert(m.id.clone());
+            let (engine, client, in_flight) = (engine.clone(), client.clone(), in_flight.clone());
+            tasks.spawn(async move {
+                let id = m.id.clone();
+                let update = deliver(&engine, &client, m).await;
+                if let Err(e) = engine.outbox_update(vec![update]).await {
+                    tracing::warn!(error = %e, "recording a delivery failed; it will be tried again");
+                }
+                lock(&in_flight).remove(&id);
+            });
+        }
+    }
+    // What is in flight finishes (or times out) and is recorded.
+    tasks.close();
+    tasks.wait().await;
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One try of one message, and what it changed.
+async fn deliver(engine: &Engine, client: &reqwest::Client, m: OutboxRecord) -> OutboxUpdate {
+    let now = Utc::now();
+    let mut update = OutboxUpdate {
+        hall: m.hall.clone(),
+        id: m.id.clone(),
+        status: OutboxStatus::Pending,
+        attempts: m.attempts,
+        last_error: m.last_error.clone(),
+        next_attempt_at: now,
+    };
+    let Some(h) = engine.hall(&m.hall) else {
+        update.status = OutboxStatus::Dead;
+        update.last_error = Some(format!("hall {} is no longer in the config", m.hall));
+        return update;
+    };
+    let Some(notify) = h.spec.notify.clone() else {
+        update.status = OutboxStatus::Dead;
+        update.last_error = Some("the hall's [halls.notify] was removed from the config".into());
+        return update;
+    };
+    // A reminder that comes after the call is noise: drop it.
+    if m.kind == "reminder" {
+        let waiting = m.ticket.is_some_and(|id| {
+            h.read(|hall| hall.ticket(id).is_some_and(|t| t.status == Status::Waiting))
+        });
+        if !waiting {
+            update.status = OutboxStatus::Dropped;
+            update.last_error = Some("its ticket was called (or left the line) first".into());
+            return update;
+        }
+    }
+    let timestamp = now.timestamp();
+    let sent = client
+        .post(&notify.webhook_url)
+        .header("content-type", "application/json")
+        .header("idempotency-key", &m.id)
+        .header("x-hallcast-timestamp", timestamp.to_string())
+        .header(
+            "x-hallcast-signature",
+            format!("sha256={}", signature(&notify.secret, timestamp, &m.body)),
+        )
+        .body(m.body.clone())
+        .send()
+        .await;
+    update.attempts = m.attempts + 1;
+    let error = match sent {
+        Ok(r) if r.status().is_success() => None,
+        Ok(r) => Some(format!("the webhook answered {}", r.status())),
+        // The error names the URL and the cause, never the body (phone).
+        Err(e) if e.is_timeout() => Some("the webhook did not answer within 10 s".to_string()),
+        Err(e) if e.is_connect() => Some("cannot connect to the webhook".to_string()),
+        Err(_) => Some("the webhook connection failed".to_string()),
+    };
+    match error {
+        None => {
+            update.status = OutboxStatus::Delivered;
+            update.last_error = None;
+        }
+        Some(e) if update.attempts >= notify.max_attempts => {
+            tracing::warn!(hall = %m.hall, id = %m.id, kind = %m.kind, attempts = update.attempts, error = %e, "outbox message dead");
+            update.status = OutboxStatus::Dead;
+            update.last_error = Some(e);
+        }
+        Some(e) => {
+            update.last_error = Some(e);
+            update.next_attempt_at =
+                now + chrono::Duration::from_std(backoff(update.attempts)).unwrap_or_default();
+        }
+    }
+    update
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signature_is_hmac_sha256_of_timestamp_dot_body() {
+        // RFC 4231 test case 2 is over "what do ya want for nothing?" with
+        // key "Jefe"; here the message is "1700000000.{}".
+        let s = signature("Jefe", 1_700_000_000, b"{}");
+        assert_eq!(s.len(), 64);
+        assert_eq!(s, signature("Jefe", 1_700_000_000, b"{}"), "deterministic");
+        assert_ne!(
+            s,
+            signature("Jefe", 1_700_000_001, b"{}"),
+            "the timestamp is signed"
+        );
+        assert_ne!(
+            s,
+            signature("Jefe", 1_700_000_000, b"{ }"),
+            "the body is signed"
+        );
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"Jefe").unwrap();
+        mac.update(b"what do ya want for nothing?");
+        let hex: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            hex,
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_from_a_second_up_to_ten_minutes() {
+        for (attempts, base) in [
+            (1, 1.0),
+            (2, 2.0),
+            (3, 4.0),
+            (10, 512.0),
+            (11, 600.0),
+            (40, 600.0),
+        ] {
+            let d = backoff(attempts).as_secs_f64();
+            assert!(d >= base * 0.8 && d <= base * 1.2, "after {attempts}: {d}");
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! The webhook body of a message to a citizen's phone (§9), and its texts
+//! in the languages of the service's floor.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{encode, time};
+use crate::announcer::script::notice;
+use crate::queue::{Hall, Language, Ticket};
+
+/// What a message says, besides the ticket it is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// Taken; `reminded_at`: how many ahead the reminder will come at
+    /// (`None`: it is that close already, there will be none).
+    Issued {
+        ahead: usize,
+        reminded_at: Option<usize>,
+    },
+    Reminder {
+        ahead: usize,
+    },
+    Called {
+        recall: u32,
+    },
+    Transferred,
+    Expired,
+}
+
+#[derive(Serialize)]
+struct WindowPart<'a> {
+    id: &'a str,
+    label: &'a str,
+}
+
+#[derive(Serialize)]
+struct TicketPart<'a> {
+    number: &'a str,
+    service: &'a str,
+    floor: i32,
+    zone: &'a str,
+    window: Option<WindowPart<'a>>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    id: &'a str,
+    hall: &'a str,
+    kind: &'a str,
+    phone: &'a str,
+    text: String,
+    text_en: Option<String>,
+    ticket: TicketPart<'a>,
+    appointment: Option<()>,
+    recall: u32,
+    created_at: String,
+}
+
+fn floor(n: i32) -> String {
+    if n < 0 {
+        format!("地下{}层", -n)
+    } else {
+        format!("{n}楼")
+    }
+}
+
+/// The text in one language.
+fn text(hall: &Hall, t: &Ticket, what: &Notice, lang: Language) -> String {
+    let spec = hall.spec();
+    let s = &spec.services[t.service];
+    let (num, f, z) = (&t.number, s.floor, &s.zone);
+    let window = t.window.map(|w| &spec.windows[w]);
+    let en = lang == Language::En;
+    match what {
+        Notice::Called { .. } => match window {
+            Some(w) => notice(num, w.floor, &w.zone, &w.label, lang),
+            None => String::new(),
+        },
+        Notice::Issued { ahead, reminded_at } => match (en, reminded_at) {
+            (false, Some(r)) => format!(
+                "您已取号{num}，前面{ahead}人，请在{}{z}区等候，前面剩{r}人时将提醒您",
+                floor(f)
+            ),
+            (false, None) => format!(
+                "您已取号{num}，前面{ahead}人，即将叫号，请到{}{z}区等候，不再另行提醒",
+                floor(f)
+            ),
+            (true, Some(r)) => format!(
+                "Your number is {num}; {ahead} ahead of you. Please wait on {f}F zone {z}; we will remind you when {r} are left."
+            ),
+            (true, None) => format!(
+                "Your number is {num}; {ahead} ahead of you, your turn is near. Please go to {f}F zone {z} now; there will be no other reminder."
+            ),
+        },
+        Notice::Reminder { ahead } if en => {
+            format!("Number {num}: {ahead} ahead of you. Please come to {f}F zone {z}.")
+        }
+        Notice::Reminder { ahead } => {
+            format!("{num}号您好，前面还有{ahead}人，请到{}{z}区等候叫号", floor(f))
+        }
+        Notice::Transferred if en => format!(
+            "Number {num}: please go on to {} on {f}F zone {z}; you keep your number.",
+            s.name_en.as_deref().unwrap_or(&s.name)
+        ),
+        Notice::Transferred => format!(
+            "{num}号请到{}{z}区继续办理{}，号码不变",
+            floor(f),
+            s.name
+        ),
+        Notice::Expired if en => {
+            format!("Number {num} has expired: the day has ended. Please take a new number.")
+        }
+        Notice::Expired => format!("{num}号已过期（今日办理已结束），请重新取号"),
+    }
+}
+
+/// A phone number as listings show it: `138****0000`.
+pub fn masked_phone(p: &str) -> String {
+    let chars: Vec<char> = p.chars().collect();
+    let (head, tail) = if chars.len() >= 11 {
+        (3, 4)
+    } else {
+        (2.min(chars.len() / 3), 2.min(chars.len() / 3))
+    };
+    let mid = chars.len().saturating_sub(head + tail);
+    format!(
+        "{}{}{}",
+        chars[..head].iter().collect::<String>(),
+        "*".repeat(mid.max(1)),
+        chars[chars.len() - tail..].iter().collect::<String>()
+    )
+}
+
+#[derive(Serialize)]
+struct OutboxItem<'a> {
+    id: &'a str,
+    kind: &'a str,
+    phone: String,
+    status: &'static str,
+    attempts: u32,
+    last_error: Option<&'a str>,
+    created_at: String,
+    next_attempt_at: String,
+}
+
+/// One message after a retry.
+pub fn outbox_message(
+    spec: &crate::queue::HallSpec,
+    m: &crate::store::OutboxRecord,
+) -> super::Reply {
+    super::json(200, &outbox_item(spec, m))
+}
+
+fn outbox_item<'a>(
+    spec: &crate::queue::HallSpec,
+    m: &'a crate::store::OutboxRecord,
+) -> OutboxItem<'a> {
+    OutboxItem {
+        id: &m.id,
+        kind: &m.kind,
+        phone: masked_phone(&m.phone),
+        status: m.status.as_str(),
+        attempts: m.attempts,
+        last_error: m.last_error.as_deref(),
+        created_at: time(spec, m.created_at),
+        next_attempt_at: time(spec, m.next_attempt_at),
+    }
+}
+
+/// `GET /halls/{hall}/outbox`: the messages, phones masked.
+pub fn outbox_list(
+    spec: &crate::queue::HallSpec,
+    records: &[crate::store::OutboxRecord],
+) -> super::Reply {
+    let items: Vec<OutboxItem<'_>> = records.iter().map(|m| outbox_item(spec, m)).collect();
+    super::json(200, &items)
+}
+
+/// The webhook body (§9) of one message about ticket `t`.
+pub fn notify_body(
+    hall: &Hall,
+    t: &Ticket,
+    id: &str,
+    kind: &str,
+    phone: &str,
+    what: &Notice,
+    now: DateTime<Utc>,
+) -> Bytes {
+    let spec = hall.spec();
+    let s = &spec.services[t.service];
+    // The texts follow the service's floor: its Chinese (Mandarin or
+    // Cantonese, whichever it speaks first), and English if it speaks it.
+    let langs = spec
+        .floor(s.floor)
+        .map(|f| f.languages.clone())
+        .unwrap_or_default();
+    let chinese = langs
+        .iter()
+        .copied()
+        .find(|l| *l != Language::En)
+        .unwrap_or(Language::Zh);
+    let window = t.window.map(|w| {
+        let w = &spec.windows[w];
+        WindowPart {
+            id: &w.id,
+            label: &w.label,
+        }
+    });
+    encode(&Body {
+        id,
+        hall: &spec.id,
+        kind,
+        phone,
+        text: text(hall, t, what, chinese),
+        text_en: langs
+            .contains(&Language::En)
+            .then(|| text(hall, t, what, Language::En)),
+        ticket: TicketPart {
+            number: &t.number,
+            service: &s.id,
+            floor: s.floor,
+            zone: &s.zone,
+            window: if matches!(what, Notice::Called { .. }) {
+                window
+            } else {
+                None
+            },
+        },
+        appointment: None,
+        recall: match what {
+            Notice::Called { recall } => *recall,
+            _ => 0,
+        },
+        created_at: time(spec, now),
+    })
+}

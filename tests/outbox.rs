@@ -1,0 +1,458 @@
+//! §9 the outbox: messages to citizens' phones written with the change
+//! that makes them and delivered, signed, to a real HTTP receiver started
+//! here on port 0, which fails on purpose; retried with backoff, dead after
+//! the limit, retried by the admin, delivered after `kill -9`.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{eventually, Client, Server, ADMIN, KIOSK};
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SECRET: &str = "a-test-secret-of-32-characters!!";
+
+/// What the receiver does with the next request.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Ok,
+    Fail500,
+    Reset,
+}
+
+/// One request the receiver got.
+#[derive(Clone, Debug)]
+struct Got {
+    at: Instant,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Got {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map_or("", |(_, v)| v.as_str())
+    }
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap()
+    }
+}
+
+#[derive(Clone)]
+struct Receiver {
+    url: String,
+    got: Arc<Mutex<Vec<Got>>>,
+    mode: Arc<Mutex<Mode>>,
+    /// Requests to fail before `mode` applies (then `Ok`).
+    fail_first: Arc<AtomicU32>,
+}
+
+impl Receiver {
+    async fn start(mode: Mode) -> Receiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let r = Receiver {
+            url,
+            got: Arc::default(),
+            mode: Arc::new(Mutex::new(mode)),
+            fail_first: Arc::new(AtomicU32::new(0)),
+        };
+        let me = r.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let me = me.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let (head_end, len) = loop {
+                        let n = s.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..p]).to_lowercase();
+                            let len = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .map_or(0, |v| v.trim().parse().unwrap());
+                            break (p + 4, len);
+                        }
+                    };
+                    while buf.len() < head_end + len {
+                        let n = s.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    let headers = head
+                        .lines()
+                        .skip(1)
+                        .filter_map(|l| l.split_once(':'))
+                        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                        .collect();
+                    let body = String::from_utf8_lossy(&buf[head_end..head_end + len]).to_string();
+                    me.got.lock().unwrap().push(Got {
+                        at: Instant::now(),
+                        headers,
+                        body,
+                    });
+                    let failing = me
+                        .fail_first
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok();
+                    let mode = if failing {
+                        Mode::Fail500
+                    } else {
+                        *me.mode.lock().unwrap()
+                    };
+                    match mode {
+                        Mode::Ok => {
+                            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+                        }
+                        Mode::Fail500 => {
+                            let _ = s.write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+                        }
+                        Mode::Reset => {
+                            // SO_LINGER 0: the close is a reset, not a FIN.
+                            let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+                            drop(s);
+                        }
+                    }
+                });
+            }
+        });
+        r
+    }
+
+    fn got(&self) -> Vec<Got> {
+        self.got.lock().unwrap().clone()
+    }
+
+    fn kinds(&self) -> Vec<String> {
+        self.got()
+            .iter()
+            .map(|g| g.json()["kind"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+fn config(url: &str, extra: &str) -> String {
+    hallcast::demo::CONFIG.replacen(
+        "  [[halls.floors]]",
+        &format!(
+            "  [halls.notify]\n  webhook_url = \"{url}\"\n  secret = \"{SECRET}\"\n{extra}\n\n  [[halls.floors]]"
+        ),
+        1,
+    )
+}
+
+async fn issue_with_phone(c: &Client, service: &str) -> Value {
+    let r = c
+        .post(
+            "/api/v1/halls/demo/tickets",
+            KIOSK,
+            &format!(r#"{{"service":"{service}","notify":{{"phone":"13812345678"}}}}"#),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    r.json
+}
+
+async fn outbox(c: &Client, query: &str) -> Vec<Value> {
+    let r = c
+        .send(
+            "GET",
+            &format!("/api/v1/halls/demo/outbox{query}"),
+            Some(ADMIN),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json.as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn messages_are_signed_delivered_and_listed_with_masked_phones() {
+    let rx = Receiver::start(Mode::Ok).await;
+    let s = Server::start_config(&config(&rx.url, "  remind_ahead = 0"));
+    let c = Client::new(&s);
+    let t = issue_with_phone(&c, "business").await;
+    eventually(10, "the issued message", || async {
+        (rx.got().len() == 1).then_some(())
+    })
+    .await;
+    // Window 3-01 (3F, which speaks Chinese and English) calls it.
+    assert_eq!(c.window("3-01", "call", "{}").await.status, 200);
+    eventually(10, "the called message", || async {
+        (rx.got().len() == 2).then_some(())
+    })
+    .await;
+    let got = rx.got();
+    for g in &got {
+        let ts: i64 = g.header("x-hallcast-timestamp").parse().unwrap();
+        let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+        mac.update(format!("{ts}.{}", g.body).as_bytes());
+        let want: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(g.header("x-hallcast-signature"), format!("sha256={want}"));
+        assert_eq!(
+            g.header("idempotency-key"),
+            g.json()["id"].as_str().unwrap()
+        );
+        assert!(g.header("content-type").starts_with("application/json"));
+        assert_eq!(
+            g.json()["phone"],
+            "13812345678",
+            "the full number, only here"
+        );
+        assert_eq!(g.json()["hall"], "demo");
+    }
+    let issued = got[0].json();
+    assert_eq!(issued["kind"], "issued");
+    assert_eq!(issued["ticket"]["number"], t["number"]);
+    let called = got[1].json();
+    assert_eq!(called["kind"], "called");
+    assert_eq!(called["recall"], 0);
+    let text = called["text"].as_str().unwrap();
+    assert!(
+        text.contains(t["number"].as_str().unwrap()) && text.contains("窗口"),
+        "{text}"
+    );
+    assert!(
+        called["text_en"].as_str().unwrap().contains("window"),
+        "{called}"
+    );
+    // A floor without English gets no English text.
+    let fund = issue_with_phone(&c, "fund").await;
+    assert_eq!(fund["floor"], 2);
+    eventually(10, "the fund's issued message", || async {
+        (rx.got().len() == 3).then_some(())
+    })
+    .await;
+    assert!(
+        rx.got()[2].json()["text_en"].is_null(),
+        "{}",
+        rx.got()[2].body
+    );
+    assert_eq!(called["ticket"]["window"]["id"], "3-01");
+    // A recall is called again, with its count.
+    assert_eq!(c.window("3-01", "recall", "{}").await.status, 200);
+    eventually(10, "the recall", || async {
+        (rx.got().len() == 4).then_some(())
+    })
+    .await;
+    assert_eq!(rx.got()[3].json()["recall"], 1);
+    // The listing: masked phones, delivered.
+    let list = eventually(10, "all delivered", || async {
+        let l = outbox(&c, "?status=delivered").await;
+        (l.len() == 4).then_some(l)
+    })
+    .await;
+    for m in &list {
+        assert_eq!(m["phone"], "138****5678");
+    }
+    assert!(!s.logs().contains("13812345678"), "no phone in the logs");
+    let r = c
+        .send("GET", "/api/v1/halls/demo/outbox", Some(KIOSK), None, &[])
+        .await;
+    assert_eq!(r.status, 403);
+    let r = c
+        .send(
+            "GET",
+            "/api/v1/halls/demo/outbox?status=lost",
+            Some(ADMIN),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+}
+
+#[tokio::test]
+async fn failures_are_retried_apart_then_the_message_is_dead_until_the_admin_retries() {
+    let rx = Receiver::start(Mode::Fail500).await;
+    let s = Server::start_config(&config(&rx.url, "  remind_ahead = 0\n  max_attempts = 3"));
+    let c = Client::new(&s);
+    issue_with_phone(&c, "business").await;
+    let dead = eventually(20, "dead after 3 tries", || async {
+        let l = outbox(&c, "?status=dead").await;
+        (l.len() == 1).then_some(l)
+    })
+    .await;
+    assert_eq!(dead[0]["attempts"], 3);
+    assert!(
+        dead[0]["last_error"].as_str().unwrap().contains("500"),
+        "{}",
+        dead[0]
+    );
+    let got = rx.got();
+    assert_eq!(got.len(), 3, "exactly max_attempts tries");
+    let gap1 = got[1].at - got[0].at;
+    let gap2 = got[2].at - got[1].at;
+    assert!(
+        gap1 >= Duration::from_millis(700),
+        "about 1 s before the 2nd try: {gap1:?}"
+    );
+    assert!(
+        gap2 >= Duration::from_millis(1500),
+        "about 2 s before the 3rd: {gap2:?}"
+    );
+    assert!(
+        got.iter().all(|g| g.json()["id"] == got[0].json()["id"]),
+        "the same message"
+    );
+    // Fixed on the receiver's side; the admin retries the dead message.
+    *rx.mode.lock().unwrap() = Mode::Ok;
+    let id = dead[0]["id"].as_str().unwrap();
+    let r = c
+        .post(
+            &format!("/api/v1/halls/demo/outbox/{id}/retry"),
+            ADMIN,
+            "{}",
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["status"], "pending");
+    assert_eq!(r.json["attempts"], 0);
+    eventually(10, "delivered after the retry", || async {
+        (outbox(&c, "?status=delivered").await.len() == 1).then_some(())
+    })
+    .await;
+    let again = c
+        .post(
+            &format!("/api/v1/halls/demo/outbox/{id}/retry"),
+            ADMIN,
+            "{}",
+        )
+        .await;
+    assert_eq!((again.status, again.code()), (409, "conflict"));
+    let none = c
+        .post("/api/v1/halls/demo/outbox/nope/retry", ADMIN, "{}")
+        .await;
+    assert_eq!(none.status, 404);
+}
+
+#[tokio::test]
+async fn a_refused_command_makes_no_message_and_resets_are_retried() {
+    let rx = Receiver::start(Mode::Ok).await;
+    rx.fail_first.store(0, Ordering::SeqCst);
+    *rx.mode.lock().unwrap() = Mode::Reset;
+    let s = Server::start_config(&config(&rx.url, "  remind_ahead = 0\n  max_attempts = 2"));
+    let c = Client::new(&s);
+    let r = c
+        .post(
+            "/api/v1/halls/demo/tickets",
+            KIOSK,
+            r#"{"service":"nope","notify":{"phone":"13812345678"}}"#,
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(rx.got().is_empty(), "a refused command makes none");
+    assert!(outbox(&c, "").await.is_empty());
+    // A receiver that resets the connection: retried, then dead.
+    issue_with_phone(&c, "business").await;
+    let dead = eventually(10, "dead after resets", || async {
+        let l = outbox(&c, "?status=dead").await;
+        (l.len() == 1).then_some(l)
+    })
+    .await;
+    assert_eq!(dead[0]["attempts"], 2);
+}
+
+#[tokio::test]
+async fn a_pending_message_is_delivered_after_kill_9_and_restart() {
+    let rx = Receiver::start(Mode::Fail500).await;
+    let mut s = Server::start_config(&config(&rx.url, "  remind_ahead = 0"));
+    let c = Client::new(&s);
+    issue_with_phone(&c, "business").await;
+    eventually(10, "a failed try", || async {
+        (!rx.got().is_empty()).then_some(())
+    })
+    .await;
+    s.kill9();
+    *rx.mode.lock().unwrap() = Mode::Ok;
+    s.respawn();
+    let c = Client::new(&s);
+    eventually(20, "delivered after the restart", || async {
+        (outbox(&c, "?status=delivered").await.len() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(rx.kinds().last().unwrap(), "issued");
+}
+
+#[tokio::test]
+async fn a_reminder_comes_once_when_few_are_ahead_and_not_to_who_was_close_already() {
+    let rx = Receiver::start(Mode::Ok).await;
+    let s = Server::start_config(&config(&rx.url, "  remind_ahead = 1"));
+    let c = Client::new(&s);
+    let a = issue_with_phone(&c, "construction").await; // 0 ahead
+    let b = issue_with_phone(&c, "construction").await; // 1 ahead: close already
+    let d = issue_with_phone(&c, "construction").await; // 2 ahead: will be reminded
+    eventually(10, "three issued", || async {
+        (rx.got().len() == 3).then_some(())
+    })
+    .await;
+    let issued = rx.got();
+    assert!(
+        issued[1].json()["text"]
+            .as_str()
+            .unwrap()
+            .contains("不再另行提醒"),
+        "{}",
+        issued[1].body
+    );
+    assert!(
+        issued[2].json()["text"]
+            .as_str()
+            .unwrap()
+            .contains("提醒您"),
+        "{}",
+        issued[2].body
+    );
+    // 7-01 calls A's: B now has 0 ahead (no reminder: it was close), D 1.
+    assert_eq!(c.window("7-01", "call", "{}").await.status, 200);
+    eventually(10, "called and a reminder", || async {
+        (rx.got().len() == 5).then_some(())
+    })
+    .await;
+    let later: Vec<Value> = rx.got()[3..].iter().map(Got::json).collect();
+    let reminder = later
+        .iter()
+        .find(|m| m["kind"] == "reminder")
+        .expect("a reminder");
+    assert_eq!(reminder["ticket"]["number"], d["number"]);
+    assert!(later
+        .iter()
+        .any(|m| m["kind"] == "called" && m["ticket"]["number"] == a["number"]));
+    // Another call: B called, D at 0 ahead — no second reminder.
+    assert_eq!(c.window("7-01", "call", "{}").await.status, 200);
+    eventually(10, "B called", || async {
+        (rx.got().len() == 6).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let kinds = rx.kinds();
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "reminder").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(rx.got()[5].json()["ticket"]["number"], b["number"]);
+}
