@@ -7,6 +7,9 @@ const STATUS = {
 };
 let ticket = null;
 let alerted = null;
+/** "N ahead of you" comes at this many (the hall's reminder, else 3). */
+let remindAt = 3;
+let reminded = false;
 
 function floorLabel(n) { return n < 0 ? `B${-n}` : `${n}F`; }
 /** The hall's zone guide ("出电梯右转"), when it has one. */
@@ -26,6 +29,17 @@ function render() {
   document.getElementById('facts').classList.toggle('hidden', !waiting);
   document.getElementById('cancel').classList.toggle('hidden', !waiting);
   document.getElementById('ahead').textContent = String(t.ahead);
+  // The reminder the SMS sends, also here: once the turn is near.
+  const soon = waiting && remindAt > 0 && t.ahead <= remindAt;
+  const box = document.getElementById('soon');
+  box.classList.toggle('hidden', !soon);
+  if (soon) {
+    box.replaceChildren(
+      t.ahead === 0 ? '下一位就是您，请到等候区' : `前面还有 ${t.ahead} 人，请到等候区`,
+      Object.assign(document.createElement('span'), { className: 'en', textContent: t.ahead === 0 ? 'You are next: please come to the waiting area.' : `${t.ahead} ahead of you: please come to the waiting area.` }));
+    if (!reminded && navigator.vibrate) navigator.vibrate(300);
+    reminded = true;
+  }
   const [wz] = waitText(t.eta_seconds);
   document.getElementById('eta').textContent = wz.replace('约 ', '');
   const where = document.getElementById('where');
@@ -79,7 +93,12 @@ document.getElementById('cancel').addEventListener('click', async () => {
 
 async function refresh() {
   const r = await api('GET', `/tickets/${token}`);
-  if (r.status === 200) { ticket = r.body; render(); }
+  if (r.status === 200) {
+    ticket = r.body;
+    const b = await api('GET', `/halls/${ticket.hall}`);
+    if (b.status === 200 && typeof b.body.remind_ahead === 'number') remindAt = b.body.remind_ahead;
+    render();
+  }
   else if (r.status === 404) {
     document.getElementById('missing').classList.remove('hidden');
     document.getElementById('main').classList.add('hidden');

@@ -102,6 +102,9 @@ struct HallBoard<'a> {
     /// A phone may take a number here without a token (§8).
     mobile_tickets: bool,
     zones: Vec<ZoneItem<'a>>,
+    /// The "N ahead of you" reminder (§9), also shown on the phone page;
+    /// `null` without `[halls.notify]`.
+    remind_ahead: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -129,6 +132,7 @@ pub fn hall_board(hall: &Hall, now: DateTime<Utc>) -> Reply {
                 .map(|t| time(spec, t)),
             takes_tickets: hours.is_none_or(|hr| hr.takes_tickets(tz, now)),
             mobile_tickets: spec.mobile_tickets,
+            remind_ahead: spec.notify.as_ref().map(|n| n.remind_ahead),
             zones: spec
                 .zones
                 .iter()

@@ -189,8 +189,11 @@ test('the phone page goes from waiting to the called alert', async () => {
   assert.equal(await page.locator('#ahead').textContent(), '1');
   await page.waitForFunction(() => document.getElementById('qr').naturalWidth > 0);
   await shot(page, 'phone-waiting');
+  // The reminder the SMS would send shows here too (3 ahead or fewer).
+  assert.match(await page.locator('#soon').textContent(), /前面还有 1 人/);
   await act('2-03', 'call');
   await page.locator('#ahead', { hasText: '0' }).waitFor();
+  assert.match(await page.locator('#soon').textContent(), /下一位就是您/);
   await act('2-03', 'call');
   await page.locator('#alert:not(.hidden)').waitFor();
   assert.match(await page.locator('#alert-window').textContent(), /3 号窗口/);
