@@ -100,6 +100,9 @@ pub async fn run(engine: Arc<Engine>, stop: CancellationToken) {
                     tracing::warn!(error = %e, "recording a delivery failed; it will be tried again");
                 }
                 lock(&in_flight).remove(&id);
+                // A place is free: look for the next due message now,
+                // not at the next poll.
+                engine.wake_outbox();
             });
         }
     }
