@@ -456,3 +456,34 @@ async fn a_reminder_comes_once_when_few_are_ahead_and_not_to_who_was_close_alrea
     );
     assert_eq!(rx.got()[5].json()["ticket"]["number"], b["number"]);
 }
+
+#[tokio::test]
+async fn many_messages_at_once_are_each_delivered_once() {
+    let rx = Receiver::start(Mode::Ok).await;
+    let s = Server::start_config(&config(&rx.url, "  remind_ahead = 0"));
+    let c = Client::new(&s);
+    // Deliveries finish while the worker reads the next due ones: none may
+    // be sent twice (a read that began before a delivery was recorded
+    // still sees it pending).
+    let tasks: Vec<_> = (0..400)
+        .map(|i| {
+            let c = c.clone();
+            let service = ["business", "tax", "fund", "social"][i % 4];
+            tokio::spawn(async move { issue_with_phone(&c, service).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    eventually(30, "400 delivered", || async {
+        (rx.got().len() >= 400).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = rx.got();
+    let ids: std::collections::HashSet<String> = got
+        .iter()
+        .map(|g| g.json()["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!((got.len(), ids.len()), (400, 400), "each message once");
+}

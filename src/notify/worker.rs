@@ -7,7 +7,8 @@
 //! crash between the answer and the record sends it again (the receiver
 //! deduplicates by `id`, also our `Idempotency-Key`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +31,9 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Deliveries in flight at once at most.
 const IN_FLIGHT: usize = 32;
+
+/// Due messages read from the store at a time.
+const READ_AT_ONCE: usize = 256;
 
 /// The longest wait between two tries (contract §9: 10 min).
 const MAX_BACKOFF_SECS: f64 = 600.0;
@@ -67,7 +71,16 @@ pub async fn run(engine: Arc<Engine>, stop: CancellationToken) {
             return;
         }
     };
-    let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+    // Each message taken from the store: `None` until its delivery is
+    // recorded, then the read generation during which it was. A read that
+    // began before a delivery was recorded may still return its message
+    // as pending; only reads that began after it may forget it.
+    let taken: Arc<Mutex<HashMap<String, Option<u64>>>> = Arc::default();
+    let reads = Arc::new(AtomicU64::new(0));
+    let running = Arc::new(AtomicUsize::new(0));
+    // Read but not yet handed to a delivery: the store is read again only
+    // once these are out, not for every delivery that finishes.
+    let mut queue: VecDeque<OutboxRecord> = VecDeque::new();
     let tasks = tokio_util::task::TaskTracker::new();
     loop {
         tokio::select! {
@@ -75,33 +88,44 @@ pub async fn run(engine: Arc<Engine>, stop: CancellationToken) {
             () = engine.outbox_written() => {}
             () = tokio::time::sleep(POLL) => {}
         }
-        let room = IN_FLIGHT.saturating_sub(lock(&in_flight).len());
-        if room == 0 {
-            continue;
-        }
-        let due = match engine.outbox_due(Utc::now(), IN_FLIGHT * 2).await {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the outbox failed; retrying");
-                continue;
+        if queue.is_empty() {
+            let read = reads.fetch_add(1, Ordering::SeqCst) + 1;
+            match engine.outbox_due(Utc::now(), READ_AT_ONCE).await {
+                Ok(due) => {
+                    let mut map = lock(&taken);
+                    // Recorded before this read began: it saw them as they are.
+                    map.retain(|_, s| s.is_none_or(|done| done >= read));
+                    for m in due {
+                        if !map.contains_key(&m.id) {
+                            map.insert(m.id.clone(), None);
+                            queue.push_back(m);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "reading the outbox failed; retrying"),
             }
-        };
-        for m in due
-            .into_iter()
-            .filter(|m| !lock(&in_flight).contains(&m.id))
-            .take(room)
-        {
-            lock(&in_flight).insert(m.id.clone());
-            let (engine, client, in_flight) = (engine.clone(), client.clone(), in_flight.clone());
+        }
+        while running.load(Ordering::SeqCst) < IN_FLIGHT {
+            let Some(m) = queue.pop_front() else { break };
+            running.fetch_add(1, Ordering::SeqCst);
+            let (engine, client, taken, reads, running) = (
+                engine.clone(),
+                client.clone(),
+                taken.clone(),
+                reads.clone(),
+                running.clone(),
+            );
             tasks.spawn(async move {
                 let id = m.id.clone();
                 let update = deliver(&engine, &client, m).await;
                 if let Err(e) = engine.outbox_update(vec![update]).await {
                     tracing::warn!(error = %e, "recording a delivery failed; it will be tried again");
                 }
-                lock(&in_flight).remove(&id);
-                // A place is free: look for the next due message now,
-                // not at the next poll.
+                let now = reads.load(Ordering::SeqCst);
+                lock(&taken).insert(id, Some(now));
+                running.fetch_sub(1, Ordering::SeqCst);
+                // A place is free: hand out the next message now, not at
+                // the next poll.
                 engine.wake_outbox();
             });
         }

@@ -32,6 +32,9 @@ const COMMIT_TRIES: u32 = 4;
 /// 80 ms: 140 ms in all, within a screen's patience and a command's).
 const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
+/// Told once an outbox update is recorded.
+type OutboxDone = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
+
 /// Runs after the batch's commit, on the writer thread: must not block.
 pub type Continuation = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
@@ -42,10 +45,7 @@ pub enum Job {
     /// Housekeeping (expired idempotency keys …).
     Maintain(DateTime<Utc>),
     /// What deliveries of the outbox did (§9); answered once recorded.
-    Outbox(
-        Vec<super::OutboxUpdate>,
-        tokio::sync::oneshot::Sender<Result<(), StoreError>>,
-    ),
+    Outbox(Vec<super::OutboxUpdate>, OutboxDone),
     /// Commit what is queued before this, then end the thread.
     Stop,
     /// Take writes again after a failed commit: everything queued before
@@ -76,6 +76,9 @@ impl Writer {
             .name("hallcast-writer".into())
             .spawn(move || {
                 let mut group: Vec<(Batch, Continuation)> = Vec::with_capacity(MAX_GROUP);
+                // Deliveries recorded together, one transaction (and one
+                // fsync) for all that piled up, as commands are.
+                let mut deliveries: Vec<(Vec<super::OutboxUpdate>, OutboxDone)> = Vec::new();
                 let mut stopping = false;
                 while let Some(job) = rx.blocking_recv() {
                     let mut next = Some(job);
@@ -95,13 +98,7 @@ impl Writer {
                                 tracing::info!("store writes resumed after a reload");
                                 let _ = ack.send(());
                             }
-                            Job::Outbox(updates, done) => {
-                                let r = backend.update_outbox(&updates);
-                                if let Err(e) = &r {
-                                    tracing::warn!(error = %e, "recording outbox deliveries failed; they will be retried");
-                                }
-                                let _ = done.send(r);
-                            }
+                            Job::Outbox(updates, done) => deliveries.push((updates, done)),
                             Job::Maintain(now) => {
                                 if let Err(e) = backend.maintain(now) {
                                     tracing::warn!(error = %e, "store maintenance failed");
@@ -114,6 +111,17 @@ impl Writer {
                     }
                     if !group.is_empty() {
                         Self::commit(&mut *backend, &flag, &mut group);
+                    }
+                    if !deliveries.is_empty() {
+                        let all: Vec<super::OutboxUpdate> =
+                            deliveries.iter().flat_map(|(u, _)| u.iter().cloned()).collect();
+                        let r = backend.update_outbox(&all);
+                        if let Err(e) = &r {
+                            tracing::warn!(error = %e, "recording outbox deliveries failed; they will be retried");
+                        }
+                        for (_, done) in deliveries.drain(..) {
+                            let _ = done.send(r.clone());
+                        }
                     }
                     if stopping {
                         break;
