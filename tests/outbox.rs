@@ -487,3 +487,66 @@ async fn many_messages_at_once_are_each_delivered_once() {
         .collect();
     assert_eq!((got.len(), ids.len()), (400, 400), "each message once");
 }
+
+#[tokio::test]
+async fn transfers_and_day_ends_are_told_and_a_late_reminder_is_dropped() {
+    let rx = Receiver::start(Mode::Ok).await;
+    let s = Server::start_config(&config(&rx.url, "  remind_ahead = 1"));
+    let c = Client::new(&s);
+    // Transferred: 3-01 calls a business ticket and sends it on to tax.
+    let t = issue_with_phone(&c, "business").await;
+    assert_eq!(c.window("3-01", "call", "{}").await.status, 200);
+    let r = c.window("3-01", "transfer", r#"{"service":"tax"}"#).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let moved = eventually(10, "the transfer message", || async {
+        rx.got()
+            .into_iter()
+            .map(|g| g.json())
+            .find(|m| m["kind"] == "transferred")
+    })
+    .await;
+    assert_eq!(
+        moved["ticket"]["number"], t["number"],
+        "one number through the visit"
+    );
+    assert_eq!(moved["ticket"]["service"], "tax", "the new service");
+    assert!(
+        moved["text"].as_str().unwrap().contains("号码不变"),
+        "{moved}"
+    );
+    // Expired: the day ends with a phone ticket still waiting.
+    let w = issue_with_phone(&c, "fund").await;
+    let r = c.post("/api/v1/halls/demo/close-day", ADMIN, "{}").await;
+    assert_eq!(r.status, 200);
+    let expired = eventually(10, "the expired message", || async {
+        rx.got()
+            .into_iter()
+            .map(|g| g.json())
+            .find(|m| m["kind"] == "expired")
+    })
+    .await;
+    assert_eq!(expired["ticket"]["number"], w["number"]);
+    // A reminder that could not be delivered before its ticket was called
+    // is dropped, not sent late.
+    *rx.mode.lock().unwrap() = Mode::Fail500;
+    for _ in 0..3 {
+        issue_with_phone(&c, "construction").await;
+    }
+    assert_eq!(c.window("7-01", "call", "{}").await.status, 200); // the third: 1 ahead
+    assert_eq!(c.window("7-01", "call", "{}").await.status, 200);
+    assert_eq!(c.window("7-01", "call", "{}").await.status, 200); // the third is called
+    let dropped = eventually(15, "the reminder dropped", || async {
+        let l = outbox(&c, "?status=dropped").await;
+        (!l.is_empty()).then_some(l)
+    })
+    .await;
+    assert_eq!(dropped[0]["kind"], "reminder");
+    assert!(
+        dropped[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("called"),
+        "{}",
+        dropped[0]
+    );
+}
