@@ -103,6 +103,25 @@ pub fn authenticate(
     )))
 }
 
+/// The hall with this id, and its admin calling (`what` says what only
+/// the admin may do, for the 403).
+pub fn hall_admin<'a>(
+    engine: &'a Engine,
+    hall: &str,
+    header: Option<&str>,
+    what: &str,
+) -> Result<&'a crate::engine::HallEngine, ApiError> {
+    let h = engine
+        .hall(hall)
+        .ok_or_else(|| ApiError::not_found(format!("no hall '{hall}'")))?;
+    if authenticate(engine, &h.spec, header)? != Caller::Admin {
+        return Err(ApiError::forbidden(format!(
+            "only the hall's admin token may {what}"
+        )));
+    }
+    Ok(h)
+}
+
 /// May issue tickets: a kiosk or the admin.
 pub fn require_issuer(caller: Caller) -> Result<(), ApiError> {
     match caller {

@@ -1,22 +1,19 @@
 //! A hall's day (contract §7): staff end it early with `close-day`.
 
-use super::auth::{authenticate, Caller};
+use super::auth::{hall_admin, Caller};
 use super::{Answer, Api, Request};
 use crate::wire::{self, ApiError};
 
 /// `POST /halls/{hall}/close-day` (admin): ends the day now, as midnight
 /// would. Numbering still restarts only at midnight.
 pub async fn close_day(api: &Api, req: &Request<'_>, hall: &str) -> Result<Answer, ApiError> {
-    let h = api
-        .engine
-        .hall(hall)
-        .ok_or_else(|| ApiError::not_found(format!("no hall '{hall}'")))?;
-    let caller = authenticate(&api.engine, &h.spec, req.header("authorization"))?;
-    if caller != Caller::Admin {
-        return Err(ApiError::forbidden(
-            "only the hall's admin token may close the day",
-        ));
-    }
+    let h = hall_admin(
+        &api.engine,
+        hall,
+        req.header("authorization"),
+        "close the day",
+    )?;
+    let caller = Caller::Admin;
     let key = req.idempotency_key()?;
     wire::parse_body::<wire::Empty>(&req.body)?;
     let reply = api

@@ -1,7 +1,7 @@
 //! The outbox as staff see it (§9): the messages to citizens' phones, with
 //! phones masked, and a retry of a dead one.
 
-use super::auth::{authenticate, Caller};
+use super::auth::hall_admin;
 use super::{Answer, Api, Request};
 use crate::engine::HallEngine;
 use crate::store::{OutboxStatus, OutboxUpdate};
@@ -11,17 +11,12 @@ use crate::wire::{self, ApiError};
 const LISTED: usize = 500;
 
 fn admin<'a>(api: &'a Api, req: &Request<'_>, hall: &str) -> Result<&'a HallEngine, ApiError> {
-    let h = api
-        .engine
-        .hall(hall)
-        .ok_or_else(|| ApiError::not_found(format!("no hall '{hall}'")))?;
-    let caller = authenticate(&api.engine, &h.spec, req.header("authorization"))?;
-    if caller != Caller::Admin {
-        return Err(ApiError::forbidden(
-            "only the hall's admin token may see the outbox",
-        ));
-    }
-    Ok(h)
+    hall_admin(
+        &api.engine,
+        hall,
+        req.header("authorization"),
+        "see the outbox",
+    )
 }
 
 /// `GET /halls/{hall}/outbox[?status=pending|delivered|dead|dropped]`

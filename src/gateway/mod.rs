@@ -83,16 +83,9 @@ pub fn routes(
                     ));
                 };
                 // Counted from before the upgrade until the task ends.
-                let ip = limits.client_ip(peer.map(|p| p.0), &headers);
-                let stream = match limits.open_stream(ip) {
+                let stream = match stream_slot(&limits, peer, &headers) {
                     Ok(g) => g,
-                    Err(wait) => {
-                        let mut r = error(ApiError::rate_limited(
-                            "too many open streams from this address; close some first",
-                        ));
-                        wait.set_on(&mut r);
-                        return r;
-                    }
+                    Err(r) => return r,
                 };
                 let engine = engine.clone();
                 let id = next_conn.fetch_add(1, Ordering::Relaxed);
@@ -147,6 +140,23 @@ pub fn routes(
                 upgrade::switching(&accept)
             },
         )
+}
+
+/// Counts a stream (WebSocket or SSE) against its address's limit (§13),
+/// or the 429 to answer instead.
+pub(crate) fn stream_slot(
+    limits: &Limits,
+    peer: Option<PeerAddr>,
+    headers: &HeaderMap,
+) -> Result<Option<crate::limits::StreamGuard>, Response<Bytes>> {
+    let ip = limits.client_ip(peer.map(|p| p.0), headers);
+    limits.open_stream(ip).map_err(|wait| {
+        let mut r = error(ApiError::rate_limited(
+            "too many open streams from this address; close some first",
+        ));
+        wait.set_on(&mut r);
+        r
+    })
 }
 
 pub(crate) fn parse_after(query: &str) -> Result<Option<u64>, String> {

@@ -118,16 +118,9 @@ pub fn routes(
                     Ok(a) => a,
                     Err(m) => return error(ApiError::bad_request(m)),
                 };
-                let ip = limits.client_ip(peer.map(|p| p.0), &headers);
-                let guard = match limits.open_stream(ip) {
+                let guard = match super::stream_slot(&limits, peer, &headers) {
                     Ok(g) => g,
-                    Err(wait) => {
-                        let mut r = error(ApiError::rate_limited(
-                            "too many open streams from this address; close some first",
-                        ));
-                        wait.set_on(&mut r);
-                        return r;
-                    }
+                    Err(r) => return r.into_response(),
                 };
                 let (out, events) = mpsc::channel::<Event>(OUT_QUEUE);
                 let engine = engine.clone();
