@@ -85,7 +85,7 @@ pub fn routes(
                 // Counted from before the upgrade until the task ends.
                 let stream = match stream_slot(&limits, peer, &headers) {
                     Ok(g) => g,
-                    Err(r) => return r,
+                    Err(r) => return *r,
                 };
                 let engine = engine.clone();
                 let id = next_conn.fetch_add(1, Ordering::Relaxed);
@@ -148,14 +148,14 @@ pub(crate) fn stream_slot(
     limits: &Limits,
     peer: Option<PeerAddr>,
     headers: &HeaderMap,
-) -> Result<Option<crate::limits::StreamGuard>, Response<Bytes>> {
+) -> Result<Option<crate::limits::StreamGuard>, Box<Response<Bytes>>> {
     let ip = limits.client_ip(peer.map(|p| p.0), headers);
     limits.open_stream(ip).map_err(|wait| {
         let mut r = error(ApiError::rate_limited(
             "too many open streams from this address; close some first",
         ));
         wait.set_on(&mut r);
-        r
+        Box::new(r)
     })
 }
 
