@@ -37,7 +37,9 @@ function render() {
     box.replaceChildren(
       t.ahead === 0 ? '下一位就是您，请到等候区' : `前面还有 ${t.ahead} 人，请到等候区`,
       Object.assign(document.createElement('span'), { className: 'en', textContent: t.ahead === 0 ? 'You are next: please come to the waiting area.' : `${t.ahead} ahead of you: please come to the waiting area.` }));
-    if (!reminded && navigator.vibrate) navigator.vibrate(300);
+    // Browsers refuse to vibrate before the user has touched the page.
+    const touched = !navigator.userActivation || navigator.userActivation.hasBeenActive;
+    if (!reminded && touched && navigator.vibrate) navigator.vibrate(300);
     reminded = true;
   }
   const [wz] = waitText(t.eta_seconds);
