@@ -77,16 +77,23 @@ pub fn messages(
         if t.notify_phone.is_none() {
             continue;
         }
+        // Events name tickets by number; a number is unique within a day,
+        // and the status tells today's ticket from an earlier day's that
+        // ended in the same command.
         for e in &out.events {
             match &e.kind {
-                EventKind::Called { number, recall, .. } if *number == t.number => {
+                EventKind::Called { number, recall, .. }
+                    if *number == t.number && t.status == Status::Called =>
+                {
                     make("called", t, Notice::Called { recall: *recall });
                 }
                 EventKind::Ticket {
                     number,
                     transferred_to: Some(_),
                     ..
-                } if *number == t.number => make("transferred", t, Notice::Transferred),
+                } if *number == t.number && t.status == Status::Waiting => {
+                    make("transferred", t, Notice::Transferred)
+                }
                 _ => {}
             }
         }
