@@ -262,19 +262,29 @@ impl Engine {
         self.outbox_wake.notified().await
     }
 
+    /// Runs `read` on the read connection, off the async threads.
+    async fn read_store<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        read: impl FnOnce(&mut dyn Backend) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let history = self.history.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut b = history.lock().unwrap_or_else(|p| p.into_inner());
+            read(&mut **b)
+        })
+        .await
+        .map_err(|e| StoreError::unavailable(format!("{what} read failed: {e}")))?
+    }
+
     /// Pending outbox messages due by `now`.
     pub async fn outbox_due(
         &self,
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<OutboxRecord>, StoreError> {
-        let history = self.history.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut b = history.lock().unwrap_or_else(|p| p.into_inner());
-            b.outbox_due(now, limit)
-        })
-        .await
-        .map_err(|e| StoreError::unavailable(format!("outbox read failed: {e}")))?
+        self.read_store("outbox", move |b| b.outbox_due(now, limit))
+            .await
     }
 
     /// A hall's outbox messages, newest first.
@@ -284,14 +294,9 @@ impl Engine {
         status: Option<OutboxStatus>,
         limit: usize,
     ) -> Result<Vec<OutboxRecord>, StoreError> {
-        let history = self.history.clone();
         let hall = hall.to_string();
-        tokio::task::spawn_blocking(move || {
-            let mut b = history.lock().unwrap_or_else(|p| p.into_inner());
-            b.outbox_list(&hall, status, limit)
-        })
-        .await
-        .map_err(|e| StoreError::unavailable(format!("outbox read failed: {e}")))?
+        self.read_store("outbox", move |b| b.outbox_list(&hall, status, limit))
+            .await
     }
 
     /// One outbox message of a hall.
@@ -300,14 +305,9 @@ impl Engine {
         hall: &str,
         id: &str,
     ) -> Result<Option<OutboxRecord>, StoreError> {
-        let history = self.history.clone();
         let (hall, id) = (hall.to_string(), id.to_string());
-        tokio::task::spawn_blocking(move || {
-            let mut b = history.lock().unwrap_or_else(|p| p.into_inner());
-            b.outbox_get(&hall, &id)
-        })
-        .await
-        .map_err(|e| StoreError::unavailable(format!("outbox read failed: {e}")))?
+        self.read_store("outbox", move |b| b.outbox_get(&hall, &id))
+            .await
     }
 
     /// Records what deliveries (or a retry) changed.
@@ -323,14 +323,11 @@ impl Engine {
         after: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let history = self.history.clone();
         let hall = hall.to_string();
-        tokio::task::spawn_blocking(move || {
-            let mut b = history.lock().unwrap_or_else(|p| p.into_inner());
+        self.read_store("history", move |b| {
             b.events_after(&hall, floor, after, limit)
         })
         .await
-        .map_err(|e| StoreError::unavailable(format!("history read failed: {e}")))?
     }
 
     /// The hall that issued a ticket token.

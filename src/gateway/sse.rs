@@ -19,13 +19,13 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use warp::http::{HeaderMap, Response};
+use warp::http::HeaderMap;
 use warp::sse::Event;
 use warp::{Filter, Reply};
 
 use super::channel::{self, Channel, Pager};
 use crate::engine::Engine;
-use crate::hub::{Batch, Closed, Member, MemberId, Payload, SubscriberGroup};
+use crate::hub::{Batch, Closed, Member, MemberId, SubscriberGroup};
 use crate::limits::Limits;
 use crate::listener::PeerAddr;
 use crate::wire::ApiError;
@@ -81,13 +81,7 @@ impl SubscriberGroup for Sink {
 }
 
 fn error(e: ApiError) -> warp::reply::Response {
-    let r = e.reply();
-    Response::builder()
-        .status(r.status)
-        .header("content-type", "application/json")
-        .body(r.body)
-        .expect("error response builds")
-        .into_response()
+    super::error(e).into_response()
 }
 
 /// `GET /sse/v1/…` routes. Every stream ends when `stop` is cancelled (the
@@ -171,12 +165,27 @@ fn resume_point(query: &str, headers: &HeaderMap) -> Result<Option<u64>, String>
 /// reads), then every live message it does not cover, until the client
 /// goes or falls too far behind.
 async fn feed(engine: &Arc<Engine>, ch: Channel, after: Option<u64>, out: &mpsc::Sender<Event>) {
-    let (tx, mut live) = mpsc::channel(LIVE_QUEUE);
+    let (tx, live) = mpsc::channel(LIVE_QUEUE);
     let sink = Arc::new(Sink {
         tx: Mutex::new(Some(tx)),
         closed: AtomicBool::new(false),
     });
     let member = Member::new(sink.clone(), MemberId::default());
+    send(engine, &ch, after, member, live, out).await;
+    // However it ended (the client went, the history it needs is gone, or
+    // the topic closed it), the topics drop it at their next delivery.
+    sink.end();
+}
+
+/// The events of one subscription, until one cannot be sent (`None`).
+async fn send(
+    engine: &Arc<Engine>,
+    ch: &Channel,
+    after: Option<u64>,
+    member: Member,
+    mut live: mpsc::Receiver<Arc<Batch>>,
+    out: &mpsc::Sender<Event>,
+) -> Option<()> {
     // Ticket messages carry the hall seq, which is no resume point.
     let ids = !matches!(ch, Channel::Ticket { .. });
     let event = |seq: u64, text: &[u8]| {
@@ -187,47 +196,31 @@ async fn feed(engine: &Arc<Engine>, ch: Channel, after: Option<u64>, out: &mpsc:
             e
         }
     };
-    let Some(start) = channel::subscribe(engine, &ch, after, member).await else {
-        sink.end();
-        return;
-    };
+    let start = channel::subscribe(engine, ch, after, member).await?;
     let skip = start.skip_through;
     for (seq, p) in &start.first {
-        if out.send(event(*seq, p.as_bytes())).await.is_err() {
-            sink.end();
-            return;
-        }
+        out.send(event(*seq, p.as_bytes())).await.ok()?;
     }
-    let pager = Pager::new(engine, &ch);
+    let pager = Pager::new(engine, ch);
     let mut rest = start.rest;
     while let Some((next, through)) = rest {
-        let page: Option<Vec<(u64, Payload)>> = match &pager {
-            Some(p) => p.page(next, through).await,
-            None => None,
-        };
         // The history it needs is gone: end; it resumes with a snapshot.
-        let Some(page) = page.filter(|p| p.first().is_some_and(|(s, _)| *s == next)) else {
-            sink.end();
-            return;
-        };
+        let page = pager.as_ref()?.page(next, through).await?;
+        if page.first().is_none_or(|(s, _)| *s != next) {
+            return None;
+        }
         let last = page.last().map_or(next, |(s, _)| *s);
         for (seq, p) in &page {
-            if out.send(event(*seq, p.as_bytes())).await.is_err() {
-                sink.end();
-                return;
-            }
+            out.send(event(*seq, p.as_bytes())).await.ok()?;
         }
         rest = (last < through).then_some((last + 1, through));
     }
     while let Some(batch) = live.recv().await {
         for (seq, text) in batch.messages() {
-            if seq != 0 && seq <= skip {
-                continue;
-            }
-            if out.send(event(seq, text)).await.is_err() {
-                sink.end();
-                return;
+            if seq == 0 || seq > skip {
+                out.send(event(seq, text)).await.ok()?;
             }
         }
     }
+    None
 }
