@@ -164,6 +164,11 @@ async fn start(
     Some(Catchup::whole(vec![(seq, first)], seq))
 }
 
+/// Messages in the page from `next` through at most `through`.
+fn page_len(next: u64, through: u64) -> usize {
+    PAGE.min((through + 1).saturating_sub(next) as usize)
+}
+
 /// Fetches the pages of a replay after its first (see [`Catchup::rest`]):
 /// from the ring while it still holds them, else from the store.
 pub struct Pager {
@@ -200,8 +205,7 @@ impl Pager {
     /// Up to [`PAGE`] messages from `next` on (none past `through`),
     /// gapless; `None` if neither the ring nor the store still has `next`.
     pub async fn page(&self, next: u64, through: u64) -> Option<Vec<(u64, Payload)>> {
-        let limit = PAGE.min((through + 1).saturating_sub(next) as usize);
-        let ring = lock(self.topic()?).range(next - 1, limit);
+        let ring = lock(self.topic()?).range(next - 1, page_len(next, through));
         match ring {
             Some(p) if !p.is_empty() => Some(p),
             _ => self.stored_page(next, through).await,
@@ -210,10 +214,9 @@ impl Pager {
 
     /// The same from the store alone.
     async fn stored_page(&self, next: u64, through: u64) -> Option<Vec<(u64, Payload)>> {
-        let limit = PAGE.min((through + 1).saturating_sub(next) as usize);
         let events = self
             .engine
-            .history(&self.hall, self.floor, next - 1, limit)
+            .history(&self.hall, self.floor, next - 1, page_len(next, through))
             .await
             .ok()?;
         let floor = self.floor.is_some();
