@@ -158,6 +158,8 @@ export function storedToken(key) {
 export function el(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
+    // An absent attribute (null): `disabled: cond ? '' : null`.
+    if (v === null || v === undefined) continue;
     if (k === 'class') e.className = v;
     else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
     else e.setAttribute(k, v);

@@ -22,6 +22,8 @@ if (!token) document.getElementById('signin').classList.remove('hidden');
 function showChoose() {
   clearTimeout(back);
   document.getElementById('result').classList.add('hidden');
+  document.getElementById('booking').classList.add('hidden');
+  document.getElementById('head').classList.remove('hidden');
   document.getElementById('choose').classList.remove('hidden');
   document.getElementById('green').checked = false;
   document.getElementById('msg').textContent = '';
@@ -81,6 +83,44 @@ async function take(service) {
   showTicket(r.body);
 }
 
+// "I have an appointment": the booking's code turns into its ticket here.
+const CODE_KEYS = 'ABCDEFGHJKMNPQRSTUVWXYZ23456789';
+const codeInput = document.getElementById('code-input');
+document.getElementById('keypad').replaceChildren(
+  ...[...CODE_KEYS].map((k) => el('button', { 'data-key': k, onclick: () => { if (codeInput.value.length < 6) codeInput.value += k; } }, k)),
+  el('button', { 'data-key': 'back', onclick: () => { codeInput.value = codeInput.value.slice(0, -1); } }, '⌫'));
+document.getElementById('have-booking').addEventListener('click', () => {
+  clearTimeout(back);
+  document.getElementById('choose').classList.add('hidden');
+  document.getElementById('result').classList.add('hidden');
+  document.getElementById('head').classList.add('hidden');
+  document.getElementById('booking').classList.remove('hidden');
+  document.getElementById('msg').textContent = '';
+  codeInput.value = '';
+  codeInput.focus();
+  // An abandoned code entry goes back to the service list.
+  back = setTimeout(showChoose, SHOW_TICKET_MS);
+});
+document.getElementById('code-back').addEventListener('click', showChoose);
+document.getElementById('code-submit').addEventListener('click', async () => {
+  if (busy) return;
+  if (!token) { document.getElementById('signin').classList.remove('hidden'); return; }
+  const code = codeInput.value.trim();
+  busy = true;
+  const idem = crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
+  let r = await api('POST', `/halls/${hall}/check-in`, { token, body: { code }, key: idem });
+  if (r.status === 0) r = await api('POST', `/halls/${hall}/check-in`, { token, body: { code }, key: idem });
+  busy = false;
+  if (r.status !== 201) {
+    document.getElementById('msg').textContent = problem(r);
+    if (r.status === 401 || r.status === 403) document.getElementById('signin').classList.remove('hidden');
+    return;
+  }
+  document.getElementById('booking').classList.add('hidden');
+  document.getElementById('head').classList.remove('hidden');
+  showTicket(r.body);
+});
+
 function showTicket(t) {
   const [wz, we] = waitText(t.eta_seconds);
   document.getElementById('choose').classList.add('hidden');
@@ -89,7 +129,7 @@ function showTicket(t) {
   res.replaceChildren(el('div', { class: 'ticket', id: 'ticket' },
     el('div', { class: 'hall' }, board ? board.name : ''),
     el('div', { class: 'num', id: 'ticket-number' }, t.number),
-    el('div', { class: 'svc-name' }, `${t.service_name}${t.service_name_en ? ` · ${t.service_name_en}` : ''}${t.priority === 'priority' ? ' · 绿色通道' : ''}`),
+    el('div', { class: 'svc-name' }, `${t.service_name}${t.service_name_en ? ` · ${t.service_name_en}` : ''}${t.priority === 'priority' ? ' · 绿色通道' : ''}${t.channel === 'appointment' ? ' · 预约 Booked' : ''}`),
     el('div', { class: 'go' }, `请到 ${floorLabel(t.floor)} ${t.zone}区 等候叫号 · Please wait on floor ${t.floor}, zone ${t.zone}`),
     t.where ? el('div', { class: 'go', id: 'ticket-guide' }, t.where) : null,
     el('div', { class: 'ahead' }, `前面 ${t.ahead} 人，${wz} · ${t.ahead} ahead, ${we}`),

@@ -15,8 +15,8 @@ use serde::Deserialize;
 use crate::limits::LimitsConfig;
 
 use crate::queue::{
-    Announce, DayHours, FloorSpec, HallSpec, Hours, KioskSpec, Language, NotifySpec, ServiceSpec,
-    WindowSpec, ZoneSpec,
+    Announce, AppointmentSpec, DayHours, FloorSpec, HallSpec, Hours, KioskSpec, Language,
+    NotifySpec, ServiceSpec, WindowSpec, ZoneSpec,
 };
 
 /// Where the server listens unless told otherwise (contract §1).
@@ -240,6 +240,41 @@ struct RawService {
     floor: i32,
     zone: String,
     avg_service_seconds: Option<u32>,
+    appointments: Option<RawAppointments>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAppointments {
+    slot_minutes: Option<u32>,
+    per_slot: Option<u32>,
+    days_ahead: Option<u32>,
+    early_minutes: Option<u32>,
+    late_minutes: Option<u32>,
+}
+
+/// `[halls.services.appointments]` → [`AppointmentSpec`]: each field within
+/// what a hall's day can hold, the defaults of the contract's example.
+fn validate_appointments(a: RawAppointments) -> Result<AppointmentSpec, String> {
+    let field = |v: Option<u32>, default: u32, name: &str, range: std::ops::RangeInclusive<u32>| {
+        let v = v.unwrap_or(default);
+        if range.contains(&v) {
+            Ok(v)
+        } else {
+            Err(format!(
+                "appointments.{name} must be between {} and {}",
+                range.start(),
+                range.end()
+            ))
+        }
+    };
+    Ok(AppointmentSpec {
+        slot_minutes: field(a.slot_minutes, 30, "slot_minutes", 5..=720)?,
+        per_slot: field(a.per_slot, 4, "per_slot", 1..=1000)?,
+        days_ahead: field(a.days_ahead, 7, "days_ahead", 0..=90)?,
+        early_minutes: field(a.early_minutes, 30, "early_minutes", 0..=240)?,
+        late_minutes: field(a.late_minutes, 15, "late_minutes", 0..=240)?,
+    })
 }
 
 #[derive(Deserialize)]
@@ -500,6 +535,16 @@ fn validate_hall(h: RawHall) -> Result<HallSpec, Rule> {
         if avg == 0 || avg > 86_400 {
             return Err(at("avg_service_seconds must be between 1 and 86400".into()));
         }
+        let appointments = s
+            .appointments
+            .map(validate_appointments)
+            .transpose()
+            .map_err(at)?;
+        if appointments.is_some() && h.hours.is_none() {
+            return Err(at(
+                "takes appointments, but the hall has no [halls.hours]: slots are cut from the opening hours; add them".into(),
+            ));
+        }
         services.push(ServiceSpec {
             id: s.id,
             name: s.name,
@@ -508,6 +553,7 @@ fn validate_hall(h: RawHall) -> Result<HallSpec, Rule> {
             floor: s.floor,
             zone: s.zone,
             avg_service_seconds: avg,
+            appointments,
         });
     }
     if services.is_empty() {

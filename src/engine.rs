@@ -162,6 +162,16 @@ pub fn new_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
+/// A new booking code: 6 characters without look-alikes (§8).
+pub fn new_code() -> String {
+    use rand::Rng;
+    let alphabet = crate::queue::appointment::CODE_ALPHABET;
+    let mut rng = rand::rng();
+    (0..crate::queue::appointment::CODE_LEN)
+        .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
+        .collect()
+}
+
 impl Engine {
     /// Loads every hall from the store and fills the hub's rings. The hub
     /// is also the bus until [`Engine::with_bus`] says otherwise.
@@ -337,6 +347,27 @@ impl Engine {
             .find(|h| h.lock().hall.ticket_by_token(token).is_some())
     }
 
+    /// The hall that holds a booking token.
+    pub fn hall_of_appointment(&self, token: &str) -> Option<&HallEngine> {
+        self.halls
+            .iter()
+            .find(|h| h.lock().hall.appointment_by_token(token).is_some())
+    }
+
+    /// A hall's bookings whose slot starts in [`from`, `to`), from the store.
+    pub async fn appointments_between(
+        &self,
+        hall: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<crate::store::BookingRow>, StoreError> {
+        let hall = hall.to_string();
+        self.read_store("appointments", move |b| {
+            b.appointments_between(&hall, from, to)
+        })
+        .await
+    }
+
     /// Runs one command: `apply` changes the hall, `render` makes the
     /// answer from the result. With an idempotency key, a repeat by the same
     /// caller gets the first answer and changes nothing.
@@ -385,7 +416,7 @@ impl Engine {
                 let before = notify::aheads(&cell.hall);
                 // A day that ended since the last command ends first, in
                 // the same batch: no command ever sees yesterday's line.
-                let rolled = cell.hall.roll_day(now);
+                let rolled = cell.hall.advance(now);
                 let result = apply(&mut cell.hall, now);
                 let reply = render(&cell.hall, &result);
                 let done = match result {
@@ -419,7 +450,7 @@ impl Engine {
                     cell.idempotency.insert((caller, key_name), rec.clone());
                     batch.idempotency = Some(rec);
                 }
-                if batch.is_empty() {
+                if batch.is_empty() && tickets.is_empty() {
                     // A refusal without a key writes nothing, waits for nothing.
                     return Ok(reply);
                 }
@@ -465,6 +496,13 @@ impl Engine {
             .tickets
             .iter()
             .filter_map(|id| hall.ticket(*id).cloned())
+            .collect();
+        let mut appointments = out.appointments.clone();
+        appointments.sort_unstable();
+        appointments.dedup();
+        batch.appointments = appointments
+            .into_iter()
+            .filter_map(|id| hall.appointment(id).cloned())
             .collect();
         let mut windows = out.windows.clone();
         windows.sort_unstable();
@@ -568,7 +606,7 @@ impl Engine {
             return;
         }
         for h in &self.halls {
-            if !h.read(|hall| hall.day_is_due(Utc::now())) {
+            if !h.read(|hall| hall.is_due(Utc::now())) {
                 continue;
             }
             let r = self

@@ -17,6 +17,8 @@ const PHONE: &str = include_str!("../displays/phone.html");
 const CONSOLE: &str = include_str!("../displays/console.html");
 const KIOSK: &str = include_str!("../displays/kiosk.html");
 const JOIN: &str = include_str!("../displays/join.html");
+const BOOK: &str = include_str!("../displays/book.html");
+const APPOINTMENT: &str = include_str!("../displays/appointment.html");
 
 const JS: &str = "text/javascript; charset=utf-8";
 
@@ -43,6 +45,12 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("console.js", JS, include_bytes!("../displays/console.js")),
     ("kiosk.js", JS, include_bytes!("../displays/kiosk.js")),
     ("join.js", JS, include_bytes!("../displays/join.js")),
+    ("book.js", JS, include_bytes!("../displays/book.js")),
+    (
+        "appointment.js",
+        JS,
+        include_bytes!("../displays/appointment.js"),
+    ),
     (
         "style.css",
         "text/css; charset=utf-8",
@@ -75,7 +83,8 @@ const NOT_FOUND: &str = "<!doctype html><meta charset=utf-8><title>404</title>\
 <style>body{font-family:sans-serif;background:#0b1f3a;color:#fff;text-align:center;padding-top:30vh}a{color:#ffd34d}</style><body>\
 <h1>页面不存在 · Not found</h1><p><a href=\"/\">hallcast</a></p>";
 
-/// `GET /`, `/display/…`, `/t/…`, `/window/…`, `/kiosk/…`, `/assets/…`.
+/// `GET /`, `/display/…`, `/t/…`, `/window/…`, `/kiosk/…`, `/join/…`,
+/// `/book/…`, `/a/…`, `/assets/…`.
 pub fn routes(
     engine: Arc<Engine>,
 ) -> impl Filter<Extract = (Response<Bytes>,), Error = warp::Rejection> + Clone {
@@ -110,6 +119,9 @@ pub fn routes(
                 }
                 ["kiosk", hall] if hall_ok(hall) => page(200, KIOSK),
                 ["join", hall] if hall_ok(hall) => page(200, JOIN),
+                ["book", hall] if hall_ok(hall) => page(200, BOOK),
+                // As for a ticket, the page says when the token is unknown.
+                ["a", _token] => page(200, APPOINTMENT),
                 ["assets", name] => match ASSETS.iter().find(|(n, _, _)| n == name) {
                     Some((_, ct, body)) => Response::builder()
                         .header("content-type", *ct)

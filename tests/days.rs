@@ -283,13 +283,30 @@ async fn opening_hours_decide_who_gets_a_number_and_the_board_says_so() {
 #[tokio::test]
 async fn a_hall_without_hours_never_closes() {
     let clock = Clock::at("2026-12-06T03:00:00+08:00");
-    let s = Server::start_on_clock(None, &clock);
+    let start = HOURS_HALL.find("  [halls.hours]").unwrap();
+    let end = HOURS_HALL.find("  [[halls.floors]]").unwrap();
+    let toml = format!("{}{}", &HOURS_HALL[..start], &HOURS_HALL[end..]);
+    let s = Server::start_on_clock(Some(&toml), &clock);
     let c = Client::new(&s);
-    let b = c.get("/api/v1/halls/demo").await.json;
+    let b = c.get("/api/v1/halls/laoshan").await.json;
     assert_eq!(b["open"], true);
     assert!(
         b["hours_today"].is_null() && b["next_change"].is_null(),
         "{b}"
+    );
+    let r = c.post(L_TICKETS, L_KIOSK, GENERAL).await;
+    assert_eq!(r.status, 201);
+}
+
+#[tokio::test]
+async fn the_demo_hall_is_open_around_the_clock() {
+    let clock = Clock::at("2026-12-06T03:00:00+08:00");
+    let s = Server::start_on_clock(None, &clock);
+    let c = Client::new(&s);
+    let b = c.get("/api/v1/halls/demo").await.json;
+    assert_eq!(
+        (b["open"].as_bool(), b["hours_today"].as_str()),
+        (Some(true), Some("00:00-24:00"))
     );
     let r = c.post(TICKETS, KIOSK, r#"{"service":"business"}"#).await;
     assert_eq!(r.status, 201);

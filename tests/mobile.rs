@@ -140,10 +140,15 @@ async fn the_join_page_and_its_poster_qr() {
 #[tokio::test]
 async fn a_phone_gets_no_number_while_the_hall_is_closed() {
     // Open only on a day far ahead: closed now, without stepping a clock.
-    let config = hallcast::demo::CONFIG.replacen(
-        "  [[halls.floors]]",
-        "  [halls.hours]\n  [[halls.hours.special]]\n  date = \"2099-01-02\"\n  hours = \"09:00-17:00\"\n\n  [[halls.floors]]",
-        1,
+    let demo = hallcast::demo::CONFIG;
+    let (start, end) = (
+        demo.find("  [halls.hours]").unwrap(),
+        demo.find("  [[halls.floors]]").unwrap(),
+    );
+    let config = format!(
+        "{}  [halls.hours]\n  [[halls.hours.special]]\n  date = \"2099-01-02\"\n  hours = \"09:00-17:00\"\n\n{}",
+        &demo[..start],
+        &demo[end..]
     );
     let s = Server::start_config(&config);
     let c = Client::new(&s);

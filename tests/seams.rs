@@ -103,6 +103,7 @@ async fn issue_of(e: &Engine, service: &str) -> Reply {
         channel: Channel::Kiosk,
         notify_phone: None,
         outside_hours: true,
+        slot: None,
     };
     let token = new_token();
     let r = e

@@ -2,6 +2,7 @@
 //! from the path segments: one place shows every route, and every miss gets
 //! the contract's JSON error rather than a framework default.
 
+mod appointments;
 mod auth;
 mod boards;
 mod body;
@@ -235,10 +236,14 @@ where
 /// routes, a known staff token, else the client's address (so made-up
 /// tokens cannot each open a fresh bucket).
 fn poster(api: &Api, segs: &[&str], headers: &HeaderMap, peer: Option<PeerAddr>) -> Poster {
-    if let ["tickets", token, ..] = segs {
-        if api.engine.hall_of_token(token).is_some() {
+    match segs {
+        ["tickets", token, ..] if api.engine.hall_of_token(token).is_some() => {
             return Poster::Citizen((*token).to_string());
         }
+        ["appointments", token, ..] if api.engine.hall_of_appointment(token).is_some() => {
+            return Poster::Citizen((*token).to_string());
+        }
+        _ => {}
     }
     let bearer = headers
         .get("authorization")
@@ -268,6 +273,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/halls/{hall}/floors/{floor}"),
     ("POST", "/api/v1/halls/{hall}/tickets"),
     ("POST", "/api/v1/halls/{hall}/close-day"),
+    ("GET", "/api/v1/halls/{hall}/services/{service}/slots"),
+    ("POST", "/api/v1/halls/{hall}/appointments"),
+    ("GET", "/api/v1/halls/{hall}/appointments"),
+    ("POST", "/api/v1/halls/{hall}/check-in"),
     ("GET", "/api/v1/halls/{hall}/join-qr.svg"),
     ("GET", "/api/v1/halls/{hall}/outbox"),
     ("POST", "/api/v1/halls/{hall}/outbox/{id}/retry"),
@@ -283,6 +292,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/tickets/{token}"),
     ("GET", "/api/v1/tickets/{token}/qr.svg"),
     ("POST", "/api/v1/tickets/{token}/cancel"),
+    ("GET", "/api/v1/appointments/{token}"),
+    ("GET", "/api/v1/appointments/{token}/qr.svg"),
+    ("POST", "/api/v1/appointments/{token}/cancel"),
+    ("POST", "/api/v1/appointments/{token}/check-in"),
     ("GET", "/api/v1/announcements/stats"),
     ("GET", "/api/v1/announcements/{id}.wav"),
     ("GET", "/ws/v1/halls/{hall}"),
@@ -347,6 +360,20 @@ async fn dispatch(api: &Api, req: &Request<'_>, segs: &[&str]) -> Answer {
         ["halls", hall, "join-qr.svg"] => {
             only(m, Method::GET).and_then(|_| tickets::join_qr(api, hall))
         }
+        ["halls", hall, "services", service, "slots"] => {
+            only(m, Method::GET).and_then(|_| appointments::slots(api, req, hall, service))
+        }
+        ["halls", hall, "appointments"] if *m == Method::GET => {
+            appointments::day(api, req, hall).await
+        }
+        ["halls", hall, "appointments"] => match only(m, Method::POST) {
+            Ok(()) => appointments::book(api, req, hall).await,
+            Err(e) => Err(e),
+        },
+        ["halls", hall, "check-in"] => match only(m, Method::POST) {
+            Ok(()) => appointments::check_in(api, req, hall).await,
+            Err(e) => Err(e),
+        },
         ["halls", hall, "close-day"] => match only(m, Method::POST) {
             Ok(()) => days::close_day(api, req, hall).await,
             Err(e) => Err(e),
@@ -362,6 +389,16 @@ async fn dispatch(api: &Api, req: &Request<'_>, segs: &[&str]) -> Answer {
         ["tickets", token, "qr.svg"] => only(m, Method::GET).and_then(|_| tickets::qr(api, token)),
         ["tickets", token, "cancel"] => match only(m, Method::POST) {
             Ok(()) => tickets::cancel(api, req, token).await,
+            Err(e) => Err(e),
+        },
+        ["appointments", token] => {
+            only(m, Method::GET).and_then(|_| appointments::show(api, token))
+        }
+        ["appointments", token, "qr.svg"] => {
+            only(m, Method::GET).and_then(|_| appointments::qr(api, token))
+        }
+        ["appointments", token, action @ ("cancel" | "check-in")] => match only(m, Method::POST) {
+            Ok(()) => appointments::act(api, req, token, action).await,
             Err(e) => Err(e),
         },
         ["announcements", "stats"] => only(m, Method::GET)

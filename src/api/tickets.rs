@@ -102,7 +102,7 @@ pub fn join_qr(api: &Api, hall: &str) -> Result<Answer, ApiError> {
     )
 }
 
-fn qr_svg(url: &str, cache: &'static str) -> Result<Answer, ApiError> {
+pub(super) fn qr_svg(url: &str, cache: &'static str) -> Result<Answer, ApiError> {
     let code = QrCode::new(url.as_bytes())
         .map_err(|e| ApiError::bad_request(format!("cannot encode a QR code: {e}")))?;
     let svg = code

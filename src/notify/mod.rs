@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use crate::engine::new_token;
-use crate::queue::{EventKind, Hall, Outcome, Status};
+use crate::queue::{BookingNotice, EventKind, Hall, Outcome, Status};
 use crate::store::{OutboxRecord, OutboxStatus};
 use crate::wire::{self, Notice};
 
@@ -52,6 +52,37 @@ pub fn messages(
     };
     let remind = n.remind_ahead as usize;
     let mut msgs = Vec::new();
+    let record = |kind: &str, phone: &str, id: String, body| OutboxRecord {
+        id,
+        hall: spec.id.clone(),
+        kind: kind.to_string(),
+        phone: phone.to_string(),
+        ticket: None,
+        appointment: None,
+        body,
+        status: OutboxStatus::Pending,
+        attempts: 0,
+        last_error: None,
+        created_at: now,
+        next_attempt_at: now,
+    };
+    for (a, notice) in &out.notices {
+        let Some(a) = hall.appointment(*a) else {
+            continue;
+        };
+        let Some(phone) = &a.phone else { continue };
+        let kind = match notice {
+            BookingNotice::Booked => "booked",
+            BookingNotice::Reminder => "appointment_reminder",
+            BookingNotice::Missed => "missed",
+        };
+        let id = new_token();
+        let body = wire::booking_body(spec, a, &id, kind, phone, *notice, now);
+        msgs.push(OutboxRecord {
+            appointment: Some(a.id),
+            ..record(kind, phone, id, body)
+        });
+    }
     let mut make = |kind: &'static str, t: &crate::queue::Ticket, notice: Notice| {
         let Some(phone) = &t.notify_phone else {
             return;
@@ -59,17 +90,8 @@ pub fn messages(
         let id = new_token();
         let body = wire::notify_body(hall, t, &id, kind, phone, &notice, now);
         msgs.push(OutboxRecord {
-            id,
-            hall: spec.id.clone(),
-            kind: kind.to_string(),
-            phone: phone.clone(),
             ticket: Some(t.id),
-            body,
-            status: OutboxStatus::Pending,
-            attempts: 0,
-            last_error: None,
-            created_at: now,
-            next_attempt_at: now,
+            ..record(kind, phone, id, body)
         });
     };
     for id in &out.tickets {

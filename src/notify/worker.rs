@@ -19,7 +19,7 @@ use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::Engine;
-use crate::queue::Status;
+use crate::queue::{BookingStatus, Status};
 use crate::store::{OutboxRecord, OutboxStatus, OutboxUpdate};
 
 /// Due messages are looked for at least this often (retries come due by
@@ -168,6 +168,21 @@ async fn deliver(engine: &Engine, client: &reqwest::Client, m: OutboxRecord) -> 
         if !waiting {
             update.status = OutboxStatus::Dropped;
             update.last_error = Some("its ticket was called (or left the line) first".into());
+            return update;
+        }
+    }
+    // So is one before a slot the citizen no longer holds.
+    if m.kind == "appointment_reminder" {
+        let booked = m.appointment.is_some_and(|id| {
+            h.read(|hall| {
+                hall.appointment(id)
+                    .is_some_and(|a| a.status == BookingStatus::Booked)
+            })
+        });
+        if !booked {
+            update.status = OutboxStatus::Dropped;
+            update.last_error =
+                Some("its booking was checked in, cancelled or missed first".into());
             return update;
         }
     }

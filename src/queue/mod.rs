@@ -4,6 +4,7 @@
 //! randomness (tokens come from the caller). Everything here is tested by
 //! fast unit tests; see `tests.rs`.
 
+pub mod appointment;
 pub mod error;
 pub mod eta;
 pub mod event;
@@ -13,14 +14,20 @@ pub mod spec;
 pub mod ticket;
 
 #[cfg(test)]
+mod booking_tests;
+#[cfg(test)]
 mod tests;
 
+pub use appointment::{Appointment, BookingNotice, BookingStatus, Slot};
 pub use error::QueueError;
 pub use event::{Event, EventKind};
-pub use hall::{Counter, DayEnd, Hall, IssueRequest, Outcome, RecentCall, Restored, WindowState};
+pub use hall::{
+    BookRequest, BookingRef, Counter, DayEnd, Hall, IssueRequest, Outcome, RecentCall, Restored,
+    WindowState,
+};
 pub use hours::{DayHours, Hours};
 pub use spec::{
-    Announce, FloorSpec, HallSpec, KioskSpec, Language, NotifySpec, ServiceSpec, WindowSpec,
-    ZoneSpec,
+    Announce, AppointmentSpec, FloorSpec, HallSpec, KioskSpec, Language, NotifySpec, ServiceSpec,
+    WindowSpec, ZoneSpec,
 };
 pub use ticket::{CallMark, Channel, Priority, Status, Ticket};

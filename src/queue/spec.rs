@@ -75,6 +75,23 @@ pub struct ServiceSpec {
     pub floor: i32,
     pub zone: String,
     pub avg_service_seconds: u32,
+    /// Bookings (§8); `None`: the service takes none.
+    pub appointments: Option<AppointmentSpec>,
+}
+
+/// How a service takes bookings (预约, §8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppointmentSpec {
+    /// Slots start at each opening range's start, this long each.
+    pub slot_minutes: u32,
+    /// Bookings one slot takes.
+    pub per_slot: u32,
+    /// How far ahead a citizen may book; today is 0.
+    pub days_ahead: u32,
+    /// Check-in opens this long before the slot starts.
+    pub early_minutes: u32,
+    /// Check-in closes this long after the slot ends; then it is missed.
+    pub late_minutes: u32,
 }
 
 /// A window (窗口); `services` are indices into [`HallSpec::services`], in

@@ -8,7 +8,7 @@ use super::*;
 
 /// Floor 1 (voice): services a (prefix A) and b (prefix B); windows w1
 /// [a, b], w2 [b, a], wa [a]. Floor 2 (silent): service c, window wc [c].
-fn spec() -> Arc<HallSpec> {
+pub(super) fn spec() -> Arc<HallSpec> {
     let svc = |id: &str, prefix: &str, floor| ServiceSpec {
         id: id.into(),
         name: id.into(),
@@ -17,6 +17,7 @@ fn spec() -> Arc<HallSpec> {
         floor,
         zone: "A".into(),
         avg_service_seconds: 600,
+        appointments: None,
     };
     let win = |id: &str, floor, services: Vec<usize>| WindowSpec {
         id: id.into(),
@@ -66,7 +67,7 @@ const WA: usize = 2;
 const WC: usize = 3;
 
 /// 10:00 in Shanghai on 2026-11-26.
-fn t0() -> DateTime<Utc> {
+pub(super) fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 26, 2, 0, 0).unwrap()
 }
 
@@ -98,6 +99,7 @@ impl Fixture {
             channel: Channel::Kiosk,
             notify_phone: None,
             outside_hours: false,
+            slot: None,
         };
         let out = self
             .hall
@@ -487,6 +489,7 @@ fn sequences_are_gapless_per_floor_and_per_hall() {
                     channel: Channel::Kiosk,
                     notify_phone: None,
                     outside_hours: false,
+                    slot: None,
                 },
                 tok.clone(),
                 now,
@@ -612,6 +615,7 @@ fn restore_rebuilds_lines_windows_and_counters() {
         max_ticket_id: 4,
         max_line_pos: 4,
         issued: Vec::new(),
+        ..Restored::default()
     };
     let back = Hall::restore(spec(), restored);
     assert_eq!(back, f.hall);
@@ -622,7 +626,7 @@ fn a_new_day_expires_yesterdays_line_and_frees_the_windows() {
     let mut f = Fixture::new();
     assert!(f.hall.day_is_due(f.now), "unchecked since the start");
     assert!(
-        f.hall.roll_day(f.now).is_empty(),
+        f.hall.advance(f.now).is_empty(),
         "nothing of an earlier day"
     );
     assert!(!f.hall.day_is_due(f.now));
@@ -639,7 +643,7 @@ fn a_new_day_expires_yesterdays_line_and_frees_the_windows() {
     // Hall-local midnight (16:00 UTC).
     f.now = Utc.with_ymd_and_hms(2026, 11, 26, 16, 0, 1).unwrap();
     assert!(f.hall.day_is_due(f.now));
-    let out = f.hall.roll_day(f.now);
+    let out = f.hall.advance(f.now);
     assert_eq!(
         out.day_end,
         Some(DayEnd {
@@ -671,7 +675,7 @@ fn a_new_day_expires_yesterdays_line_and_frees_the_windows() {
     let seqs: Vec<u64> = out.events.iter().map(|e| e.hall_seq).collect();
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1));
     // A second check the same day does nothing; the new day numbers from 1.
-    assert!(f.hall.roll_day(f.now).is_empty());
+    assert!(f.hall.advance(f.now).is_empty());
     assert_eq!(f.issue("a"), "A001");
     assert_eq!(f.call(W1).as_deref(), Some("A001"));
 }
@@ -712,6 +716,7 @@ fn a_closed_hall_refuses_walk_ins_and_names_its_next_opening() {
         channel: Channel::Kiosk,
         notify_phone: None,
         outside_hours,
+        slot: None,
     };
     // Thursday 2026-11-26, 08:00 in Shanghai.
     let early = Utc.with_ymd_and_hms(2026, 11, 26, 0, 0, 0).unwrap();
@@ -765,6 +770,10 @@ mod properties {
         Resume(usize),
         Cancel(u32),
         CloseDay,
+        /// Books the n-th open slot of service a from now.
+        Book(usize),
+        CancelBooking(u32),
+        CheckIn(u32),
         /// Minutes to step the clock (a few hours cross midnight).
         Wait(u32),
     }
@@ -783,6 +792,9 @@ mod properties {
             1 => (0..4usize).prop_map(Cmd::Resume),
             1 => (1..30u32).prop_map(Cmd::Cancel),
             1 => Just(Cmd::CloseDay),
+            2 => (0..2usize).prop_map(Cmd::Book),
+            1 => (1..12u32).prop_map(Cmd::CancelBooking),
+            3 => (1..12u32).prop_map(Cmd::CheckIn),
             2 => (1..400u32).prop_map(Cmd::Wait),
         ]
     }
@@ -835,14 +847,47 @@ mod properties {
             assert!(hall
                 .line(s)
                 .all(|t| t.status == Status::Waiting && t.service == s));
+            // `ahead` is the place in call order.
+            for (i, t) in hall.line(s).enumerate() {
+                assert_eq!(hall.ahead(t), i, "{} ahead in line {s}", t.number);
+            }
         }
+        // What a window shows next is what it calls next.
+        for w in 0..4 {
+            if hall.window(w).paused {
+                continue;
+            }
+            let shown = hall.window_line(w, 1).first().map(|t| t.id);
+            let mut probe = hall.clone();
+            let called = probe
+                .call(w, None, DateTime::<Utc>::MAX_UTC)
+                .ok()
+                .and_then(|o| o.ticket);
+            assert_eq!(shown, called, "window {w}'s next");
+        }
+        // No slot holds more than its places.
+        let mut held: BTreeMap<DateTime<Utc>, u32> = BTreeMap::new();
+        for id in 1..200 {
+            if let Some(a) = hall.appointment(id) {
+                if a.status.holds_place() {
+                    *held.entry(a.start).or_default() += 1;
+                }
+            }
+        }
+        assert!(held.values().all(|&n| n <= 2), "{held:?}");
+    }
+
+    /// The token of the n-th booking (made up when there is none).
+    fn booking_token(hall: &Hall, n: u32) -> String {
+        hall.appointment(n.into())
+            .map_or_else(|| format!("none{n}"), |a| a.token.clone())
     }
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
         #[test]
         fn random_commands_keep_the_invariants(cmds in proptest::collection::vec(cmd(), 1..120)) {
-            let mut hall = Hall::new(spec());
+            let mut hall = Hall::new(super::super::booking_tests::booking_spec());
             let mut now = t0();
             let mut seqs = (0u64, BTreeMap::new());
             let mut tokens = 0u32;
@@ -850,7 +895,7 @@ mod properties {
             for c in cmds {
                 now += Duration::seconds(7);
                 // What a command sees first: the end of an earlier day.
-                let rolled = hall.roll_day(now);
+                let rolled = hall.advance(now);
                 check(&hall, &mut seqs, &rolled);
                 let before = hall.clone();
                 let r = match c {
@@ -861,7 +906,8 @@ mod properties {
                             priority: if green { Priority::Priority } else { Priority::Normal },
                             channel: Channel::Kiosk,
                             notify_phone: None,
-                            outside_hours: false,
+                            outside_hours: true,
+                            slot: None,
                         };
                         hall.issue(req, format!("tok{tokens}"), now)
                     }
@@ -879,6 +925,35 @@ mod properties {
                     Cmd::Resume(w) => hall.resume(w, now),
                     Cmd::Cancel(n) => hall.cancel(&format!("tok{n}"), now),
                     Cmd::CloseDay => Ok(hall.close_day(now)),
+                    Cmd::Book(k) => {
+                        tokens += 1;
+                        let day = hall.local_day(now);
+                        let slot = (0..3)
+                            .flat_map(|d| hall.slots(0, day + Duration::days(d), now).unwrap())
+                            .nth(k);
+                        match slot {
+                            Some((slot, _)) => {
+                                let req = BookRequest {
+                                    service: "a".into(),
+                                    start: slot.start,
+                                    phone: None,
+                                    token: format!("book{tokens}"),
+                                    codes: vec![format!("C{tokens:05}")],
+                                };
+                                hall.book(req, now)
+                            }
+                            None => Ok(Outcome::default()),
+                        }
+                    }
+                    Cmd::CancelBooking(n) => {
+                        let token = booking_token(&hall, n);
+                        hall.cancel_booking(&token, now)
+                    }
+                    Cmd::CheckIn(n) => {
+                        tokens += 1;
+                        let token = booking_token(&hall, n);
+                        hall.check_in(BookingRef::Token(token), format!("tok{tokens}"), now)
+                    }
                     Cmd::Wait(m) => {
                         now += Duration::minutes(i64::from(m));
                         Ok(Outcome::default())

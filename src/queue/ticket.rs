@@ -156,6 +156,9 @@ pub struct Ticket {
     /// Personal data: stored for notifications, never shown on a public
     /// channel and never logged.
     pub notify_phone: Option<String>,
+    /// The start of the booked slot, for a ticket of a check-in (§8): once
+    /// it has started, the ticket is called before walk-ins.
+    pub slot: Option<DateTime<Utc>>,
 }
 
 impl Ticket {

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use crate::queue::eta::ServiceClock;
-use crate::queue::{Counter, HallSpec, RecentCall, Ticket, WindowState};
+use crate::queue::{Appointment, Counter, HallSpec, RecentCall, Ticket, WindowState};
 
 /// An event as journaled: both encodings, so a replay after a restart sends
 /// exactly the bytes the first delivery sent.
@@ -45,6 +45,7 @@ pub struct Batch {
     /// meanwhile (a conflict, see [`super::Backend::commit`]).
     pub expect_seq: u64,
     pub tickets: Vec<Ticket>,
+    pub appointments: Vec<Appointment>,
     pub windows: Vec<(usize, WindowState)>,
     pub counter: Option<Counter>,
     pub clocks: Vec<(usize, ServiceClock)>,
@@ -62,6 +63,7 @@ impl Batch {
             hall,
             expect_seq,
             tickets: Vec::new(),
+            appointments: Vec::new(),
             windows: Vec::new(),
             counter: None,
             clocks: Vec::new(),
@@ -75,6 +77,7 @@ impl Batch {
     /// Writes nothing: committing it only waits for earlier batches.
     pub fn is_empty(&self) -> bool {
         self.tickets.is_empty()
+            && self.appointments.is_empty()
             && self.windows.is_empty()
             && self.counter.is_none()
             && self.clocks.is_empty()
@@ -128,6 +131,8 @@ pub struct OutboxRecord {
     pub phone: String,
     /// The ticket it is about, if any.
     pub ticket: Option<u64>,
+    /// The booking it is about, if any.
+    pub appointment: Option<u64>,
     /// The webhook body, rendered when the message was made.
     pub body: Bytes,
     pub status: OutboxStatus,
@@ -146,4 +151,20 @@ pub struct OutboxUpdate {
     pub attempts: u32,
     pub last_error: Option<String>,
     pub next_attempt_at: DateTime<Utc>,
+}
+
+/// A booking as the admin's day listing shows it (§8), read from the store
+/// so that any day can be listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BookingRow {
+    pub code: String,
+    /// The service's id, also of a service no longer configured.
+    pub service: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub status: String,
+    /// The number of its ticket, once checked in.
+    pub number: Option<String>,
+    /// The full number: the listing masks it.
+    pub phone: Option<String>,
 }

@@ -14,7 +14,9 @@ mod error;
 mod sqlite;
 mod writer;
 
-pub use batch::{Batch, IdempotencyRecord, OutboxRecord, OutboxStatus, OutboxUpdate, StoredEvent};
+pub use batch::{
+    Batch, BookingRow, IdempotencyRecord, OutboxRecord, OutboxStatus, OutboxUpdate, StoredEvent,
+};
 pub use error::{StoreError, StoreErrorKind};
 pub use sqlite::Sqlite;
 pub use writer::{Job, Writer, WriterHandle, WRITE_QUEUE};
@@ -80,6 +82,15 @@ pub trait Backend: Send + 'static {
         _status: Option<OutboxStatus>,
         _limit: usize,
     ) -> Result<Vec<OutboxRecord>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// A hall's bookings whose slot starts in [`from`, `to`), by start.
+    fn appointments_between(
+        &mut self,
+        _hall: &str,
+        _from: DateTime<Utc>,
+        _to: DateTime<Utc>,
+    ) -> Result<Vec<BookingRow>, StoreError> {
         Ok(Vec::new())
     }
     /// One message of a hall.

@@ -8,24 +8,30 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::{
-    Backend, Batch, IdempotencyRecord, Loaded, OutboxRecord, OutboxStatus, OutboxUpdate,
-    StoreError, StoredEvent,
+    Backend, Batch, BookingRow, IdempotencyRecord, Loaded, OutboxRecord, OutboxStatus,
+    OutboxUpdate, StoreError, StoredEvent,
 };
 use super::{EVENT_RING, IDEMPOTENCY_HOURS, LOAD_FINISHED_HOURS};
 use crate::queue::eta::ServiceClock;
 use crate::queue::{
-    CallMark, Channel, Counter, HallSpec, Priority, RecentCall, Status, Ticket, WindowState,
+    Appointment, BookingStatus, CallMark, Channel, Counter, HallSpec, Priority, RecentCall, Status,
+    Ticket, WindowState,
 };
 
 /// Bumped when the schema changes; an older binary refuses a newer file.
 /// 2: `idempotency.request`, the digest of the request a key names.
 /// 3: `outbox`, messages to citizens' phones (a new table: nothing to
 /// migrate, but an older binary must not run on it and drop them).
-const SCHEMA_VERSION: i64 = 3;
+/// 4: `appointments`; `tickets.slot_start`, `outbox.appointment`.
+const SCHEMA_VERSION: i64 = 4;
 
 /// Delivered and dropped messages are kept this long (the admin listing);
 /// dead ones until retried or as long.
 const OUTBOX_KEPT_DAYS: i64 = 30;
+
+/// Bookings whose slot started this long ago are still loaded (with every
+/// open one): the citizen's link to last week's booking still answers.
+const APPOINTMENTS_LOADED_DAYS: i64 = 7;
 
 /// Recent calls kept per floor in the store: enough to rebuild the list of
 /// ten even when the newest entries repeat numbers (recalls).
@@ -48,7 +54,7 @@ CREATE TABLE IF NOT EXISTS tickets(
   window TEXT, recall INTEGER NOT NULL, line_pos INTEGER NOT NULL,
   created_at INTEGER NOT NULL, called_at INTEGER, started_at INTEGER,
   finished_at INTEGER, call_floor INTEGER, call_seq INTEGER, call_at INTEGER,
-  notify_phone TEXT,
+  notify_phone TEXT, slot_start INTEGER,
   PRIMARY KEY(hall, id));
 CREATE UNIQUE INDEX IF NOT EXISTS tickets_token ON tickets(token);
 CREATE INDEX IF NOT EXISTS tickets_status ON tickets(hall, status);
@@ -83,11 +89,28 @@ CREATE TABLE IF NOT EXISTS idempotency(
 CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency(created_at);
 CREATE TABLE IF NOT EXISTS outbox(
   id TEXT PRIMARY KEY, hall TEXT NOT NULL, kind TEXT NOT NULL, phone TEXT NOT NULL,
-  ticket INTEGER, body BLOB NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL,
+  ticket INTEGER, appointment INTEGER, body BLOB NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL,
   last_error TEXT, created_at INTEGER NOT NULL, next_attempt_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(status, next_attempt_at);
 CREATE INDEX IF NOT EXISTS outbox_hall ON outbox(hall, created_at);
+CREATE TABLE IF NOT EXISTS appointments(
+  hall TEXT NOT NULL, id INTEGER NOT NULL, code TEXT NOT NULL, token TEXT NOT NULL,
+  service TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
+  status TEXT NOT NULL, phone TEXT, ticket INTEGER, reminded INTEGER NOT NULL,
+  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+  PRIMARY KEY(hall, id));
+CREATE UNIQUE INDEX IF NOT EXISTS appointments_token ON appointments(token);
+CREATE INDEX IF NOT EXISTS appointments_start ON appointments(hall, start);
+CREATE INDEX IF NOT EXISTS appointments_open ON appointments(hall, status);
 ";
+
+/// Columns later schemas added to tables an older file already has
+/// (`CREATE TABLE IF NOT EXISTS` keeps the old shape).
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("idempotency", "request", "BLOB"),
+    ("tickets", "slot_start", "INTEGER"),
+    ("outbox", "appointment", "INTEGER"),
+];
 
 /// The SQLite backend.
 pub struct Sqlite {
@@ -133,13 +156,15 @@ impl Sqlite {
                 )))
             }
             Some(v) if v < SCHEMA_VERSION => {
-                // A schema 1 file kept its old table through CREATE TABLE
-                // IF NOT EXISTS: add the column it lacks.
-                let has: bool = conn
-                    .prepare("SELECT 1 FROM pragma_table_info('idempotency') WHERE name='request'")?
-                    .exists([])?;
-                if !has {
-                    conn.execute_batch("ALTER TABLE idempotency ADD COLUMN request BLOB")?;
+                for (table, column, decl) in ADDED_COLUMNS {
+                    let has: bool = conn
+                        .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name=?2")?
+                        .exists(params![table, column])?;
+                    if !has {
+                        conn.execute_batch(&format!(
+                            "ALTER TABLE {table} ADD COLUMN {column} {decl}"
+                        ))?;
+                    }
                 }
                 conn.execute(
                     "UPDATE meta SET value=?1 WHERE key='schema'",
@@ -198,8 +223,8 @@ fn write_batch(tx: &Transaction<'_>, b: &Batch) -> Result<(), StoreError> {
         let mut st = tx.prepare_cached(
             "INSERT OR REPLACE INTO tickets(hall, id, token, number, day, service, priority,
                channel, status, window, recall, line_pos, created_at, called_at, started_at,
-               finished_at, call_floor, call_seq, call_at, notify_phone)
-             VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)",
+               finished_at, call_floor, call_seq, call_at, notify_phone, slot_start)
+             VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21)",
         )?;
         for t in &b.tickets {
             st.execute(params![
@@ -223,6 +248,31 @@ fn write_batch(tx: &Transaction<'_>, b: &Batch) -> Result<(), StoreError> {
                 t.last_call.map(|c| c.seq as i64),
                 t.last_call.map(|c| ms(c.at)),
                 t.notify_phone,
+                t.slot.map(ms),
+            ])?;
+        }
+    }
+    if !b.appointments.is_empty() {
+        let mut st = tx.prepare_cached(
+            "INSERT OR REPLACE INTO appointments(hall, id, code, token, service, start, end,
+               status, phone, ticket, reminded, created_at, updated_at)
+             VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
+        )?;
+        for a in &b.appointments {
+            st.execute(params![
+                hall,
+                a.id as i64,
+                a.code,
+                a.token,
+                spec.services[a.service].id,
+                ms(a.start),
+                ms(a.end),
+                a.status.as_str(),
+                a.phone,
+                a.ticket.map(|t| t as i64),
+                a.reminded,
+                ms(a.created_at),
+                ms(a.updated_at),
             ])?;
         }
     }
@@ -292,7 +342,8 @@ fn write_batch(tx: &Transaction<'_>, b: &Batch) -> Result<(), StoreError> {
     for m in &b.outbox {
         tx.prepare_cached(
             "INSERT INTO outbox(id, hall, kind, phone, ticket, body, status, attempts, last_error,
-               created_at, next_attempt_at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+               created_at, next_attempt_at, appointment)
+             VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
         )?
         .execute(params![
             m.id,
@@ -306,6 +357,7 @@ fn write_batch(tx: &Transaction<'_>, b: &Batch) -> Result<(), StoreError> {
             m.last_error,
             ms(m.created_at),
             ms(m.next_attempt_at),
+            m.appointment.map(|a| a as i64),
         ])?;
     }
     if let Some(i) = &b.idempotency {
@@ -327,7 +379,8 @@ fn write_batch(tx: &Transaction<'_>, b: &Batch) -> Result<(), StoreError> {
 }
 
 const OUTBOX_COLUMNS: &str =
-    "id, hall, kind, phone, ticket, body, status, attempts, last_error, created_at, next_attempt_at";
+    "id, hall, kind, phone, ticket, body, status, attempts, last_error, created_at, next_attempt_at, \
+     appointment";
 
 /// An outbox row; an unknown status is corruption, named.
 fn outbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<OutboxRecord, StoreError>> {
@@ -351,6 +404,7 @@ fn outbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<OutboxRecord, St
         last_error: r.get(8)?,
         created_at: from_ms(r.get(9)?),
         next_attempt_at: from_ms(r.get(10)?),
+        appointment: r.get::<_, Option<i64>>(11)?.map(|a| a as u64),
     }))
 }
 
@@ -377,6 +431,7 @@ struct RawTicket {
     finished_at: Option<i64>,
     last_call: Option<CallMark>,
     notify_phone: Option<String>,
+    slot_start: Option<i64>,
 }
 
 impl RawTicket {
@@ -430,6 +485,7 @@ impl RawTicket {
             finished_at: self.finished_at.map(from_ms),
             last_call: self.last_call,
             notify_phone: self.notify_phone,
+            slot: self.slot_start.map(from_ms),
         })
     }
 }
@@ -458,7 +514,7 @@ impl Backend for Sqlite {
         let mut q = c.prepare(
             "SELECT id, token, number, day, service, priority, channel, status, window, recall,
                     line_pos, created_at, called_at, started_at, finished_at, call_floor,
-                    call_seq, call_at, notify_phone
+                    call_seq, call_at, notify_phone, slot_start
              FROM tickets WHERE hall=?1
                AND (status IN ('waiting','called','serving') OR created_at >= ?2)
              ORDER BY id",
@@ -492,6 +548,7 @@ impl Backend for Sqlite {
                     _ => None,
                 },
                 notify_phone: r.get(18)?,
+                slot_start: r.get(19)?,
             })
         })?;
         let mut orphans = Vec::new();
@@ -550,6 +607,57 @@ impl Backend for Sqlite {
                 st.issued.push((day, number));
             }
         }
+
+        // Open bookings, and those of the last week (a citizen's link).
+        let mut q = c.prepare(
+            "SELECT id, code, token, service, start, end, status, phone, ticket, reminded,
+                    created_at, updated_at
+             FROM appointments WHERE hall=?1 AND (status='booked' OR start >= ?2) ORDER BY id",
+        )?;
+        let since = ms(now - Duration::days(APPOINTMENTS_LOADED_DAYS));
+        let rows = q.query_map(params![hall, since], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(6)?,
+                Appointment {
+                    id: r.get::<_, i64>(0)? as u64,
+                    code: r.get(1)?,
+                    token: r.get(2)?,
+                    service: 0,
+                    start: from_ms(r.get(4)?),
+                    end: from_ms(r.get(5)?),
+                    status: BookingStatus::Booked,
+                    phone: r.get(7)?,
+                    ticket: r.get::<_, Option<i64>>(8)?.map(|t| t as u64),
+                    reminded: r.get(9)?,
+                    created_at: from_ms(r.get(10)?),
+                    updated_at: from_ms(r.get(11)?),
+                },
+            ))
+        })?;
+        for row in rows {
+            let (id, service, status, mut a) = row?;
+            a.status = BookingStatus::parse(&status).ok_or_else(|| {
+                StoreError::corrupt(format!(
+                    "the store is corrupt: appointments row (hall {hall}, id {id}): status '{status}' \
+                     is not booked, checked_in, cancelled or missed; restore the data dir from a backup \
+                     or correct the row"
+                ))
+            })?;
+            // A booking of a service no longer configured stays in the
+            // store (the day listing shows it) but not in the hall.
+            if let Some(s) = spec.service_index(&service) {
+                a.service = s;
+                st.appointments.push(a);
+            }
+        }
+        drop(q);
+        st.max_appointment_id = c.query_row(
+            "SELECT COALESCE(MAX(id),0) FROM appointments WHERE hall=?1",
+            [hall],
+            |r| r.get::<_, i64>(0),
+        )? as u64;
 
         let mut q = c.prepare("SELECT id, paused, current FROM windows WHERE hall=?1")?;
         for row in q.query_map([hall], |r| {
@@ -722,6 +830,31 @@ impl Backend for Sqlite {
         rows.map(|r| r?).collect()
     }
 
+    fn appointments_between(
+        &mut self,
+        hall: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<BookingRow>, StoreError> {
+        let mut q = self.conn.prepare_cached(
+            "SELECT a.code, a.service, a.start, a.end, a.status, t.number, a.phone
+             FROM appointments a LEFT JOIN tickets t ON t.hall = a.hall AND t.id = a.ticket
+             WHERE a.hall=?1 AND a.start >= ?2 AND a.start < ?3 ORDER BY a.start, a.id",
+        )?;
+        let rows = q.query_map(params![hall, ms(from), ms(to)], |r| {
+            Ok(BookingRow {
+                code: r.get(0)?,
+                service: r.get(1)?,
+                start: from_ms(r.get(2)?),
+                end: from_ms(r.get(3)?),
+                status: r.get(4)?,
+                number: r.get(5)?,
+                phone: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn outbox_get(&mut self, hall: &str, id: &str) -> Result<Option<OutboxRecord>, StoreError> {
         let mut q = self.conn.prepare_cached(&format!(
             "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE hall=?1 AND id=?2"
@@ -857,6 +990,48 @@ mod tests {
             hall_msg: bytes::Bytes::from_static(b"{}"),
         });
         b
+    }
+
+    #[test]
+    fn a_schema_3_file_is_upgraded_in_place_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = demo();
+        {
+            // What a schema 3 binary left: no bookings, no slot, no
+            // outbox link; one event already written.
+            let mut db = Sqlite::open(dir.path()).unwrap();
+            db.commit(&[&one_event(&spec, 0, 1)]).unwrap();
+            db.conn
+                .execute_batch(
+                    "ALTER TABLE tickets DROP COLUMN slot_start;
+                     ALTER TABLE outbox DROP COLUMN appointment;
+                     DROP TABLE appointments;
+                     UPDATE meta SET value='3' WHERE key='schema';",
+                )
+                .unwrap();
+        }
+        let mut db = Sqlite::open(dir.path()).unwrap();
+        let schema: String = db
+            .conn
+            .query_row("SELECT value FROM meta WHERE key='schema'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(schema, SCHEMA_VERSION.to_string());
+        for (table, column, _) in ADDED_COLUMNS {
+            let has = db
+                .conn
+                .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name=?2")
+                .unwrap()
+                .exists(params![table, column])
+                .unwrap();
+            assert!(has, "{table}.{column}");
+        }
+        let loaded = db.load(&spec, Utc::now()).unwrap();
+        assert_eq!(loaded.state.hall_seq, 1, "the old rows are kept");
+        assert!(loaded.state.appointments.is_empty());
+        db.commit(&[&one_event(&spec, 1, 2)])
+            .expect("the upgraded file takes writes");
     }
 
     #[test]

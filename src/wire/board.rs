@@ -46,6 +46,18 @@ struct ServiceItem<'a> {
     zone: &'a str,
     avg_service_seconds: u32,
     waiting: usize,
+    /// How the service takes bookings (§8), when it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    appointments: Option<BookingRules>,
+}
+
+#[derive(Serialize)]
+struct BookingRules {
+    slot_minutes: u32,
+    per_slot: u32,
+    days_ahead: u32,
+    early_minutes: u32,
+    late_minutes: u32,
 }
 
 /// A window as the hall's board lists it; the console adds to it.
@@ -172,6 +184,13 @@ pub fn hall_board(hall: &Hall, now: DateTime<Utc>) -> Reply {
                     zone: &s.zone,
                     avg_service_seconds: s.avg_service_seconds,
                     waiting: hall.waiting_count(i),
+                    appointments: s.appointments.map(|a| BookingRules {
+                        slot_minutes: a.slot_minutes,
+                        per_slot: a.per_slot,
+                        days_ahead: a.days_ahead,
+                        early_minutes: a.early_minutes,
+                        late_minutes: a.late_minutes,
+                    }),
                 })
                 .collect(),
             windows: (0..spec.windows.len())

@@ -5,6 +5,7 @@
 //! Messages are encoded here once, and the bytes are shared by every
 //! subscriber.
 
+mod appointment;
 mod board;
 mod error;
 mod event;
@@ -13,11 +14,15 @@ mod request;
 mod snapshot;
 mod ticket;
 
+pub use appointment::{appointment_day, appointment_view, slot_list};
 pub use board::{day_closed, hall_board, hall_list, window_console, window_reply};
 pub use error::ApiError;
 pub use event::{announcement_id, announcement_stats, event_messages, Announcement};
-pub use notify::{masked_phone, notify_body, outbox_list, outbox_message, Notice};
-pub use request::{issue_request, parse_body, CallBody, Empty, IssueBody, TransferBody};
+pub use notify::{booking_body, masked_phone, notify_body, outbox_list, outbox_message, Notice};
+pub use request::{
+    book_request, issue_request, parse_body, BookBody, CallBody, CheckInBody, Empty, IssueBody,
+    TransferBody,
+};
 pub use snapshot::{floor_snapshot, floor_snapshot_message, hall_snapshot_message, FloorSnapshot};
 pub use ticket::{ticket_called_message, ticket_message, ticket_view, TicketView, WindowRef};
 

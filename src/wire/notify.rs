@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{encode, time};
 use crate::announcer::script::notice;
-use crate::queue::{Hall, Language, Ticket};
+use crate::queue::{Appointment, BookingNotice, Hall, HallSpec, Language, Ticket};
 
 /// What a message says, besides the ticket it is about.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,6 +44,14 @@ struct TicketPart<'a> {
 }
 
 #[derive(Serialize)]
+struct AppointmentPart<'a> {
+    code: &'a str,
+    service: &'a str,
+    start: String,
+    end: String,
+}
+
+#[derive(Serialize)]
 struct Body<'a> {
     id: &'a str,
     hall: &'a str,
@@ -51,10 +59,25 @@ struct Body<'a> {
     phone: &'a str,
     text: String,
     text_en: Option<String>,
-    ticket: TicketPart<'a>,
-    appointment: Option<()>,
+    ticket: Option<TicketPart<'a>>,
+    appointment: Option<AppointmentPart<'a>>,
     recall: u32,
     created_at: String,
+}
+
+/// The languages of a service's texts: its floor's Chinese (Mandarin or
+/// Cantonese, whichever it speaks first), and whether it speaks English.
+fn languages(spec: &HallSpec, service: usize) -> (Language, bool) {
+    let langs = spec
+        .floor(spec.services[service].floor)
+        .map(|f| f.languages.clone())
+        .unwrap_or_default();
+    let chinese = langs
+        .iter()
+        .copied()
+        .find(|l| *l != Language::En)
+        .unwrap_or(Language::Zh);
+    (chinese, langs.contains(&Language::En))
 }
 
 fn floor(n: i32) -> String {
@@ -189,17 +212,7 @@ pub fn notify_body(
 ) -> Bytes {
     let spec = hall.spec();
     let s = &spec.services[t.service];
-    // The texts follow the service's floor: its Chinese (Mandarin or
-    // Cantonese, whichever it speaks first), and English if it speaks it.
-    let langs = spec
-        .floor(s.floor)
-        .map(|f| f.languages.clone())
-        .unwrap_or_default();
-    let chinese = langs
-        .iter()
-        .copied()
-        .find(|l| *l != Language::En)
-        .unwrap_or(Language::Zh);
+    let (chinese, english) = languages(spec, t.service);
     let window = t.window.map(|w| {
         let w = &spec.windows[w];
         WindowPart {
@@ -213,10 +226,8 @@ pub fn notify_body(
         kind,
         phone,
         text: text(hall, t, what, chinese),
-        text_en: langs
-            .contains(&Language::En)
-            .then(|| text(hall, t, what, Language::En)),
-        ticket: TicketPart {
+        text_en: english.then(|| text(hall, t, what, Language::En)),
+        ticket: Some(TicketPart {
             number: &t.number,
             service: &s.id,
             floor: s.floor,
@@ -226,12 +237,91 @@ pub fn notify_body(
             } else {
                 None
             },
-        },
+        }),
         appointment: None,
         recall: match what {
             Notice::Called { recall } => *recall,
             _ => 0,
         },
+        created_at: time(spec, now),
+    })
+}
+
+/// A booking's text in one language.
+fn booking_text(spec: &HallSpec, a: &Appointment, what: BookingNotice, lang: Language) -> String {
+    let s = &spec.services[a.service];
+    let local = |t: DateTime<Utc>| t.with_timezone(&spec.timezone);
+    let (start, end) = (local(a.start), local(a.end));
+    // A service that stopped taking bookings keeps the slot as its window.
+    let (opens, closes) = match &s.appointments {
+        Some(r) => (a.check_in_opens(r), a.check_in_closes(r)),
+        None => (a.start, a.end),
+    };
+    let (opens, closes) = (local(opens).format("%H:%M"), local(closes).format("%H:%M"));
+    let (code, f, z) = (&a.code, s.floor, &s.zone);
+    let (day, from, to) = (
+        start.format("%Y-%m-%d"),
+        start.format("%H:%M"),
+        end.format("%H:%M"),
+    );
+    let name_en = s.name_en.as_deref().unwrap_or(&s.name);
+    match (what, lang == Language::En) {
+        (BookingNotice::Booked, false) => format!(
+            "您已预约{}：{}月{}日{from}-{to}，预约码{code}。请于{opens}后到{}{z}区签到取号",
+            s.name,
+            start.format("%-m"),
+            start.format("%-d"),
+            floor(f)
+        ),
+        (BookingNotice::Booked, true) => format!(
+            "Booked: {name_en} on {day} {from}-{to}, code {code}. Check in from {opens} on {f}F zone {z}."
+        ),
+        (BookingNotice::Reminder, false) => format!(
+            "您预约的{}将于{from}开始，预约码{code}，请于{closes}前到{}{z}区签到",
+            s.name,
+            floor(f)
+        ),
+        (BookingNotice::Reminder, true) => format!(
+            "Reminder: your {name_en} booking starts at {from}, code {code}. Please check in on {f}F zone {z} by {closes}."
+        ),
+        (BookingNotice::Missed, false) => format!(
+            "您预约的{}（{}月{}日{from}）未在{closes}前签到，预约已失效；如需办理请重新预约或现场取号",
+            s.name,
+            start.format("%-m"),
+            start.format("%-d")
+        ),
+        (BookingNotice::Missed, true) => format!(
+            "Your {name_en} booking of {day} {from} was missed: no check-in by {closes}. Please book again or take a number."
+        ),
+    }
+}
+
+/// The webhook body (§9) of one message about booking `a`.
+pub fn booking_body(
+    spec: &HallSpec,
+    a: &Appointment,
+    id: &str,
+    kind: &str,
+    phone: &str,
+    what: BookingNotice,
+    now: DateTime<Utc>,
+) -> Bytes {
+    let (chinese, english) = languages(spec, a.service);
+    encode(&Body {
+        id,
+        hall: &spec.id,
+        kind,
+        phone,
+        text: booking_text(spec, a, what, chinese),
+        text_en: english.then(|| booking_text(spec, a, what, Language::En)),
+        ticket: None,
+        appointment: Some(AppointmentPart {
+            code: &a.code,
+            service: &spec.services[a.service].id,
+            start: time(spec, a.start),
+            end: time(spec, a.end),
+        }),
+        recall: 0,
         created_at: time(spec, now),
     })
 }

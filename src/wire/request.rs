@@ -4,7 +4,9 @@
 use serde::Deserialize;
 
 use super::ApiError;
-use crate::queue::{Channel, IssueRequest, Priority};
+use chrono::{DateTime, Utc};
+
+use crate::queue::{BookRequest, Channel, IssueRequest, Priority};
 
 /// The body of an action that takes no fields: empty or `{}`.
 #[derive(Deserialize)]
@@ -85,23 +87,91 @@ pub fn issue_request(body: IssueBody, outside_hours: bool) -> Result<IssueReques
             ApiError::bad_request("'channel' must be \"kiosk\", \"mobile\" or \"appointment\"")
         })?,
     };
-    let notify_phone = match body.notify.and_then(|n| n.phone) {
-        None => None,
-        Some(p) if valid_phone(&p) => Some(p),
-        // The message must not echo the number: it is personal data.
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "'notify.phone' must be 5 to 20 digits, optionally after a '+'",
-            ))
-        }
-    };
     Ok(IssueRequest {
         service,
         priority,
         channel,
-        notify_phone,
+        notify_phone: phone_of(body.notify)?,
         outside_hours,
+        slot: None,
     })
+}
+
+/// The checked `notify.phone` of a body.
+fn phone_of(notify: Option<Notify>) -> Result<Option<String>, ApiError> {
+    match notify.and_then(|n| n.phone) {
+        None => Ok(None),
+        Some(p) if valid_phone(&p) => Ok(Some(p)),
+        // The message must not echo the number: it is personal data.
+        Some(_) => Err(ApiError::bad_request(
+            "'notify.phone' must be 5 to 20 digits, optionally after a '+'",
+        )),
+    }
+}
+
+/// `POST /halls/{hall}/appointments` (§8).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BookBody {
+    service: Option<String>,
+    start: Option<String>,
+    notify: Option<Notify>,
+}
+
+/// The domain's booking from a body; `token` and `codes` are drawn by the
+/// caller.
+pub fn book_request(
+    body: BookBody,
+    token: String,
+    codes: Vec<String>,
+) -> Result<BookRequest, ApiError> {
+    let service = body.service.filter(|s| !s.is_empty()).ok_or_else(|| {
+        ApiError::bad_request("'service' is required: the id of a service that takes bookings")
+    })?;
+    let start = body
+        .start
+        .as_deref()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "'start' is required: an RFC 3339 time, the start of a slot as GET …/slots lists it",
+            )
+        })?
+        .with_timezone(&Utc);
+    Ok(BookRequest {
+        service,
+        start,
+        phone: phone_of(body.notify)?,
+        token,
+        codes,
+    })
+}
+
+/// `POST /halls/{hall}/check-in` (§8).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckInBody {
+    code: Option<String>,
+}
+
+impl CheckInBody {
+    /// The code, as typed: case and spaces forgiven.
+    pub fn code(self) -> Result<String, ApiError> {
+        let code: String = self
+            .code
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .collect::<String>()
+            .to_ascii_uppercase();
+        if crate::queue::appointment::is_code(&code) {
+            Ok(code)
+        } else {
+            Err(ApiError::bad_request(
+                "'code' must be the 6-character booking code (letters and digits, as on the booking)",
+            ))
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod openapi;
+pub mod receiver;
 
 pub const KIOSK: &str = "demo-kiosk-lobby-1-token";
 pub const ADMIN: &str = "demo-admin-token-0000";

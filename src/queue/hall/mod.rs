@@ -11,11 +11,16 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+mod booking;
+
+use super::appointment::{Appointment, BookingNotice};
 use super::error::QueueError;
 use super::eta::ServiceClock;
 use super::event::{Event, EventKind};
 use super::spec::{Announce, HallSpec};
 use super::ticket::{CallMark, Channel, Priority, Status, Ticket};
+
+pub use booking::{BookRequest, BookingRef};
 
 /// How many calls a floor's "recent calls" list keeps (contract §4: 10).
 pub const RECENT_CALLS: usize = 10;
@@ -69,6 +74,12 @@ pub struct Outcome {
     pub idle: bool,
     /// A day's end ended tickets (midnight, start-up or `close-day`).
     pub day_end: Option<DayEnd>,
+    /// The booking the command was about (booked, cancelled, checked in).
+    pub appointment: Option<u64>,
+    /// Bookings whose records changed.
+    pub appointments: Vec<u64>,
+    /// Messages about bookings this change makes (§9).
+    pub notices: Vec<(u64, BookingNotice)>,
 }
 
 /// How a window's part in a ticket ends.
@@ -101,6 +112,7 @@ impl Outcome {
             && self.counter.is_none()
             && self.clocks.is_empty()
             && self.recent.is_empty()
+            && self.appointments.is_empty()
     }
 
     /// This outcome followed by `next`'s, as one: events stay in sequence
@@ -116,6 +128,9 @@ impl Outcome {
         self.lines.extend(next.lines);
         self.idle = next.idle;
         self.day_end = next.day_end.or(self.day_end);
+        self.appointment = next.appointment;
+        self.appointments.extend(next.appointments);
+        self.notices.extend(next.notices);
         self
     }
 }
@@ -128,8 +143,10 @@ pub struct IssueRequest {
     pub channel: Channel,
     pub notify_phone: Option<String>,
     /// Staff (the admin token) may issue outside the opening hours, for a
-    /// citizen who is already inside.
+    /// citizen who is already inside; so may a booking's check-in.
     pub outside_hours: bool,
+    /// The start of the booked slot, for a ticket of a check-in.
+    pub slot: Option<DateTime<Utc>>,
 }
 
 /// Everything the store keeps of a hall, to rebuild it exactly.
@@ -154,6 +171,10 @@ pub struct Restored {
     /// prefixes swapped, between restarts must never repeat a number of
     /// the day.
     pub issued: Vec<(NaiveDate, String)>,
+    /// Bookings still open, and recent ones.
+    pub appointments: Vec<Appointment>,
+    /// Highest booking id ever used.
+    pub max_appointment_id: u64,
 }
 
 /// The live state of one hall.
@@ -179,7 +200,25 @@ pub struct Hall {
     /// Tickets of this hall-local day and every earlier one have been
     /// ended; `None` until the first check after a start.
     ended_through: Option<NaiveDate>,
+    appointments: HashMap<u64, Appointment>,
+    appointment_by_token: HashMap<String, u64>,
+    appointment_by_code: HashMap<String, u64>,
+    /// Bookings holding a place, per (service, slot start).
+    places: HashMap<(usize, DateTime<Utc>), u32>,
+    next_appointment_id: u64,
+    /// Per service: waiting normal tickets of a check-in, by (slot start,
+    /// line position) — also in `lines`. Those whose slot started by
+    /// `slots_through` are called before every other normal ticket.
+    booked_lines: Vec<BTreeMap<(DateTime<Utc>, u64), u64>>,
+    /// The instant the call order was last brought up to.
+    slots_through: DateTime<Utc>,
 }
+
+/// Where a waiting ticket stands in the call order, smallest first: the
+/// green channel; then checked-in bookings whose slot has started, oldest
+/// slot first; then everything else — each by the window's order of
+/// services, then age.
+type OrderKey = (u8, DateTime<Utc>, usize, u64);
 
 impl Hall {
     /// An empty hall.
@@ -223,6 +262,13 @@ impl Hall {
             service_floors,
             floor_services,
             ended_through: None,
+            appointments: HashMap::new(),
+            appointment_by_token: HashMap::new(),
+            appointment_by_code: HashMap::new(),
+            places: HashMap::new(),
+            next_appointment_id: r.max_appointment_id + 1,
+            booked_lines: vec![BTreeMap::new(); spec.services.len()],
+            slots_through: DateTime::<Utc>::MIN_UTC,
             spec,
         };
         for (floor, seq) in r.floor_seqs {
@@ -259,12 +305,20 @@ impl Hall {
             }
             hall.next_ticket_id = hall.next_ticket_id.max(t.id + 1);
             hall.next_line_pos = hall.next_line_pos.max(t.line_pos + 1);
-            if t.status == Status::Waiting {
-                hall.lines[t.service].insert(t.line_key(), t.id);
-            }
+            let (id, waiting) = (t.id, t.status == Status::Waiting);
             hall.by_token.insert(t.token.clone(), t.id);
             hall.by_number.insert((t.day, t.number.clone()), t.id);
             hall.tickets.insert(t.id, t);
+            if waiting {
+                hall.enqueue(id);
+            }
+        }
+        for a in r.appointments {
+            if a.service >= hall.spec.services.len() {
+                continue;
+            }
+            hall.next_appointment_id = hall.next_appointment_id.max(a.id + 1);
+            hall.index_appointment(a);
         }
         for (w, state) in r.windows {
             if w >= hall.windows.len() {
@@ -320,31 +374,67 @@ impl Hall {
 
     /// A service's waiting tickets in call order.
     pub fn line(&self, service: usize) -> impl Iterator<Item = &Ticket> + '_ {
-        self.lines[service].values().map(|id| &self.tickets[id])
+        let started = self.started(service).map(|(_, id)| *id);
+        let rest = self.lines[service]
+            .values()
+            .copied()
+            .filter(|id| !self.slot_started(&self.tickets[id]));
+        let (prio, normal): (Vec<u64>, Vec<u64>) =
+            rest.partition(|id| self.tickets[id].priority == Priority::Priority);
+        prio.into_iter()
+            .chain(started)
+            .chain(normal)
+            .map(|id| &self.tickets[&id])
     }
 
     /// The tickets a window would call next, in the order it would call them.
     pub fn window_line(&self, w: usize, limit: usize) -> Vec<&Ticket> {
         let prefs = &self.spec.windows[w].services;
-        let mut all: Vec<(Priority, usize, u64, u64)> = Vec::new();
+        let mut all: Vec<(OrderKey, u64)> = Vec::new();
         for (pref, &s) in prefs.iter().enumerate() {
-            for (&(prio, pos), &id) in self.lines[s].iter().take(limit) {
-                all.push((prio, pref, pos, id));
+            // The best `limit` of each kind of the service; together they
+            // hold its best `limit` in call order.
+            let started = self.started(s).map(|(_, id)| *id).take(limit);
+            let others = self.lines[s]
+                .values()
+                .copied()
+                .filter(|id| !self.slot_started(&self.tickets[id]))
+                .take(limit);
+            for id in started.chain(others) {
+                all.push((self.order_key(&self.tickets[&id], pref), id));
             }
         }
         all.sort_unstable();
         all.into_iter()
             .take(limit)
-            .map(|(_, _, _, id)| &self.tickets[&id])
+            .map(|(_, id)| &self.tickets[&id])
             .collect()
     }
 
-    /// Tickets before this one in its line; 0 once it left the line.
+    /// Tickets its window would call before this one from its line; 0 once
+    /// it left the line.
     pub fn ahead(&self, t: &Ticket) -> usize {
         if t.status != Status::Waiting {
             return 0;
         }
-        self.lines[t.service].range(..t.line_key()).count()
+        let line = &self.lines[t.service];
+        if t.priority == Priority::Priority {
+            return line.range(..t.line_key()).count();
+        }
+        let green = line.range(..(Priority::Normal, 0)).count();
+        if self.slot_started(t) {
+            let slot = t.slot.expect("a started ticket has a slot");
+            return green
+                + self.booked_lines[t.service]
+                    .range(..(slot, t.line_pos))
+                    .count();
+        }
+        // Every started booking, and the other normal tickets older than
+        // this one (less the started ones among them, counted already).
+        let started: Vec<u64> = self.started(t.service).map(|(k, _)| k.1).collect();
+        let older = line.range((Priority::Normal, 0)..t.line_key()).count();
+        let older_started = started.iter().filter(|&&pos| pos < t.line_pos).count();
+        green + started.len() + older - older_started
     }
 
     /// Estimated seconds until the ticket is called, given `ahead`.
@@ -474,11 +564,12 @@ impl Hall {
             finished_at: None,
             last_call: None,
             notify_phone: req.notify_phone,
+            slot: req.slot,
         };
-        self.lines[service].insert(ticket.line_key(), id);
         self.by_token.insert(token, id);
         self.by_number.insert((day, number), id);
         self.tickets.insert(id, ticket);
+        self.enqueue(id);
 
         let mut out = Outcome {
             ticket: Some(id),
@@ -519,9 +610,9 @@ impl Hall {
             out.idle = true;
             return Ok(out);
         };
+        self.dequeue(id);
         let t = self.tickets.get_mut(&id).expect("line holds live tickets");
         let service = t.service;
-        self.lines[service].remove(&t.line_key());
         t.status = Status::Called;
         t.window = Some(w);
         t.recall = 0;
@@ -620,7 +711,10 @@ impl Hall {
         t.called_at = None;
         t.started_at = None;
         t.finished_at = None;
-        self.lines[to].insert(t.line_key(), id);
+        // The booking was for the first service: in the next line the
+        // citizen waits by age like everyone else.
+        t.slot = None;
+        self.enqueue(id);
         out.lines.push(to);
         self.emit_waiting(&mut out, to, now);
         Ok(out)
@@ -650,10 +744,11 @@ impl Hall {
                 t.status.as_str()
             )));
         }
-        self.lines[t.service].remove(&t.line_key());
+        let service = t.service;
+        self.dequeue(id);
+        let t = self.tickets.get_mut(&id).expect("indexed ticket is live");
         t.status = Status::Cancelled;
         t.finished_at = Some(now);
-        let service = t.service;
         let mut out = Outcome {
             ticket: Some(id),
             tickets: vec![id],
@@ -664,18 +759,30 @@ impl Hall {
         Ok(out)
     }
 
-    /// Ends the tickets of earlier days if the hall-local day changed since
-    /// the last check (contract §7: at midnight, and at start-up for
-    /// tickets of earlier days). Empty when there is nothing to end.
-    pub fn roll_day(&mut self, now: DateTime<Utc>) -> Outcome {
-        match self.local_day(now).pred_opt() {
+    /// Brings the hall up to `now`: ends the tickets of earlier days if the
+    /// hall-local day changed since the last check (contract §7: at
+    /// midnight, and at start-up for tickets of earlier days); moves the
+    /// check-ins of slots that started ahead, marks bookings not checked in
+    /// by their deadline missed and makes the reminders before slots (§8,
+    /// §9). Runs before every command and about every second; empty when
+    /// nothing was due.
+    pub fn advance(&mut self, now: DateTime<Utc>) -> Outcome {
+        let mut out = match self.local_day(now).pred_opt() {
             Some(yesterday) if self.day_is_due(now) => self.end_days_through(yesterday, now),
             _ => Outcome::default(),
-        }
+        };
+        self.advance_bookings(&mut out, now);
+        out
     }
 
-    /// A day change is due: [`Hall::roll_day`] would end something or
-    /// move the day on. Cheap, for a ticker that asks every second.
+    /// [`Hall::advance`] would change something. Cheap, for a ticker that
+    /// asks every second.
+    pub fn is_due(&self, now: DateTime<Utc>) -> bool {
+        self.day_is_due(now) || self.bookings_due(now)
+    }
+
+    /// A day change is due: [`Hall::advance`] would end something or
+    /// move the day on.
     pub fn day_is_due(&self, now: DateTime<Utc>) -> bool {
         let yesterday = self.local_day(now).pred_opt();
         match (self.ended_through, yesterday) {
@@ -720,8 +827,8 @@ impl Hall {
             let t = &self.tickets[&id];
             match (t.status, t.window) {
                 (Status::Waiting, _) => {
+                    self.dequeue(id);
                     let t = self.tickets.get_mut(&id).expect("ending ticket is live");
-                    self.lines[t.service].remove(&t.line_key());
                     t.status = Status::Expired;
                     t.finished_at = Some(now);
                     if !services.contains(&t.service) {
@@ -768,19 +875,65 @@ impl Hall {
         })
     }
 
-    /// Best waiting ticket for a window: green channel first, then the
-    /// window's order of services, then oldest.
+    /// Best waiting ticket for a window, by [`OrderKey`]. Each service
+    /// offers the head of its line and of its started bookings; the best
+    /// of those is the best of all.
     fn next_for(&self, w: usize) -> Option<u64> {
         self.spec.windows[w]
             .services
             .iter()
             .enumerate()
-            .filter_map(|(pref, &s)| {
-                let (&(prio, pos), &id) = self.lines[s].first_key_value()?;
-                Some(((prio, pref, pos), id))
+            .flat_map(|(pref, &s)| {
+                let head = self.lines[s].values().next();
+                let booked = self.started(s).next().map(|(_, id)| id);
+                head.into_iter()
+                    .chain(booked)
+                    .map(move |&id| (self.order_key(&self.tickets[&id], pref), id))
             })
-            .min_by_key(|(key, _)| *key)
+            .min()
             .map(|(_, id)| id)
+    }
+
+    /// A ticket's place in the call order of a window that serves its
+    /// service as its `pref`-th.
+    fn order_key(&self, t: &Ticket, pref: usize) -> OrderKey {
+        let never = DateTime::<Utc>::MIN_UTC;
+        match (t.priority, t.slot) {
+            (Priority::Priority, _) => (0, never, pref, t.line_pos),
+            (_, Some(slot)) if self.slot_started(t) => (1, slot, pref, t.line_pos),
+            _ => (2, never, pref, t.line_pos),
+        }
+    }
+
+    /// A normal ticket of a check-in whose slot has started.
+    fn slot_started(&self, t: &Ticket) -> bool {
+        t.priority == Priority::Normal && t.slot.is_some_and(|s| s <= self.slots_through)
+    }
+
+    /// A service's waiting check-ins whose slot has started, oldest slot first.
+    fn started(&self, service: usize) -> impl Iterator<Item = (&(DateTime<Utc>, u64), &u64)> + '_ {
+        let through = self.slots_through;
+        self.booked_lines[service]
+            .iter()
+            .take_while(move |((slot, _), _)| *slot <= through)
+    }
+
+    /// Puts a ticket (already in `tickets`, waiting) into its line.
+    fn enqueue(&mut self, id: u64) {
+        let t = &self.tickets[&id];
+        self.lines[t.service].insert(t.line_key(), id);
+        if let (Priority::Normal, Some(slot)) = (t.priority, t.slot) {
+            self.booked_lines[t.service].insert((slot, t.line_pos), id);
+        }
+    }
+
+    /// Takes a ticket out of its line.
+    fn dequeue(&mut self, id: u64) {
+        let t = &self.tickets[&id];
+        self.lines[t.service].remove(&t.line_key());
+        if let Some(slot) = t.slot {
+            self.booked_lines[t.service].remove(&(slot, t.line_pos));
+        }
     }
 
     fn callable_by_number(

@@ -1,0 +1,106 @@
+// `/book/{hall}` (contract §8): choose a service, a day and a slot; book;
+// then follow the booking on its own page, `/a/{token}`.
+import { api, el, problem } from './app.js';
+
+const hall = location.pathname.split('/')[2];
+const WEEKDAYS = [['日', 'Sun'], ['一', 'Mon'], ['二', 'Tue'], ['三', 'Wed'], ['四', 'Thu'], ['五', 'Fri'], ['六', 'Sat']];
+let board = null;
+let service = null;
+let day = null;
+let slot = null;
+let busy = false;
+
+const msg = (text) => { document.getElementById('msg').textContent = text; };
+
+/** A hall-local date `n` days from now, as YYYY-MM-DD and its weekday. */
+function hallDate(n) {
+  const at = new Date(Date.now() + n * 86_400_000);
+  const fmt = (o) => new Intl.DateTimeFormat('en-CA', { timeZone: board.timezone, ...o }).format(at);
+  const date = fmt({ year: 'numeric', month: '2-digit', day: '2-digit' });
+  const wd = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'].indexOf(fmt({ weekday: 'short' }));
+  return { date, weekday: WEEKDAYS[Math.max(0, wd)] };
+}
+
+/** "10:30" of an RFC 3339 time already in the hall's zone. */
+const hhmm = (t) => t.slice(11, 16);
+
+function renderServices() {
+  const list = board.services.filter((s) => s.appointments);
+  if (!list.length) {
+    document.getElementById('services').replaceChildren(el('p', { class: 'none' }, '本厅暂无可预约业务 · This hall takes no bookings.'));
+    return;
+  }
+  document.getElementById('services').replaceChildren(...list.map((s) =>
+    el('button', { class: `svc${service && service.id === s.id ? ' on' : ''}`, 'data-service': s.id, onclick: () => { service = s; day = null; slot = null; renderAll(); } },
+      el('div', { class: 'n' }, s.name),
+      el('div', { class: 'e' }, `${s.name_en || ''} · ${s.floor}F ${s.zone}区`))));
+}
+
+function renderDays() {
+  const box = document.getElementById('days');
+  if (!service) { box.replaceChildren(el('span', { class: 'none' }, '请先选择业务 · Choose a service first')); return; }
+  const days = [];
+  for (let n = 0; n <= service.appointments.days_ahead; n++) days.push(hallDate(n));
+  box.replaceChildren(...days.map((d, n) =>
+    el('button', { class: `day${day === d.date ? ' on' : ''}`, 'data-date': d.date, onclick: () => { day = d.date; slot = null; renderAll(); loadSlots(); } },
+      n === 0 ? '今天' : `周${d.weekday[0]}`, el('div', { class: 'en' }, `${d.date.slice(5)} ${n === 0 ? 'today' : d.weekday[1]}`))));
+}
+
+let slots = [];
+async function loadSlots() {
+  slots = [];
+  renderSlots();
+  if (!service || !day) return;
+  const r = await api('GET', `/halls/${hall}/services/${service.id}/slots?date=${day}`);
+  if (r.status !== 200) { msg(problem(r)); return; }
+  slots = r.body;
+  renderSlots();
+}
+
+function renderSlots() {
+  const box = document.getElementById('slots');
+  if (!day) { box.replaceChildren(el('span', { class: 'none' }, '请先选择日期 · Choose a day first')); return; }
+  if (!slots.length) { box.replaceChildren(el('span', { class: 'none' }, '当天没有可预约的时段 · No slots left that day')); return; }
+  box.replaceChildren(...slots.map((s) =>
+    el('button', { class: `slot${slot === s.start ? ' on' : ''}`, 'data-start': s.start, disabled: s.available === 0 ? '' : null, onclick: () => { slot = s.start; renderSlots(); renderBook(); } },
+      `${hhmm(s.start)}-${hhmm(s.end)}`,
+      el('span', { class: 'left' }, s.available ? `余 ${s.available} · ${s.available} left` : '已满 · full'))));
+}
+
+function renderBook() {
+  document.getElementById('book').disabled = !(service && slot) || busy;
+}
+
+function renderAll() { renderServices(); renderDays(); renderSlots(); renderBook(); }
+
+document.getElementById('book').addEventListener('click', async () => {
+  if (busy || !service || !slot) return;
+  const phone = document.getElementById('phone').value.replace(/[\s-]/g, '');
+  const body = { service: service.id, start: slot };
+  if (phone) body.notify = { phone };
+  busy = true;
+  renderBook();
+  msg('');
+  const key = crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
+  let r = await api('POST', `/halls/${hall}/appointments`, { body, key });
+  // One retry with the same key: a lost answer never books twice.
+  if (r.status === 0) r = await api('POST', `/halls/${hall}/appointments`, { body, key });
+  busy = false;
+  renderBook();
+  if (r.status !== 201) {
+    msg(problem(r));
+    if (r.status === 409) loadSlots();
+    return;
+  }
+  localStorage.setItem(`hallcast.booking.${hall}`, JSON.stringify({ token: r.body.token }));
+  location.assign(r.body.appointment_url);
+});
+
+const r = await api('GET', `/halls/${hall}`);
+if (r.status === 200) {
+  board = r.body;
+  document.getElementById('hall').textContent = `${board.name} · 网上预约`;
+  renderAll();
+} else {
+  msg(problem(r));
+}
