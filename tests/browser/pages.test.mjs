@@ -270,6 +270,7 @@ test('the index lists every page', async () => {
   const page = await open('/');
   await page.locator('a[href="/display/demo/floors/3"]').waitFor();
   await page.locator('a[href="/join/demo"]').waitFor();
+  await page.locator('a[href="/book/demo"]').waitFor();
   await shot(page, 'index');
   await page.context().close();
 });
@@ -355,6 +356,70 @@ test('a citizen takes a number on the phone at /join and follows it', async () =
   // Back on /join, the phone is shown the number it already has.
   await page.goto(`${base}/join/demo`);
   await page.locator('#mine', { hasText: t.body.number }).waitFor();
+  await page.context().close();
+});
+
+test('a citizen books at /book, checks in at the kiosk by code and is called on the phone', async () => {
+  const phone = { viewport: { width: 390, height: 844 } };
+  const page = await open('/book/demo', phone);
+  // Only services that take bookings are offered.
+  await page.locator('button.svc[data-service="property"]').waitFor();
+  assert.equal(await page.locator('button.svc[data-service="tax"]').count(), 0);
+  await page.locator('button.svc[data-service="property"]').click();
+  assert.equal(await page.locator('button.day').count(), 8, 'today and 7 days ahead');
+  await page.locator('button.day').first().click();
+  await page.locator('button.slot:not([disabled])').first().waitFor();
+  assert.equal(await page.locator('#book').isDisabled(), true, 'no slot chosen yet');
+  await page.locator('button.slot:not([disabled])').first().click();
+  await page.locator('#phone').fill('138 0013 8000');
+  await shot(page, 'book');
+  await page.locator('#book').click();
+  await page.waitForURL(/\/a\//);
+  const token = new URL(page.url()).pathname.split('/')[2];
+  const booking = (await call('GET', `/appointments/${token}`)).body;
+  assert.equal(booking.status, 'booked');
+  await page.locator('#code', { hasText: booking.code }).waitFor();
+  await page.waitForFunction(() => document.getElementById('qr').naturalWidth > 0);
+  await shot(page, 'appointment');
+
+  // At the hall: the kiosk's "I have an appointment", the code on its keypad.
+  const kiosk = await open(`/kiosk/demo#token=${KIOSK}`);
+  await kiosk.locator('#have-booking').click();
+  for (const k of booking.code) await kiosk.locator(`#keypad button[data-key="${k}"]`).click();
+  assert.equal(await kiosk.locator('#code-input').inputValue(), booking.code);
+  await shot(kiosk, 'kiosk-booking');
+  await kiosk.locator('#code-submit').click();
+  const number = await kiosk.locator('#ticket-number').textContent();
+  assert.match(number, /^B\d{3}$/);
+  assert.match(await kiosk.locator('#ticket').textContent(), /预约/);
+  await shot(kiosk, 'kiosk-booking-ticket');
+  await kiosk.context().close();
+
+  // The booking's page now is the ticket's; the call reaches the phone.
+  await page.reload();
+  await page.waitForURL(/\/t\//);
+  await page.locator('#number', { hasText: number }).waitFor();
+  const r = await act('4-01', 'call', { number });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  await page.locator('#alert:not(.hidden) #alert-number', { hasText: number }).waitFor();
+  await shot(page, 'appointment-called');
+  await page.context().close();
+});
+
+test('a booking is cancelled on its page, and its place is free again', async () => {
+  const slots = (await call('GET', '/halls/demo/services/exit-entry/slots')).body;
+  const slot = slots.find((s) => s.available > 0);
+  const r = await call('POST', '/halls/demo/appointments', null, { service: 'exit-entry', start: slot.start });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  const page = await open(r.body.appointment_url, { viewport: { width: 390, height: 844 } });
+  await page.locator('#code', { hasText: r.body.code }).waitFor();
+  page.on('dialog', (d) => d.accept());
+  await page.locator('#cancel').click();
+  await page.locator('#status.cancelled').waitFor();
+  assert.equal(await page.locator('#check-in').isHidden(), true);
+  await shot(page, 'appointment-cancelled');
+  const after = (await call('GET', '/halls/demo/services/exit-entry/slots')).body;
+  assert.equal(after.find((s) => s.start === slot.start).available, slot.available);
   await page.context().close();
 });
 
