@@ -95,7 +95,12 @@ pub async fn serve(
     // Server-sent event streams end when shutdown begins: the HTTP
     // shutdown waits for requests in flight, and a stream never finishes.
     let streams_stop = tokio_util::sync::CancellationToken::new();
-    let sse = gateway::sse::routes(engine.clone(), limits.clone(), streams_stop.clone());
+    let sse = gateway::sse::routes(
+        engine.clone(),
+        limits.clone(),
+        streams_stop.clone(),
+        config.ping_every,
+    );
     let routes = gateway::routes(
         engine.clone(),
         tasks.clone(),

@@ -20,6 +20,8 @@ struct Event {
 struct Sse {
     resp: reqwest::Response,
     buf: String,
+    /// Comment lines seen so far.
+    comments: usize,
 }
 
 impl Sse {
@@ -35,6 +37,7 @@ impl Sse {
         Sse {
             resp,
             buf: String::new(),
+            comments: 0,
         }
     }
 
@@ -54,7 +57,9 @@ impl Sse {
                     }
                 }
                 if data.is_empty() {
-                    continue; // a keep-alive comment
+                    // A keep-alive comment.
+                    self.comments += block.lines().filter(|l| l.starts_with(':')).count();
+                    continue;
                 }
                 let data = serde_json::from_str(&data).expect("each event is one JSON message");
                 return Some(Event { id, data });
@@ -186,4 +191,39 @@ async fn unknown_channels_are_404_and_shutdown_ends_the_streams() {
     );
     let (st, _s) = status.await.unwrap();
     assert!(st.success(), "{st:?}");
+}
+
+#[tokio::test]
+async fn a_quiet_stream_gets_a_comment_line_every_ping_period() {
+    let config = hallcast::demo::CONFIG.replace("[server]", "[server]\nping_seconds = 1");
+    let s = Server::start_config(&config);
+    let c = Client::new(&s);
+    let mut sse = Sse::open(&c, "/sse/v1/halls/demo/floors/3", &[]).await;
+    assert_eq!(sse.next().await.unwrap().data["type"], "snapshot");
+    // Nothing happens on the floor; the stream still speaks, and the next
+    // event still comes through after the comments.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sse.comments < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no keep-alive comment: {:?}",
+            sse.buf
+        );
+        match tokio::time::timeout(Duration::from_millis(200), sse.resp.chunk()).await {
+            Ok(Ok(Some(b))) => sse.buf.push_str(std::str::from_utf8(&b).unwrap()),
+            Ok(_) => panic!("the stream ended"),
+            Err(_) => {}
+        }
+        while let Some(end) = sse.buf.find("\n\n") {
+            let block: String = sse.buf.drain(..end + 2).collect();
+            let lines = block.lines().filter(|l| !l.is_empty());
+            assert!(
+                lines.clone().all(|l| l.starts_with(':')),
+                "only comments: {block}"
+            );
+            sse.comments += 1;
+        }
+    }
+    c.issue("business").await;
+    assert_eq!(sse.next().await.unwrap().data["type"], "waiting");
 }

@@ -37,10 +37,6 @@ pub const LIVE_QUEUE: usize = 1024;
 /// Events handed to the response body ahead of the client's reading.
 const OUT_QUEUE: usize = 64;
 
-/// A comment line this often keeps proxies from closing a quiet stream
-/// (the contract asks for at least every 30 s).
-const KEEP_ALIVE: Duration = Duration::from_secs(20);
-
 /// One SSE client as the topics see it: a queue of shared batches.
 struct Sink {
     /// Taken (and so the queue closed) when the subscriber is closed.
@@ -86,10 +82,13 @@ fn error(e: ApiError) -> warp::reply::Response {
 
 /// `GET /sse/v1/…` routes. Every stream ends when `stop` is cancelled (the
 /// server is shutting down), so the HTTP shutdown does not wait for them.
+/// A comment line every `keep_alive` (the WebSocket's ping period, at most
+/// the contract's 30 s) keeps proxies from closing a quiet stream.
 pub fn routes(
     engine: Arc<Engine>,
     limits: Arc<Limits>,
     stop: CancellationToken,
+    keep_alive: Duration,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
     warp::path("sse")
         .and(warp::path("v1"))
@@ -130,7 +129,7 @@ pub fn routes(
                 let stream = futures_util::stream::unfold(events, |mut rx| async move {
                     rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
                 });
-                let body = warp::sse::keep_alive().interval(KEEP_ALIVE).stream(stream);
+                let body = warp::sse::keep_alive().interval(keep_alive).stream(stream);
                 let mut r = warp::sse::reply(body).into_response();
                 // Proxies must pass each event on at once.
                 r.headers_mut()
