@@ -412,17 +412,25 @@ impl Engine {
                 reply
             } else {
                 let expect_seq = cell.hall.hall_seq();
-                // Places in line before, for "N ahead of you" reminders.
-                let before = notify::aheads(&cell.hall);
                 // A day that ended since the last command ends first, in
                 // the same batch: no command ever sees yesterday's line.
                 let rolled = cell.hall.advance(now);
                 let result = apply(&mut cell.hall, now);
                 let reply = render(&cell.hall, &result);
-                let done = match result {
+                let mut done = match result {
                     Ok(out) => Some(rolled.then(out)),
                     Err(_) => (!rolled.is_empty()).then_some(rolled),
                 };
+                // "N ahead of you": marked on the tickets, so stored with them.
+                let mut reminders = Vec::new();
+                if let Some(out) = &mut done {
+                    reminders = cell.hall.take_reminders(&out.lines);
+                    for id in &reminders {
+                        if !out.tickets.contains(id) {
+                            out.tickets.push(*id);
+                        }
+                    }
+                }
                 let mut batch = Batch::new(h.spec.clone(), expect_seq);
                 let mut tickets = Vec::new();
                 let mut spoken = Vec::new();
@@ -432,7 +440,7 @@ impl Engine {
                         h.note_call(id.clone(), now);
                     }
                     tickets = self.ticket_messages(&cell.hall, out);
-                    batch.outbox = notify::messages(&cell.hall, out, &before, now);
+                    batch.outbox = notify::messages(&cell.hall, out, &reminders, now);
                 }
                 // A refusal stores no key (contract §13): a caller cannot
                 // grow the store with refused requests, and a retry after

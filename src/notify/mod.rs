@@ -8,8 +8,6 @@
 
 pub mod worker;
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 
 use crate::engine::new_token;
@@ -17,33 +15,12 @@ use crate::queue::{BookingNotice, EventKind, Hall, Outcome, Status};
 use crate::store::{OutboxRecord, OutboxStatus};
 use crate::wire::{self, Notice};
 
-/// Each waiting ticket with a phone: its service and how many are ahead.
-pub type Aheads = HashMap<u64, (usize, usize)>;
-
-/// The places in line of the tickets that may get a reminder; empty when
-/// the hall sends no reminders (so a command without phones costs a scan
-/// of nothing).
-pub fn aheads(hall: &Hall) -> Aheads {
-    let remind = hall
-        .spec()
-        .notify
-        .as_ref()
-        .is_some_and(|n| n.remind_ahead > 0);
-    if !remind {
-        return Aheads::new();
-    }
-    hall.tickets()
-        .filter(|t| t.status == Status::Waiting && t.notify_phone.is_some())
-        .map(|t| (t.id, (t.service, hall.ahead(t))))
-        .collect()
-}
-
-/// The messages a command makes: `before` is [`aheads`] of the hall before
-/// it ran, `hall` the hall after.
+/// The messages a command makes, from the hall after it ran; `reminders`
+/// are the tickets [`Hall::take_reminders`] named for it.
 pub fn messages(
     hall: &Hall,
     out: &Outcome,
-    before: &Aheads,
+    reminders: &[u64],
     now: DateTime<Utc>,
 ) -> Vec<OutboxRecord> {
     let spec = hall.spec();
@@ -119,8 +96,8 @@ pub fn messages(
                 _ => {}
             }
         }
-        let issued =
-            t.status == Status::Waiting && t.created_at == now && !before.contains_key(&t.id);
+        // Issued by this command (a transfer keeps its first instant).
+        let issued = t.status == Status::Waiting && t.created_at == now;
         if issued {
             let ahead = hall.ahead(t);
             make(
@@ -136,16 +113,15 @@ pub fn messages(
             make("expired", t, Notice::Expired);
         }
     }
-    if remind > 0 {
-        for (id, (service, was)) in before {
-            let Some(t) = hall.ticket(*id) else { continue };
-            if t.status != Status::Waiting || t.service != *service || *was <= remind {
-                continue;
-            }
-            let ahead = hall.ahead(t);
-            if ahead <= remind {
-                make("reminder", t, Notice::Reminder { ahead });
-            }
+    for id in reminders {
+        if let Some(t) = hall.ticket(*id) {
+            make(
+                "reminder",
+                t,
+                Notice::Reminder {
+                    ahead: hall.ahead(t),
+                },
+            );
         }
     }
     msgs

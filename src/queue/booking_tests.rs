@@ -354,3 +354,33 @@ fn bookings_survive_a_restore_with_their_places_and_order() {
 fn t0_is_inside_the_test_hours() {
     assert_eq!(t0(), at(10, 0));
 }
+
+#[test]
+fn a_reminder_is_taken_once_when_a_ticket_comes_within_remind_ahead() {
+    let mut d = Desk::new();
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let req = IssueRequest {
+            service: "a".into(),
+            priority: Priority::Normal,
+            channel: Channel::Kiosk,
+            notify_phone: Some("13800000000".into()),
+            outside_hours: false,
+            slot: None,
+        };
+        let out = d.hall.issue(req, format!("r{i}"), at(10, i)).unwrap();
+        ids.push(out.ticket.unwrap());
+    }
+    // The first four joined within 3 ahead: none for them, ever.
+    assert!(d.hall.take_reminders(&[0]).is_empty());
+    d.hall.call(WA, None, at(10, 10)).unwrap();
+    assert_eq!(d.hall.take_reminders(&[0]), vec![ids[4]]);
+    assert!(d.hall.take_reminders(&[0]).is_empty(), "once");
+    // A green-channel arrival pushes it back; falling again is not a
+    // second reminder.
+    d.walk_in(Priority::Priority, at(10, 11));
+    d.hall.call(WA, None, at(10, 12)).unwrap();
+    d.hall.call(WA, None, at(10, 13)).unwrap();
+    assert_eq!(d.hall.take_reminders(&[0]), vec![ids[5]]);
+    assert!(d.hall.take_reminders(&[0, 1, 2]).is_empty());
+}

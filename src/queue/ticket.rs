@@ -159,6 +159,9 @@ pub struct Ticket {
     /// The start of the booked slot, for a ticket of a check-in (§8): once
     /// it has started, the ticket is called before walk-ins.
     pub slot: Option<DateTime<Utc>>,
+    /// The "N ahead of you" reminder of its current service was made, or
+    /// is not to be made (it was that close already when it joined).
+    pub reminded: bool,
 }
 
 impl Ticket {

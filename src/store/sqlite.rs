@@ -22,7 +22,7 @@ use crate::queue::{
 /// 2: `idempotency.request`, the digest of the request a key names.
 /// 3: `outbox`, messages to citizens' phones (a new table: nothing to
 /// migrate, but an older binary must not run on it and drop them).
-/// 4: `appointments`; `tickets.slot_start`, `outbox.appointment`.
+/// 4: `appointments`; `tickets.slot_start` and `reminded`, `outbox.appointment`.
 const SCHEMA_VERSION: i64 = 4;
 
 /// Delivered and dropped messages are kept this long (the admin listing);
@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS tickets(
   window TEXT, recall INTEGER NOT NULL, line_pos INTEGER NOT NULL,
   created_at INTEGER NOT NULL, called_at INTEGER, started_at INTEGER,
   finished_at INTEGER, call_floor INTEGER, call_seq INTEGER, call_at INTEGER,
-  notify_phone TEXT, slot_start INTEGER,
+  notify_phone TEXT, slot_start INTEGER, reminded INTEGER,
   PRIMARY KEY(hall, id));
 CREATE UNIQUE INDEX IF NOT EXISTS tickets_token ON tickets(token);
 CREATE INDEX IF NOT EXISTS tickets_status ON tickets(hall, status);
@@ -109,6 +109,7 @@ CREATE INDEX IF NOT EXISTS appointments_open ON appointments(hall, status);
 const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("idempotency", "request", "BLOB"),
     ("tickets", "slot_start", "INTEGER"),
+    ("tickets", "reminded", "INTEGER"),
     ("outbox", "appointment", "INTEGER"),
 ];
 
@@ -223,8 +224,8 @@ fn write_batch(tx: &Transaction<'_>, b: &Batch) -> Result<(), StoreError> {
         let mut st = tx.prepare_cached(
             "INSERT OR REPLACE INTO tickets(hall, id, token, number, day, service, priority,
                channel, status, window, recall, line_pos, created_at, called_at, started_at,
-               finished_at, call_floor, call_seq, call_at, notify_phone, slot_start)
-             VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21)",
+               finished_at, call_floor, call_seq, call_at, notify_phone, slot_start, reminded)
+             VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22)",
         )?;
         for t in &b.tickets {
             st.execute(params![
@@ -249,6 +250,7 @@ fn write_batch(tx: &Transaction<'_>, b: &Batch) -> Result<(), StoreError> {
                 t.last_call.map(|c| ms(c.at)),
                 t.notify_phone,
                 t.slot.map(ms),
+                t.reminded,
             ])?;
         }
     }
@@ -432,6 +434,8 @@ struct RawTicket {
     last_call: Option<CallMark>,
     notify_phone: Option<String>,
     slot_start: Option<i64>,
+    /// NULL in rows written before schema 4: not reminded.
+    reminded: Option<bool>,
 }
 
 impl RawTicket {
@@ -486,6 +490,7 @@ impl RawTicket {
             last_call: self.last_call,
             notify_phone: self.notify_phone,
             slot: self.slot_start.map(from_ms),
+            reminded: self.reminded.unwrap_or(false),
         })
     }
 }
@@ -514,7 +519,7 @@ impl Backend for Sqlite {
         let mut q = c.prepare(
             "SELECT id, token, number, day, service, priority, channel, status, window, recall,
                     line_pos, created_at, called_at, started_at, finished_at, call_floor,
-                    call_seq, call_at, notify_phone, slot_start
+                    call_seq, call_at, notify_phone, slot_start, reminded
              FROM tickets WHERE hall=?1
                AND (status IN ('waiting','called','serving') OR created_at >= ?2)
              ORDER BY id",
@@ -549,6 +554,7 @@ impl Backend for Sqlite {
                 },
                 notify_phone: r.get(18)?,
                 slot_start: r.get(19)?,
+                reminded: r.get(20)?,
             })
         })?;
         let mut orphans = Vec::new();
@@ -1005,6 +1011,7 @@ mod tests {
                 .execute_batch(
                     "ALTER TABLE tickets DROP COLUMN slot_start;
                      ALTER TABLE outbox DROP COLUMN appointment;
+                     ALTER TABLE tickets DROP COLUMN reminded;
                      DROP TABLE appointments;
                      UPDATE meta SET value='3' WHERE key='schema';",
                 )

@@ -565,11 +565,13 @@ impl Hall {
             last_call: None,
             notify_phone: req.notify_phone,
             slot: req.slot,
+            reminded: false,
         };
         self.by_token.insert(token, id);
         self.by_number.insert((day, number), id);
         self.tickets.insert(id, ticket);
         self.enqueue(id);
+        self.join_reminders(id);
 
         let mut out = Outcome {
             ticket: Some(id),
@@ -715,6 +717,7 @@ impl Hall {
         // citizen waits by age like everyone else.
         t.slot = None;
         self.enqueue(id);
+        self.join_reminders(id);
         out.lines.push(to);
         self.emit_waiting(&mut out, to, now);
         Ok(out)
@@ -916,6 +919,50 @@ impl Hall {
         self.booked_lines[service]
             .iter()
             .take_while(move |((slot, _), _)| *slot <= through)
+    }
+
+    /// Tickets with a phone whose place in `lines` fell to the hall's
+    /// `remind_ahead` or less since they joined: each is marked (so its
+    /// record goes into the batch) and named once, for its "N ahead of
+    /// you" message (§9). Only the first `remind_ahead + 1` of each line
+    /// are looked at: a command costs a few steps, not a walk of the hall.
+    pub fn take_reminders(&mut self, lines: &[usize]) -> Vec<u64> {
+        let Some(remind) = self.remind_ahead() else {
+            return Vec::new();
+        };
+        let mut due = Vec::new();
+        for &s in lines {
+            let near: Vec<u64> = self
+                .line(s)
+                .take(remind + 1)
+                .filter(|t| t.notify_phone.is_some() && !t.reminded)
+                .map(|t| t.id)
+                .collect();
+            for id in near {
+                if !due.contains(&id) {
+                    self.tickets.get_mut(&id).expect("a line's ticket").reminded = true;
+                    due.push(id);
+                }
+            }
+        }
+        due
+    }
+
+    fn remind_ahead(&self) -> Option<usize> {
+        self.spec
+            .notify
+            .as_ref()
+            .map(|n| n.remind_ahead as usize)
+            .filter(|&r| r > 0)
+    }
+
+    /// A ticket that joins a line that close to its head gets no reminder
+    /// there (its message says so).
+    fn join_reminders(&mut self, id: u64) {
+        let near = self
+            .remind_ahead()
+            .is_some_and(|r| self.ahead(&self.tickets[&id]) <= r);
+        self.tickets.get_mut(&id).expect("joined ticket").reminded = near;
     }
 
     /// Puts a ticket (already in `tickets`, waiting) into its line.
