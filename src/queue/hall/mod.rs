@@ -374,17 +374,18 @@ impl Hall {
 
     /// A service's waiting tickets in call order.
     pub fn line(&self, service: usize) -> impl Iterator<Item = &Ticket> + '_ {
-        let started = self.started(service).map(|(_, id)| *id);
-        let rest = self.lines[service]
-            .values()
-            .copied()
+        // Lazily, in order: a caller that takes the first few pays for those.
+        let line = &self.lines[service];
+        let green = line.range(..(Priority::Normal, 0)).map(|(_, id)| id);
+        let started = self.started(service).map(|(_, id)| id);
+        let normal = line
+            .range((Priority::Normal, 0)..)
+            .map(|(_, id)| id)
             .filter(|id| !self.slot_started(&self.tickets[id]));
-        let (prio, normal): (Vec<u64>, Vec<u64>) =
-            rest.partition(|id| self.tickets[id].priority == Priority::Priority);
-        prio.into_iter()
+        green
             .chain(started)
             .chain(normal)
-            .map(|id| &self.tickets[&id])
+            .map(|id| &self.tickets[id])
     }
 
     /// The tickets a window would call next, in the order it would call them.
