@@ -1,4 +1,4 @@
-import { api, el, problem, storedToken, waitText, watchHours } from './app.js';
+import { api, el, hallTime, problem, storedToken, waitText, watchHours } from './app.js';
 
 const hall = location.pathname.split('/')[2];
 const key = `hallcast.token.kiosk.${hall}`;
@@ -135,7 +135,8 @@ function showTicket(t) {
     el('div', { class: 'ahead' }, `前面 ${t.ahead} 人，${wz} · ${t.ahead} ahead, ${we}`),
     el('img', { src: t.qr_svg, alt: 'QR', id: 'ticket-qr' }),
     el('div', { class: 'small' }, '扫码用手机查看进度，叫号时手机提醒 · Scan to follow your turn on your phone'),
-    el('div', { class: 'small' }, new Date(t.created_at).toLocaleString('zh-CN'))),
+    // The hall's own time, whatever zone the kiosk's browser is set to.
+    el('div', { class: 'small', id: 'ticket-time' }, `${t.created_at.slice(0, 4)}年${(hallTime(t.created_at) || [''])[0]}`)),
   el('div', { class: 'buttons' },
     el('button', { class: 'print', onclick: () => window.print() }, '打印 · Print'),
     el('button', { onclick: showChoose }, '完成 · Done')));

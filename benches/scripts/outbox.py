@@ -55,11 +55,13 @@ def cpu(pid):
     f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 c0 = cpu(p.pid)
+r0, me0 = cpu(rxp.pid), cpu(os.getpid())
 t0 = time.time()
 with ThreadPoolExecutor(64) as ex: list(ex.map(issue, range(n)))
 t1 = time.time()
 if off:
     print(f"issued {n} tickets with phones in {t1-t0:.2f} s ({n/(t1-t0):.0f} commands/s, 64 clients), no outbox; server CPU {cpu(p.pid)-c0:.2f} s = {(cpu(p.pid)-c0)/n*1e6:.0f} µs per ticket")
+    print(f"clients' CPU {cpu(os.getpid())-me0:.2f} s (the same two cores)")
     p.terminate(); p.wait(); sys.exit(0)
 # Wait until the server's outbox is empty of pending messages, then collect.
 def pending():
@@ -79,4 +81,5 @@ print(f"delivered {len(a)} messages; {len(a)/(last-first):.0f} messages/s from f
 print(f"commit-to-delivery ms: p50 {q(.5):.1f}  p99 {q(.99):.1f}  max {lat[-1]*1000:.1f}")
 print(f"duplicates: {len(a) - len({m['id'] for _, m in a})}")
 print(f"server CPU {cpu(p.pid)-c0:.2f} s = {(cpu(p.pid)-c0)/n*1e6:.0f} µs per ticket and its message")
+print(f"receiver CPU {cpu(rxp.pid)-r0:.2f} s, clients' CPU {cpu(os.getpid())-me0:.2f} s (the same two cores)")
 p.terminate(); p.wait()

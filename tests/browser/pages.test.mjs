@@ -226,6 +226,9 @@ test('a kiosk issues a ticket and shows its number and QR code', async () => {
   assert.match(number, /^E\d{3}$/);
   await page.waitForFunction(() => document.getElementById('ticket-qr').naturalWidth > 0);
   assert.match(await page.locator('#ticket').textContent(), /绿色通道/);
+  // Printed in the hall's time (the browser here runs in UTC).
+  const t = (await call('GET', `/halls/demo/windows/5-01`, win('5-01'))).body.line.find((x) => x.number === number);
+  assert.ok((await page.locator('#ticket-time').textContent()).includes(t.created_at.slice(11, 16)), t.created_at);
   await shot(page, 'kiosk-ticket');
   await page.emulateMedia({ media: 'print' });
   await shot(page, 'kiosk-ticket-print');
