@@ -4,22 +4,16 @@
 use chrono::{Duration, NaiveDate, Utc};
 
 use super::auth::{authenticate, hall_admin, require_issuer};
-use super::tickets::qr_svg;
-use super::{Answer, Api, Request};
+use super::tickets::{qr_svg, ticket_reply};
+use super::{known_hall, Answer, Api, Request};
 use crate::engine::{new_code, new_token, HallEngine};
 use crate::queue::hours::instant;
 use crate::queue::{BookingRef, Hall, Outcome, QueueError};
-use crate::wire::{self, json, parse_body, ApiError, Reply};
+use crate::wire::{self, parse_body, ApiError, Reply};
 
 /// Codes drawn per booking: the first the hall does not hold is taken, so
 /// a collision (one in ~10⁸ per pair) never refuses a booking.
 const CODES_DRAWN: usize = 8;
-
-fn hall_of<'a>(api: &'a Api, hall: &str) -> Result<&'a HallEngine, ApiError> {
-    api.engine
-        .hall(hall)
-        .ok_or_else(|| ApiError::not_found(format!("no hall '{hall}'")))
-}
 
 fn no_booking() -> ApiError {
     ApiError::not_found("no booking has this token; check the link or book again")
@@ -48,7 +42,7 @@ fn date_of(req: &Request<'_>, h: &HallEngine) -> Result<NaiveDate, ApiError> {
 
 /// `GET /halls/{hall}/services/{service}/slots?date=` (no auth).
 pub fn slots(api: &Api, req: &Request<'_>, hall: &str, service: &str) -> Result<Answer, ApiError> {
-    let h = hall_of(api, hall)?;
+    let h = known_hall(&api.engine, hall)?;
     let date = date_of(req, h)?;
     h.read(|hall| {
         let s = hall.spec().service_index(service).ok_or_else(|| {
@@ -73,36 +67,18 @@ fn booking_reply(status: u16) -> impl FnOnce(&Hall, &Result<Outcome, QueueError>
     }
 }
 
-/// The answer of a check-in: the ticket it made, or the refusal.
-fn ticket_reply(hall: &Hall, result: &Result<Outcome, QueueError>) -> Reply {
-    match result {
-        Ok(out) => {
-            let t = hall
-                .ticket(out.ticket.expect("check-in names its ticket"))
-                .expect("the checked-in ticket is live");
-            json(201, &wire::ticket_view(hall, t, true))
-        }
-        Err(e) => ApiError::from(e.clone()).reply(),
-    }
-}
-
 /// `POST /halls/{hall}/appointments` (no auth): a citizen books.
 pub async fn book(api: &Api, req: &Request<'_>, hall: &str) -> Result<Answer, ApiError> {
-    let h = hall_of(api, hall)?;
+    let h = known_hall(&api.engine, hall)?;
     let key = req.idempotency_key()?;
     let body: wire::BookBody = parse_body(&req.body)?;
     let codes = (0..CODES_DRAWN).map(|_| new_code()).collect();
     let booking = wire::book_request(body, new_token(), codes)?;
-    // Scoped to the address, as for a phone's ticket: another citizen who
-    // picked the same key never gets this booking (and its token).
-    let ip = req
-        .client
-        .map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
     let reply = api
         .engine
         .execute(
             h,
-            &format!("phone:{ip}"),
+            &req.anonymous_caller(),
             key.as_ref(),
             move |hall, now| hall.book(booking, now),
             booking_reply(201),
@@ -192,7 +168,7 @@ pub async fn act(
                     &caller,
                     key.as_ref(),
                     move |hall, now| hall.check_in(BookingRef::Token(token), ticket_token, now),
-                    ticket_reply,
+                    ticket_reply(201),
                 )
                 .await?
         }
@@ -207,7 +183,7 @@ pub async fn act(
 
 /// `POST /halls/{hall}/check-in` `{"code"}` (kiosk or admin).
 pub async fn check_in(api: &Api, req: &Request<'_>, hall: &str) -> Result<Answer, ApiError> {
-    let h = hall_of(api, hall)?;
+    let h = known_hall(&api.engine, hall)?;
     let who = authenticate(&api.engine, &h.spec, req.header("authorization"))?;
     require_issuer(who)?;
     let key = req.idempotency_key()?;
@@ -220,7 +196,7 @@ pub async fn check_in(api: &Api, req: &Request<'_>, hall: &str) -> Result<Answer
             &who.id(&h.spec),
             key.as_ref(),
             move |hall, now| hall.check_in(BookingRef::Code(code), ticket_token, now),
-            ticket_reply,
+            ticket_reply(201),
         )
         .await?;
     Ok(reply.into())

@@ -111,9 +111,7 @@ pub fn hall_admin<'a>(
     header: Option<&str>,
     what: &str,
 ) -> Result<&'a crate::engine::HallEngine, ApiError> {
-    let h = engine
-        .hall(hall)
-        .ok_or_else(|| ApiError::not_found(format!("no hall '{hall}'")))?;
+    let h = super::known_hall(engine, hall)?;
     if authenticate(engine, &h.spec, header)? != Caller::Admin {
         return Err(ApiError::forbidden(format!(
             "only the hall's admin token may {what}"

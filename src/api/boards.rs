@@ -10,20 +10,14 @@ pub fn list(api: &Api) -> Answer {
 
 /// `GET /halls/{hall}`
 pub fn hall(api: &Api, id: &str) -> Result<Answer, ApiError> {
-    let h = api
-        .engine
-        .hall(id)
-        .ok_or_else(|| ApiError::not_found(format!("no hall '{id}'")))?;
+    let h = super::known_hall(&api.engine, id)?;
     let now = chrono::Utc::now();
     Ok(h.read(|hall| wire::hall_board(hall, now)).into())
 }
 
 /// `GET /halls/{hall}/floors/{floor}`: the floor channel's snapshot.
 pub fn floor(api: &Api, id: &str, floor: &str) -> Result<Answer, ApiError> {
-    let h = api
-        .engine
-        .hall(id)
-        .ok_or_else(|| ApiError::not_found(format!("no hall '{id}'")))?;
+    let h = super::known_hall(&api.engine, id)?;
     let n: i32 = floor
         .parse()
         .map_err(|_| ApiError::not_found(format!("no floor '{floor}' in hall {id}")))?;

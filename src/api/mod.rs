@@ -33,6 +33,16 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// shutdown.
 pub const REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// The hall with this id, or the contract's 404.
+pub fn known_hall<'a>(
+    engine: &'a Engine,
+    id: &str,
+) -> Result<&'a crate::engine::HallEngine, ApiError> {
+    engine
+        .hall(id)
+        .ok_or_else(|| ApiError::not_found(format!("no hall '{id}'")))
+}
+
 /// What every handler needs.
 pub struct Api {
     pub engine: Arc<Engine>,
@@ -94,6 +104,16 @@ impl Request<'_> {
     /// A header as text, if present and readable.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Who a citizen without a token is, for idempotency: their address,
+    /// so another phone that picked the same key never gets this one's
+    /// answer (and the private token in it).
+    pub fn anonymous_caller(&self) -> String {
+        match self.client {
+            Some(ip) => format!("phone:{ip}"),
+            None => "phone:unknown".to_string(),
+        }
     }
 
     /// The `Idempotency-Key` header, checked against the contract's form,

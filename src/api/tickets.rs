@@ -7,14 +7,12 @@ use qrcode::QrCode;
 use super::auth::{authenticate, require_issuer, Caller};
 use super::{Answer, Api, Request};
 use crate::engine::new_token;
+use crate::queue::{Hall, Outcome, QueueError};
 use crate::wire::{self, issue_request, json, parse_body, ApiError, IssueBody, Reply};
 
 /// `POST /halls/{hall}/tickets`
 pub async fn issue(api: &Api, req: &Request<'_>, hall: &str) -> Result<Answer, ApiError> {
-    let h = api
-        .engine
-        .hall(hall)
-        .ok_or_else(|| ApiError::not_found(format!("no hall '{hall}'")))?;
+    let h = super::known_hall(&api.engine, hall)?;
     // Who asks (for idempotency), whether it is the admin (who may issue
     // outside the hours), and the body.
     let (caller, admin, body) = match req.header("authorization") {
@@ -29,10 +27,7 @@ pub async fn issue(api: &Api, req: &Request<'_>, hall: &str) -> Result<Answer, A
                     "without a token a ticket must be taken with \"channel\": \"mobile\"; a kiosk sends its token",
                 ));
             }
-            let ip = req
-                .client
-                .map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
-            (format!("phone:{ip}"), false, body)
+            (req.anonymous_caller(), false, body)
         }
         header => {
             let who = authenticate(&api.engine, &h.spec, header)?;
@@ -51,15 +46,7 @@ pub async fn issue(api: &Api, req: &Request<'_>, hall: &str) -> Result<Answer, A
             &caller,
             key.as_ref(),
             move |hall, now| hall.issue(issue, token, now),
-            |hall, result| match result {
-                Ok(out) => {
-                    let t = hall
-                        .ticket(out.ticket.expect("issue names its ticket"))
-                        .expect("issued ticket is live");
-                    json(201, &wire::ticket_view(hall, t, true))
-                }
-                Err(e) => ApiError::from(e.clone()).reply(),
-            },
+            ticket_reply(201),
         )
         .await?;
     Ok(reply.into())
@@ -87,10 +74,7 @@ pub fn qr(api: &Api, token: &str) -> Result<Answer, ApiError> {
 /// `GET /halls/{hall}/join-qr.svg`: a QR code of the hall's `/join` page,
 /// for a poster at the entrance (§8).
 pub fn join_qr(api: &Api, hall: &str) -> Result<Answer, ApiError> {
-    let h = api
-        .engine
-        .hall(hall)
-        .ok_or_else(|| ApiError::not_found(format!("no hall '{hall}'")))?;
+    let h = super::known_hall(&api.engine, hall)?;
     if !h.spec.mobile_tickets {
         return Err(ApiError::not_found(format!(
             "hall {hall} does not take numbers on the phone; set mobile_tickets = true in its config"
@@ -131,18 +115,27 @@ pub async fn cancel(api: &Api, req: &Request<'_>, token: &str) -> Result<Answer,
             &caller,
             key.as_ref(),
             |hall, now| hall.cancel(&token, now),
-            |hall, result| match result {
-                Ok(out) => {
-                    let t = hall
-                        .ticket(out.ticket.expect("cancel names its ticket"))
-                        .expect("cancelled ticket is live");
-                    json(200, &wire::ticket_view(hall, t, true))
-                }
-                Err(e) => ApiError::from(e.clone()).reply(),
-            },
+            ticket_reply(200),
         )
         .await?;
     Ok(reply.into())
+}
+
+/// The answer of a command about one ticket (issue, cancel, check-in):
+/// the ticket with its token and links — the citizen's, or a kiosk's to
+/// print — or the refusal.
+pub(super) fn ticket_reply(
+    status: u16,
+) -> impl FnOnce(&Hall, &Result<Outcome, QueueError>) -> Reply {
+    move |hall, result| match result {
+        Ok(out) => {
+            let t = hall
+                .ticket(out.ticket.expect("the command names its ticket"))
+                .expect("the command's ticket is live");
+            json(status, &wire::ticket_view(hall, t, true))
+        }
+        Err(e) => ApiError::from(e.clone()).reply(),
+    }
 }
 
 fn no_ticket() -> ApiError {

@@ -18,10 +18,7 @@ fn find<'a>(
     hall: &str,
     window: &str,
 ) -> Result<(&'a HallEngine, usize, Caller), ApiError> {
-    let h = api
-        .engine
-        .hall(hall)
-        .ok_or_else(|| ApiError::not_found(format!("no hall '{hall}'")))?;
+    let h = super::known_hall(&api.engine, hall)?;
     let caller = authenticate(&api.engine, &h.spec, req.header("authorization"))?;
     let w = h
         .spec

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::notify::masked_phone;
-use super::ticket::{ticket_view, TicketView};
+use super::ticket::{guide, ticket_view, TicketView};
 use super::{json, time, Reply};
 use crate::queue::{Appointment, Hall, HallSpec, Slot};
 use crate::store::BookingRow;
@@ -79,9 +79,7 @@ pub fn appointment_view(hall: &Hall, a: &Appointment, status: u16) -> Reply {
             service_name_en: s.name_en.as_deref(),
             floor: s.floor,
             zone: &s.zone,
-            where_: spec
-                .zone(s.floor, &s.zone)
-                .and_then(|z| z.where_.as_deref()),
+            where_: guide(spec, s.floor, &s.zone),
             start: time(spec, a.start),
             end: time(spec, a.end),
             status: a.status.as_str(),

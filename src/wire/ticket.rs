@@ -20,7 +20,7 @@ pub struct WindowRef<'a> {
 }
 
 /// The guide of a floor's zone.
-fn guide<'a>(spec: &'a HallSpec, floor: i32, zone: &str) -> Option<&'a str> {
+pub(super) fn guide<'a>(spec: &'a HallSpec, floor: i32, zone: &str) -> Option<&'a str> {
     spec.zone(floor, zone).and_then(|z| z.where_.as_deref())
 }
 

@@ -38,13 +38,6 @@ pub enum BookingRef {
     Code(String),
 }
 
-/// An instant in a hall's message: "2026-12-02 14:30".
-fn local_time(hall: &Hall, t: DateTime<Utc>) -> String {
-    t.with_timezone(&hall.spec.timezone)
-        .format("%Y-%m-%d %H:%M")
-        .to_string()
-}
-
 /// A check-in of `line` has a slot that started in (`after`, `now`].
 fn started_between(
     line: &BTreeMap<(DateTime<Utc>, u64), u64>,
@@ -131,7 +124,7 @@ impl Hall {
             .ok_or_else(|| {
                 QueueError::BadRequest(format!(
                     "{} is not the start of a slot of '{}'; GET /api/v1/halls/{}/services/{}/slots?date={} lists them",
-                    local_time(self, req.start),
+                    self.local_time(req.start),
                     req.service,
                     self.spec.id,
                     req.service,
@@ -141,7 +134,7 @@ impl Hall {
         if slot.start <= now {
             return Err(QueueError::Conflict(format!(
                 "the slot at {} has already started; choose a later one",
-                local_time(self, slot.start)
+                self.local_time(slot.start)
             )));
         }
         let last = self.local_day(now) + Duration::days(rules.days_ahead.into());
@@ -154,7 +147,7 @@ impl Hall {
         if self.taken(service, slot.start) >= rules.per_slot {
             return Err(QueueError::Conflict(format!(
                 "the slot at {} is full; choose another",
-                local_time(self, slot.start)
+                self.local_time(slot.start)
             )));
         }
         if self.appointment_by_token.contains_key(&req.token) {
@@ -279,7 +272,7 @@ impl Hall {
             return Err(QueueError::Conflict(format!(
                 "check-in for booking {} opens at {}, {} minutes before its slot",
                 a.code,
-                local_time(self, a.check_in_opens(&rules)),
+                self.local_time(a.check_in_opens(&rules)),
                 rules.early_minutes
             )));
         }
@@ -288,7 +281,7 @@ impl Hall {
             return Err(QueueError::Conflict(format!(
                 "check-in for booking {} closed at {}; it is missed",
                 a.code,
-                local_time(self, a.check_in_closes(&rules))
+                self.local_time(a.check_in_closes(&rules))
             )));
         }
         let issue = IssueRequest {

@@ -515,10 +515,7 @@ impl Hall {
                     format!("hall {} is closed now", self.spec.id)
                 };
                 let when = match next_open {
-                    Some(t) => format!(
-                        "; it opens again at {}",
-                        t.with_timezone(&tz).format("%Y-%m-%d %H:%M")
-                    ),
+                    Some(t) => format!("; it opens again at {}", self.local_time(t)),
                     None => "; it has no opening hours ahead".into(),
                 };
                 return Err(QueueError::Closed {
@@ -869,6 +866,13 @@ impl Hall {
     }
 
     // ----- helpers -----
+
+    /// An instant as the hall's messages name it: "2026-12-02 14:30".
+    fn local_time(&self, t: DateTime<Utc>) -> String {
+        t.with_timezone(&self.spec.timezone)
+            .format("%Y-%m-%d %H:%M")
+            .to_string()
+    }
 
     fn service_by_id(&self, id: &str) -> Result<usize, QueueError> {
         self.spec.service_index(id).ok_or_else(|| {
