@@ -135,6 +135,25 @@ export async function api(method, path, { token, body, key } = {}) {
   }
 }
 
+/** A fresh Idempotency-Key. */
+export function newKey() {
+  return crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
+}
+
+/**
+ * A POST that makes something (a ticket, a booking): keyed, and sent once
+ * more with the same key when the network lost the answer, so one tap never
+ * makes two.
+ */
+export async function postOnce(path, { token, body, key = newKey() } = {}) {
+  let r = await api('POST', path, { token, body, key });
+  if (r.status === 0) r = await api('POST', path, { token, body, key });
+  return r;
+}
+
+/** A floor as the hall's signs name it: "3F", "B1". */
+export function floorLabel(n) { return n < 0 ? `B${-n}` : `${n}F`; }
+
 /** A plain-words message for a failed API call. */
 export function problem(res) {
   if (res.status === 0) return '网络连接中断，请稍后重试 · The network is down; try again.';
@@ -291,6 +310,9 @@ export function hallTime(rfc3339) {
   const [, , mo, d, h, mi] = m;
   return [`${Number(mo)}月${Number(d)}日 ${h}:${mi}`, `${months[Number(mo) - 1]} ${Number(d)}, ${h}:${mi}`];
 }
+
+/** "10:30" of an RFC 3339 time already in the hall's zone. */
+export function hhmm(rfc3339) { return rfc3339.slice(11, 16); }
 
 /** How often a page rereads the hall's hours: a screen learns of an
  *  opening or closing within this, and at the change itself. */

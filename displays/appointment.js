@@ -1,6 +1,6 @@
 // `/a/{token}` (contract §8): the booking, its code and QR, cancel and
 // check-in; once checked in, the ticket's own page takes over.
-import { api, hallTime, problem } from './app.js';
+import { api, floorLabel, hallTime, hhmm, postOnce, problem } from './app.js';
 
 const token = location.pathname.split('/')[2];
 const STATUS = {
@@ -10,8 +10,6 @@ const STATUS = {
 let booking = null;
 let timer = null;
 
-function floorLabel(n) { return n < 0 ? `B${-n}` : `${n}F`; }
-const hhmm = (t) => t.slice(11, 16);
 const msg = (text) => { document.getElementById('msg').textContent = text; };
 
 function render() {
@@ -64,9 +62,7 @@ async function refresh() {
 
 document.getElementById('check-in').addEventListener('click', async () => {
   msg('');
-  const key = `check-in-${token.slice(0, 12)}`;
-  let r = await api('POST', `/appointments/${token}/check-in`, { key });
-  if (r.status === 0) r = await api('POST', `/appointments/${token}/check-in`, { key });
+  const r = await postOnce(`/appointments/${token}/check-in`, { key: `check-in-${token.slice(0, 12)}` });
   if (r.status === 201) { location.replace(r.body.ticket_url); return; }
   msg(problem(r));
   refresh();

@@ -1,6 +1,6 @@
 // `/book/{hall}` (contract §8): choose a service, a day and a slot; book;
 // then follow the booking on its own page, `/a/{token}`.
-import { api, el, problem } from './app.js';
+import { api, el, hhmm, postOnce, problem } from './app.js';
 
 const hall = location.pathname.split('/')[2];
 const WEEKDAYS = [['日', 'Sun'], ['一', 'Mon'], ['二', 'Tue'], ['三', 'Wed'], ['四', 'Thu'], ['五', 'Fri'], ['六', 'Sat']];
@@ -21,8 +21,6 @@ function hallDate(n) {
   return { date, weekday: WEEKDAYS[Math.max(0, wd)] };
 }
 
-/** "10:30" of an RFC 3339 time already in the hall's zone. */
-const hhmm = (t) => t.slice(11, 16);
 
 function renderServices() {
   const list = board.services.filter((s) => s.appointments);
@@ -81,10 +79,7 @@ document.getElementById('book').addEventListener('click', async () => {
   busy = true;
   renderBook();
   msg('');
-  const key = crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
-  let r = await api('POST', `/halls/${hall}/appointments`, { body, key });
-  // One retry with the same key: a lost answer never books twice.
-  if (r.status === 0) r = await api('POST', `/halls/${hall}/appointments`, { body, key });
+  const r = await postOnce(`/halls/${hall}/appointments`, { body });
   busy = false;
   renderBook();
   if (r.status !== 201) {

@@ -1,4 +1,4 @@
-import { api, channel, el, problem, storedToken } from './app.js';
+import { api, channel, el, newKey, problem, storedToken } from './app.js';
 
 const [, , hall, windowId] = location.pathname.split('/');
 const key = `hallcast.token.window.${hall}.${windowId}`;
@@ -68,7 +68,7 @@ async function act(action, body) {
   if (busy) return;
   busy = true;
   const r = await api('POST', `/halls/${hall}/windows/${windowId}/${action}`, {
-    token, body: body || {}, key: crypto.randomUUID ? crypto.randomUUID() : String(Math.random()),
+    token, body: body || {}, key: newKey(),
   });
   busy = false;
   if (r.status === 204) say('没有等候的号 · Nobody is waiting', true);

@@ -1,4 +1,4 @@
-import { channel, el, clock, FloorState, watchHours } from './app.js';
+import { FloorState, channel, clock, el, floorLabel, watchHours } from './app.js';
 
 const [, , hall] = location.pathname.split('/');
 const floors = new Map();
@@ -6,7 +6,6 @@ let stream = [];
 clock(document.getElementById('clock'));
 watchHours(hall, { onBoard: (b) => { document.getElementById('hall').textContent = b.name; } });
 
-function floorLabel(n) { return n < 0 ? `B${-n}` : `${n}F`; }
 
 function render() {
   document.getElementById('floors').replaceChildren(...[...floors.values()].map((f) => {

@@ -1,12 +1,11 @@
 // `/join/{hall}` (contract §8): a citizen takes a number on the phone,
 // without a token, then follows it on the ticket's own page.
-import { api, el, problem, watchHours } from './app.js';
+import { api, el, floorLabel, postOnce, problem, watchHours } from './app.js';
 
 const hall = location.pathname.split('/')[2];
 const mine = `hallcast.join.${hall}`;
 let busy = false;
 
-function floorLabel(n) { return n < 0 ? `B${-n}` : `${n}F`; }
 
 /** The ticket this phone took here today, if it is still in line. */
 async function showMine() {
@@ -58,11 +57,8 @@ async function take(service) {
   busy = true;
   document.getElementById('msg').textContent = '';
   const priority = document.getElementById('green').checked ? 'priority' : 'normal';
-  const key = crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
   const body = { service: service.id, priority, channel: 'mobile' };
-  let r = await api('POST', `/halls/${hall}/tickets`, { body, key });
-  // One retry with the same key: a lost answer never makes two tickets.
-  if (r.status === 0) r = await api('POST', `/halls/${hall}/tickets`, { body, key });
+  const r = await postOnce(`/halls/${hall}/tickets`, { body });
   busy = false;
   if (r.status !== 201) { document.getElementById('msg').textContent = problem(r); return; }
   localStorage.setItem(mine, JSON.stringify({ token: r.body.token }));

@@ -1,4 +1,4 @@
-import { api, el, hallTime, problem, storedToken, waitText, watchHours } from './app.js';
+import { api, el, floorLabel, hallTime, postOnce, problem, storedToken, waitText, watchHours } from './app.js';
 
 const hall = location.pathname.split('/')[2];
 const key = `hallcast.token.kiosk.${hall}`;
@@ -10,7 +10,6 @@ let busy = false;
 /** A printed or shown ticket goes back to the service list after this. */
 const SHOW_TICKET_MS = 30_000;
 
-function floorLabel(n) { return n < 0 ? `B${-n}` : `${n}F`; }
 
 document.getElementById('token-save').addEventListener('click', () => {
   token = document.getElementById('token-input').value.trim();
@@ -68,12 +67,7 @@ async function take(service) {
   if (!token) { document.getElementById('signin').classList.remove('hidden'); return; }
   busy = true;
   const priority = document.getElementById('green').checked ? 'priority' : 'normal';
-  const idem = crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
-  let r = await api('POST', `/halls/${hall}/tickets`, { token, body: { service: service.id, priority, channel: 'kiosk' }, key: idem });
-  if (r.status === 0) {
-    // One retry with the same key: never two tickets for one tap.
-    r = await api('POST', `/halls/${hall}/tickets`, { token, body: { service: service.id, priority, channel: 'kiosk' }, key: idem });
-  }
+  const r = await postOnce(`/halls/${hall}/tickets`, { token, body: { service: service.id, priority, channel: 'kiosk' } });
   busy = false;
   if (r.status !== 201) {
     document.getElementById('msg').textContent = problem(r);
@@ -107,9 +101,7 @@ document.getElementById('code-submit').addEventListener('click', async () => {
   if (!token) { document.getElementById('signin').classList.remove('hidden'); return; }
   const code = codeInput.value.trim();
   busy = true;
-  const idem = crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
-  let r = await api('POST', `/halls/${hall}/check-in`, { token, body: { code }, key: idem });
-  if (r.status === 0) r = await api('POST', `/halls/${hall}/check-in`, { token, body: { code }, key: idem });
+  const r = await postOnce(`/halls/${hall}/check-in`, { token, body: { code } });
   busy = false;
   if (r.status !== 201) {
     document.getElementById('msg').textContent = problem(r);

@@ -1,4 +1,4 @@
-import { channel, api, waitText, problem } from './app.js';
+import { api, channel, floorLabel, problem, waitText } from './app.js';
 
 const token = location.pathname.split('/')[2];
 const STATUS = {
@@ -11,7 +11,6 @@ let alerted = null;
 let remindAt = 3;
 let reminded = false;
 
-function floorLabel(n) { return n < 0 ? `B${-n}` : `${n}F`; }
 /** The hall's zone guide ("出电梯右转"), when it has one. */
 function guide(where) { return where ? `（${where}）` : ''; }
 
