@@ -623,7 +623,6 @@ impl Backend for Sqlite {
         let since = ms(now - Duration::days(APPOINTMENTS_LOADED_DAYS));
         let rows = q.query_map(params![hall, since], |r| {
             Ok((
-                r.get::<_, i64>(0)?,
                 r.get::<_, String>(3)?,
                 r.get::<_, String>(6)?,
                 Appointment {
@@ -643,12 +642,13 @@ impl Backend for Sqlite {
             ))
         })?;
         for row in rows {
-            let (id, service, status, mut a) = row?;
+            let (service, status, mut a) = row?;
             a.status = BookingStatus::parse(&status).ok_or_else(|| {
                 StoreError::corrupt(format!(
-                    "the store is corrupt: appointments row (hall {hall}, id {id}): status '{status}' \
+                    "the store is corrupt: appointments row (hall {hall}, id {}): status '{status}' \
                      is not booked, checked_in, cancelled or missed; restore the data dir from a backup \
-                     or correct the row"
+                     or correct the row",
+                    a.id
                 ))
             })?;
             // A booking of a service no longer configured stays in the

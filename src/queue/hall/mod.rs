@@ -393,16 +393,9 @@ impl Hall {
         let prefs = &self.spec.windows[w].services;
         let mut all: Vec<(OrderKey, u64)> = Vec::new();
         for (pref, &s) in prefs.iter().enumerate() {
-            // The best `limit` of each kind of the service; together they
-            // hold its best `limit` in call order.
-            let started = self.started(s).map(|(_, id)| *id).take(limit);
-            let others = self.lines[s]
-                .values()
-                .copied()
-                .filter(|id| !self.slot_started(&self.tickets[id]))
-                .take(limit);
-            for id in started.chain(others) {
-                all.push((self.order_key(&self.tickets[&id], pref), id));
+            // The best `limit` of each service hold the window's best `limit`.
+            for t in self.line(s).take(limit) {
+                all.push((self.order_key(t, pref), t.id));
             }
         }
         all.sort_unstable();
