@@ -16,7 +16,7 @@ use crate::limits::LimitsConfig;
 
 use crate::queue::{
     Announce, AppointmentSpec, DayHours, FloorSpec, HallSpec, Hours, KioskSpec, Language,
-    NotifySpec, ServiceSpec, WindowSpec, ZoneSpec,
+    NotifySpec, RatingsSpec, ServiceSpec, WindowSpec, ZoneSpec,
 };
 
 /// Where the server listens unless told otherwise (contract §1).
@@ -136,6 +136,14 @@ struct RawHall {
     #[serde(default)]
     zones: Vec<RawZone>,
     notify: Option<RawNotify>,
+    ratings: Option<RawRatings>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRatings {
+    rate_within_days: Option<u32>,
+    followup_days: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -670,6 +678,25 @@ fn validate_hall(h: RawHall) -> Result<HallSpec, Rule> {
         }
     };
 
+    let ratings = match h.ratings {
+        None => RatingsSpec::default(),
+        Some(r) => {
+            let d = RatingsSpec::default();
+            let spec = RatingsSpec {
+                rate_within_days: r.rate_within_days.unwrap_or(d.rate_within_days),
+                followup_days: r.followup_days.unwrap_or(d.followup_days),
+            };
+            // Finished tickets stay in memory as long as they can be rated.
+            if !(1..=90).contains(&spec.rate_within_days) {
+                return Err(("ratings".into(), "rate_within_days must be 1 to 90".into()));
+            }
+            if !(1..=365).contains(&spec.followup_days) {
+                return Err(("ratings".into(), "followup_days must be 1 to 365".into()));
+            }
+            spec
+        }
+    };
+
     let mut zones: Vec<ZoneSpec> = Vec::new();
     for (i, z) in h.zones.into_iter().enumerate() {
         let at = |rule: String| {
@@ -716,6 +743,7 @@ fn validate_hall(h: RawHall) -> Result<HallSpec, Rule> {
         mobile_tickets: h.mobile_tickets,
         zones,
         notify,
+        ratings,
     })
 }
 

@@ -135,6 +135,10 @@ pub struct Engine {
     halls: Vec<HallEngine>,
     /// A read connection for catch-up beyond the hub's rings.
     history: Arc<Mutex<Box<dyn Backend>>>,
+    /// A read connection for reports (statistics, exports, listings): a
+    /// year's statistics take the better part of a second, and a screen's
+    /// catch-up must not wait behind them.
+    reports: Arc<Mutex<Box<dyn Backend>>>,
     writer: WriterHandle,
     /// Where committed batches go; the local hub on one node.
     bus: Arc<dyn Bus>,
@@ -219,9 +223,11 @@ impl Engine {
                 calls: Mutex::new(calls),
             });
         }
+        let history = Arc::new(Mutex::new(backend));
         Ok(Engine {
             halls,
-            history: Arc::new(Mutex::new(backend)),
+            reports: history.clone(),
+            history,
             writer,
             bus: hub.clone(),
             hub,
@@ -234,6 +240,12 @@ impl Engine {
     /// bus between nodes, or a test's recorder).
     pub fn with_bus(mut self, bus: Arc<dyn Bus>) -> Engine {
         self.bus = bus;
+        self
+    }
+
+    /// Reads reports on their own connection instead of the history's.
+    pub fn with_reports(mut self, reports: Box<dyn Backend>) -> Engine {
+        self.reports = Arc::new(Mutex::new(reports));
         self
     }
 
@@ -285,6 +297,27 @@ impl Engine {
         })
         .await
         .map_err(|e| StoreError::unavailable(format!("{what} read failed: {e}")))?
+    }
+
+    /// Runs `read` on the reports' connection, off the async threads.
+    pub async fn read_reports<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        read: impl FnOnce(&mut dyn Backend) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reports = self.reports.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut b = reports.lock().unwrap_or_else(|p| p.into_inner());
+            read(&mut **b)
+        })
+        .await
+        .map_err(|e| StoreError::unavailable(format!("{what} read failed: {e}")))?
+    }
+
+    /// The reports' connection, for a reader that takes it in turns (an
+    /// export, a day at a time). Blocking: call it off the async threads.
+    pub fn reports(&self) -> Arc<Mutex<Box<dyn Backend>>> {
+        self.reports.clone()
     }
 
     /// Pending outbox messages due by `now`.
@@ -511,6 +544,13 @@ impl Engine {
         batch.appointments = appointments
             .into_iter()
             .filter_map(|id| hall.appointment(id).cloned())
+            .collect();
+        let mut cases = out.cases.clone();
+        cases.sort_unstable();
+        cases.dedup();
+        batch.cases = cases
+            .into_iter()
+            .filter_map(|id| hall.case(id).cloned())
             .collect();
         let mut windows = out.windows.clone();
         windows.sort_unstable();

@@ -47,8 +47,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let dir = &config.data_dir;
-    // Two connections: one loads (and later reads history for catch-up),
-    // the other belongs to the writer thread.
+    crate::metrics::install();
+    crate::metrics::register_halls(&config.halls);
+    // Three connections: one loads (and later reads history for
+    // catch-up), one belongs to the writer thread, one reads reports.
     let reader = Box::new(Sqlite::open(dir)?);
     let (writer, writer_handle) = Writer::start(Box::new(Sqlite::open(dir)?));
     let hub = Arc::new(Hub::new(config.halls.iter().map(|h| &**h)));
@@ -68,14 +70,17 @@ pub async fn serve(
         anyhow::bail!("playback = true needs hallcast built with --features playback");
     }
     let announcer = Arc::new(announcer);
-    let engine = Arc::new(Engine::load(
-        &config.halls,
-        reader,
-        writer_handle,
-        hub.clone(),
-        announcer,
-        Utc::now(),
-    )?);
+    let engine = Arc::new(
+        Engine::load(
+            &config.halls,
+            reader,
+            writer_handle,
+            hub.clone(),
+            announcer,
+            Utc::now(),
+        )?
+        .with_reports(Box::new(Sqlite::open(dir)?)),
+    );
 
     let listener = listen(config.listen).with_context(|| {
         format!(
@@ -108,23 +113,28 @@ pub async fn serve(
         limits,
         peers,
     )
-    .or(api::routes(api))
+    .or(api::routes(api.clone()))
     .unify()
-    .map(warp::Reply::into_response)
-    // Before the pages, which answer every other GET.
-    .or(sse)
-    .unify()
-    .or(pages::routes(engine.clone()).map(warp::Reply::into_response))
-    .unify()
-    .or(warp::any().map(|| warp::Reply::into_response(not_found())))
-    .unify()
-    .with(warp::log::custom(|info| {
-        tracing::trace!(
-            status = info.status().as_u16(),
-            elapsed_us = info.elapsed().as_micros() as u64,
-            "http"
-        );
-    }));
+    .map(warp::Reply::into_response);
+    // The export streams its body; before the API, which answers every
+    // other path under /api/v1.
+    let routes = api::export_route(api)
+        .or(routes)
+        .unify()
+        // Before the pages, which answer every other GET.
+        .or(sse)
+        .unify()
+        .or(pages::routes(engine.clone()).map(warp::Reply::into_response))
+        .unify()
+        .or(warp::any().map(|| warp::Reply::into_response(not_found())))
+        .unify()
+        .with(warp::log::custom(|info| {
+            tracing::trace!(
+                status = info.status().as_u16(),
+                elapsed_us = info.elapsed().as_micros() as u64,
+                "http"
+            );
+        }));
 
     // Tickets of days that ended while the server was down end before
     // anyone can see them (contract §7, "also at start-up").
@@ -159,6 +169,7 @@ pub async fn serve(
             loop {
                 tick.tick().await;
                 engine.tick().await;
+                crate::metrics::upkeep();
             }
         })
     };

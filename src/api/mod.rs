@@ -8,6 +8,8 @@ mod boards;
 mod body;
 mod days;
 mod outbox;
+mod ratings;
+mod reports;
 mod tickets;
 mod windows;
 
@@ -137,6 +139,8 @@ impl Request<'_> {
     }
 }
 
+pub use reports::export_route;
+
 /// `/healthz`, `/readyz` and everything under `/api/v1`.
 pub fn routes(
     api: Arc<Api>,
@@ -152,6 +156,14 @@ pub fn routes(
             text(503, "store not writable")
         }
     });
+    let metrics_api = api.clone();
+    let metrics = warp::path("metrics")
+        .and(warp::path::end())
+        .and(warp::get())
+        .then(move || {
+            let api = metrics_api.clone();
+            async move { scrape(&api).await }
+        });
     let v1 = warp::path("api")
         .and(warp::path("v1"))
         .and(warp::method())
@@ -174,7 +186,44 @@ pub fn routes(
                 }
             },
         );
-    health.or(ready).unify().or(v1).unify()
+    health.or(ready).unify().or(metrics).unify().or(v1).unify()
+}
+
+/// `GET /metrics`: the lines' counts from memory and the outbox's from
+/// the store, set just before the text is rendered.
+async fn scrape(api: &Api) -> Response<Bytes> {
+    for h in api.engine.halls() {
+        h.read(|hall| {
+            for (s, spec) in h.spec.services.iter().enumerate() {
+                crate::metrics::waiting(&h.spec.id, &spec.id, hall.waiting_count(s));
+            }
+        });
+    }
+    match api
+        .engine
+        .read_reports("outbox counts", |b| b.outbox_counts())
+        .await
+    {
+        Ok(counts) => {
+            for h in api.engine.halls() {
+                for st in crate::metrics::OUTBOX_STATUSES {
+                    let n = counts
+                        .iter()
+                        .find(|(hall, s, _)| *hall == h.spec.id && s == st)
+                        .map_or(0, |c| c.2);
+                    crate::metrics::outbox(&h.spec.id, st, n);
+                }
+            }
+        }
+        // The rest is still worth a scrape: the outbox keeps its last values.
+        Err(e) => tracing::warn!(error = %e, "reading the outbox counts for /metrics failed"),
+    }
+    Response::builder()
+        .status(200)
+        .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+        .header("cache-control", "no-store")
+        .body(Bytes::from(crate::metrics::render()))
+        .expect("a metrics response builds")
 }
 
 fn text(status: u16, body: &'static str) -> Response<Bytes> {
@@ -241,6 +290,11 @@ where
         };
         let answer = dispatch(api, &req, &segs).await;
         let r = respond(answer, route.unwrap_or("unknown"));
+        if method == Method::POST && r.status().is_success() {
+            if let (Some(route), Some(hall)) = (route, hall_of(api, &segs)) {
+                crate::metrics::command(hall, crate::metrics::command_of(route));
+            }
+        }
         debug_assert!(
             route.is_some() || r.status() == StatusCode::NOT_FOUND,
             "/api/v1/{path} was answered {} but is not in api::ROUTES (nor openapi.json)",
@@ -250,6 +304,18 @@ where
     }
     .instrument(span)
     .await
+}
+
+/// The hall a path is about (by id, or by the ticket or booking token it
+/// names), as the config spells it.
+fn hall_of<'a>(api: &'a Api, segs: &[&str]) -> Option<&'a str> {
+    let h = match segs {
+        ["halls", hall, ..] => api.engine.hall(hall),
+        ["tickets", token, ..] => api.engine.hall_of_token(token),
+        ["appointments", token, ..] => api.engine.hall_of_appointment(token),
+        _ => None,
+    };
+    h.map(|h| h.spec.id.as_str())
 }
 
 /// Whose bucket a POST takes from: a real ticket's token on its own
@@ -287,6 +353,7 @@ fn poster(api: &Api, segs: &[&str], headers: &HeaderMap, peer: Option<PeerAddr>)
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
     ("GET", "/readyz"),
+    ("GET", "/metrics"),
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/api/v1/halls"),
     ("GET", "/api/v1/halls/{hall}"),
@@ -300,7 +367,14 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/halls/{hall}/join-qr.svg"),
     ("GET", "/api/v1/halls/{hall}/outbox"),
     ("POST", "/api/v1/halls/{hall}/outbox/{id}/retry"),
+    ("GET", "/api/v1/halls/{hall}/ratings"),
+    ("GET", "/api/v1/halls/{hall}/cases"),
+    ("POST", "/api/v1/halls/{hall}/cases/{id}"),
+    ("GET", "/api/v1/halls/{hall}/stats"),
+    ("GET", "/api/v1/halls/{hall}/stats.csv"),
+    ("GET", "/api/v1/halls/{hall}/stats/chart.svg"),
     ("GET", "/api/v1/halls/{hall}/windows/{window}"),
+    ("POST", "/api/v1/halls/{hall}/windows/{window}/rating"),
     ("POST", "/api/v1/halls/{hall}/windows/{window}/call"),
     ("POST", "/api/v1/halls/{hall}/windows/{window}/recall"),
     ("POST", "/api/v1/halls/{hall}/windows/{window}/start"),
@@ -312,6 +386,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/tickets/{token}"),
     ("GET", "/api/v1/tickets/{token}/qr.svg"),
     ("POST", "/api/v1/tickets/{token}/cancel"),
+    ("POST", "/api/v1/tickets/{token}/rating"),
     ("GET", "/api/v1/appointments/{token}"),
     ("GET", "/api/v1/appointments/{token}/qr.svg"),
     ("POST", "/api/v1/appointments/{token}/cancel"),
@@ -398,6 +473,36 @@ async fn dispatch(api: &Api, req: &Request<'_>, segs: &[&str]) -> Answer {
             Ok(()) => days::close_day(api, req, hall).await,
             Err(e) => Err(e),
         },
+        ["halls", hall, "ratings"] => match only(m, Method::GET) {
+            Ok(()) => ratings::summary(api, req, hall).await,
+            Err(e) => Err(e),
+        },
+        ["halls", hall, "cases"] => match only(m, Method::GET) {
+            Ok(()) => ratings::cases(api, req, hall).await,
+            Err(e) => Err(e),
+        },
+        ["halls", hall, "cases", id] => match only(m, Method::POST) {
+            Ok(()) => ratings::step(api, req, hall, id).await,
+            Err(e) => Err(e),
+        },
+        ["halls", hall, "stats"] => match only(m, Method::GET) {
+            Ok(()) => reports::stats(api, req, hall).await,
+            Err(e) => Err(e),
+        },
+        // A GET is streamed by `reports::export_route`, before these.
+        ["halls", _, "stats.csv"] => only(m, Method::GET)
+            .and_then(|_| Err(ApiError::not_found("the export is served by its own route"))),
+        ["halls", hall, "stats", "chart.svg"] => match only(m, Method::GET) {
+            Ok(()) => reports::chart(api, req, hall).await,
+            Err(e) => Err(e),
+        },
+        ["halls", hall, "windows", window, "rating"] => match only(m, Method::POST) {
+            Ok(()) => match windows::find(api, req, hall, window) {
+                Ok((h, w, caller)) => ratings::by_pad(api, req, h, w, &caller.id(&h.spec)).await,
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        },
         ["halls", hall, "windows", window] => {
             only(m, Method::GET).and_then(|_| windows::show(api, req, hall, window))
         }
@@ -409,6 +514,10 @@ async fn dispatch(api: &Api, req: &Request<'_>, segs: &[&str]) -> Answer {
         ["tickets", token, "qr.svg"] => only(m, Method::GET).and_then(|_| tickets::qr(api, token)),
         ["tickets", token, "cancel"] => match only(m, Method::POST) {
             Ok(()) => tickets::cancel(api, req, token).await,
+            Err(e) => Err(e),
+        },
+        ["tickets", token, "rating"] => match only(m, Method::POST) {
+            Ok(()) => ratings::by_phone(api, req, token).await,
             Err(e) => Err(e),
         },
         ["appointments", token] => {

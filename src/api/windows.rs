@@ -12,7 +12,7 @@ use crate::wire::{self, parse_body, ApiError, CallBody, Reply, TransferBody};
 /// How many tickets of a window's line the console is shown.
 const CONSOLE_LINE: usize = 50;
 
-fn find<'a>(
+pub(super) fn find<'a>(
     api: &'a Api,
     req: &Request<'_>,
     hall: &str,

@@ -94,6 +94,7 @@ pub fn routes(
                 tasks.spawn(
                     async move {
                         let _stream = stream;
+                        let _counted = crate::metrics::Connection::open(ch.kind());
                         let upgraded = match on_upgrade.await {
                             Ok(u) => u,
                             Err(e) => {

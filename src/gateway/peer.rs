@@ -516,6 +516,9 @@ impl Slot {
         }
         st.closed = why;
         self.closed.store(true, Ordering::Release);
+        if why == Closed::Slow {
+            crate::metrics::slow_close();
+        }
         // Pending messages are sent before "going away"; otherwise the
         // backlog is dropped, except a frame already begun, which must be
         // finished before the close frame.

@@ -57,7 +57,14 @@ impl SubscriberGroup for Sink {
             return false;
         }
         let sent = match &*self.tx.lock().unwrap_or_else(|p| p.into_inner()) {
-            Some(tx) => tx.try_send(batch.clone()).is_ok(),
+            Some(tx) => match tx.try_send(batch.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    crate::metrics::slow_close();
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            },
             None => false,
         };
         if !sent {
@@ -118,8 +125,10 @@ pub fn routes(
                 let (out, events) = mpsc::channel::<Event>(OUT_QUEUE);
                 let engine = engine.clone();
                 let stop = stop.clone();
+                let kind = ch.kind();
                 tokio::spawn(async move {
                     let _guard = guard;
+                    let _counted = crate::metrics::Connection::open(kind);
                     tokio::select! {
                         () = feed(&engine, ch, after, &out) => {}
                         () = stop.cancelled() => {}

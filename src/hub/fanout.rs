@@ -87,9 +87,13 @@ fn run(rx: Receiver<Vec<Delivery>>, k: usize) {
                 Err(_) => break,
             }
         }
+        // Counted once a pass: one shared counter per subscriber would be
+        // a contended write on every delivery.
+        let mut delivered = 0;
         for d in coalesce(pass) {
-            d.subs.deliver(k, &d.batch);
+            delivered += d.subs.deliver(k, &d.batch);
         }
+        crate::metrics::delivered(delivered);
     }
 }
 

@@ -39,14 +39,19 @@ impl SubscriberList {
     }
 
     /// Offers `batch` to fan-out thread `shard`'s subscribers.
-    pub fn deliver(&self, shard: usize, batch: &Arc<Batch>) {
+    /// Returns how many subscribers took it.
+    pub fn deliver(&self, shard: usize, batch: &Arc<Batch>) -> u64 {
         let mut refused = false;
+        let mut took = 0;
         for s in self.shard(shard) {
-            refused |= !s.deliver(batch);
+            let ok = s.deliver(batch);
+            took += u64::from(ok);
+            refused |= !ok;
         }
         if refused {
             self.refused.store(true, Ordering::Relaxed);
         }
+        took
     }
 
     /// Fan-out thread `shard`'s subscribers.

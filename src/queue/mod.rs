@@ -10,6 +10,7 @@ pub mod eta;
 pub mod event;
 pub mod hall;
 pub mod hours;
+pub mod rating;
 pub mod spec;
 pub mod ticket;
 
@@ -22,12 +23,13 @@ pub use appointment::{Appointment, BookingNotice, BookingStatus, Slot};
 pub use error::QueueError;
 pub use event::{Event, EventKind};
 pub use hall::{
-    BookRequest, BookingRef, Counter, DayEnd, Hall, IssueRequest, Outcome, RecentCall, Restored,
-    WindowState,
+    BookRequest, BookingRef, Counter, DayEnd, Hall, IssueRequest, Outcome, RatingFrom, RecentCall,
+    Restored, WindowState,
 };
 pub use hours::{DayHours, Hours};
+pub use rating::{Case, CaseStatus, CaseStep, Rating};
 pub use spec::{
-    Announce, AppointmentSpec, FloorSpec, HallSpec, KioskSpec, Language, NotifySpec, ServiceSpec,
-    WindowSpec, ZoneSpec,
+    Announce, AppointmentSpec, FloorSpec, HallSpec, KioskSpec, Language, NotifySpec, RatingsSpec,
+    ServiceSpec, WindowSpec, ZoneSpec,
 };
 pub use ticket::{CallMark, Channel, Priority, Status, Ticket};

@@ -136,6 +136,33 @@ pub struct NotifySpec {
     pub max_attempts: u32,
 }
 
+/// How a hall takes ratings and follows bad ones up (§10).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RatingsSpec {
+    /// A ticket can be rated this many days after it was done.
+    pub rate_within_days: u32,
+    /// A bad review's case is due this many days after it opened.
+    pub followup_days: u32,
+}
+
+impl RatingsSpec {
+    /// How long a finished ticket stays in memory: while it can be rated,
+    /// and at least two days (yesterday's ticket on a citizen's phone),
+    /// with a day's slack.
+    pub fn finished_kept(&self) -> chrono::Duration {
+        chrono::Duration::days(i64::from(self.rate_within_days).max(2) + 1)
+    }
+}
+
+impl Default for RatingsSpec {
+    fn default() -> Self {
+        RatingsSpec {
+            rate_within_days: 7,
+            followup_days: 5,
+        }
+    }
+}
+
 /// A validated hall. Built only by `config`, so every index inside is valid.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HallSpec {
@@ -155,6 +182,8 @@ pub struct HallSpec {
     pub zones: Vec<ZoneSpec>,
     /// Messages to citizens' phones; `None`: nothing is sent.
     pub notify: Option<NotifySpec>,
+    /// Ratings and their follow-up (defaults when the config is silent).
+    pub ratings: RatingsSpec,
 }
 
 impl HallSpec {

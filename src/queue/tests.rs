@@ -58,6 +58,7 @@ pub(super) fn spec() -> Arc<HallSpec> {
         mobile_tickets: false,
         zones: Vec::new(),
         notify: None,
+        ratings: crate::queue::RatingsSpec::default(),
     })
 }
 

@@ -2,6 +2,8 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+use super::rating::Rating;
+
 /// Where a ticket is in its life. `Waiting` may follow `Called`/`Serving`
 /// again after a transfer; `Done`, `NoShow`, `Cancelled` and `Expired` are
 /// final.
@@ -137,6 +139,9 @@ pub struct Ticket {
     pub day: NaiveDate,
     /// The service the ticket waits for or is served for now.
     pub service: usize,
+    /// The service it was issued for (statistics count it there as issued,
+    /// and under the one that finished it as served).
+    pub issued_service: usize,
     pub priority: Priority,
     pub channel: Channel,
     pub status: Status,
@@ -149,7 +154,11 @@ pub struct Ticket {
     /// who already waited is not sent to the back of the next line.
     pub line_pos: u64,
     pub created_at: DateTime<Utc>,
+    /// The latest call to the current service's window; reset by a transfer.
     pub called_at: Option<DateTime<Utc>>,
+    /// The first call of the visit, kept through transfers: the citizen's
+    /// wait ends here.
+    pub first_called_at: Option<DateTime<Utc>>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub last_call: Option<CallMark>,
@@ -162,6 +171,8 @@ pub struct Ticket {
     /// The "N ahead of you" reminder of its current service was made, or
     /// is not to be made (it was that close already when it joined).
     pub reminded: bool,
+    /// The citizen's rating, once given (§10).
+    pub rating: Option<Rating>,
 }
 
 impl Ticket {

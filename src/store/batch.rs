@@ -6,7 +6,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use crate::queue::eta::ServiceClock;
-use crate::queue::{Appointment, Counter, HallSpec, RecentCall, Ticket, WindowState};
+use crate::queue::{Appointment, Case, Counter, HallSpec, RecentCall, Ticket, WindowState};
 
 /// An event as journaled: both encodings, so a replay after a restart sends
 /// exactly the bytes the first delivery sent.
@@ -46,6 +46,8 @@ pub struct Batch {
     pub expect_seq: u64,
     pub tickets: Vec<Ticket>,
     pub appointments: Vec<Appointment>,
+    /// Follow-up cases opened or stepped (§10).
+    pub cases: Vec<Case>,
     pub windows: Vec<(usize, WindowState)>,
     pub counter: Option<Counter>,
     pub clocks: Vec<(usize, ServiceClock)>,
@@ -64,6 +66,7 @@ impl Batch {
             expect_seq,
             tickets: Vec::new(),
             appointments: Vec::new(),
+            cases: Vec::new(),
             windows: Vec::new(),
             counter: None,
             clocks: Vec::new(),
@@ -78,6 +81,7 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.tickets.is_empty()
             && self.appointments.is_empty()
+            && self.cases.is_empty()
             && self.windows.is_empty()
             && self.counter.is_none()
             && self.clocks.is_empty()

@@ -11,6 +11,7 @@
 
 mod batch;
 mod error;
+mod report;
 mod sqlite;
 mod writer;
 
@@ -18,12 +19,13 @@ pub use batch::{
     Batch, BookingRow, IdempotencyRecord, OutboxRecord, OutboxStatus, OutboxUpdate, StoredEvent,
 };
 pub use error::{StoreError, StoreErrorKind};
+pub use report::{CaseRow, RatingCount, TicketFact};
 pub use sqlite::Sqlite;
 pub use writer::{Job, Writer, WriterHandle, WRITE_QUEUE};
 
 use chrono::{DateTime, Utc};
 
-use crate::queue::{HallSpec, Restored};
+use crate::queue::{CaseStatus, HallSpec, Restored};
 
 /// Tickets older than this that are finished are not loaded into memory on
 /// start (they stay in the store); two days covers "yesterday's ticket" on
@@ -91,6 +93,42 @@ pub trait Backend: Send + 'static {
         _from: DateTime<Utc>,
         _to: DateTime<Utc>,
     ) -> Result<Vec<BookingRow>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// A hall's cases (of one status), newest first.
+    fn cases(
+        &mut self,
+        _hall: &str,
+        _status: Option<CaseStatus>,
+    ) -> Result<Vec<CaseRow>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// One case of a hall, if the store has it.
+    fn case(&mut self, _hall: &str, _id: u64) -> Result<Option<CaseRow>, StoreError> {
+        Ok(None)
+    }
+    /// Ratings given in [`from`, `to`), counted by window, service, level.
+    fn rating_counts(
+        &mut self,
+        _hall: &str,
+        _from: DateTime<Utc>,
+        _to: DateTime<Utc>,
+    ) -> Result<Vec<RatingCount>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// Every ticket issued on the hall-local dates `from` through `to`
+    /// (`YYYY-MM-DD`), by date and then issue order.
+    fn visit_tickets(
+        &mut self,
+        _hall: &str,
+        _from: &str,
+        _to: &str,
+        _visit: &mut dyn FnMut(&TicketFact<'_>),
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Outbox messages by hall and status (`/metrics`).
+    fn outbox_counts(&mut self) -> Result<Vec<(String, String, u64)>, StoreError> {
         Ok(Vec::new())
     }
     /// One message of a hall.

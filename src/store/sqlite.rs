@@ -8,14 +8,15 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::{
-    Backend, Batch, BookingRow, IdempotencyRecord, Loaded, OutboxRecord, OutboxStatus,
-    OutboxUpdate, StoreError, StoredEvent,
+    Backend, Batch, BookingRow, CaseRow, IdempotencyRecord, Loaded, OutboxRecord, OutboxStatus,
+    OutboxUpdate, RatingCount, StoreError, StoredEvent, TicketFact,
 };
 use super::{EVENT_RING, IDEMPOTENCY_HOURS, LOAD_FINISHED_HOURS};
 use crate::queue::eta::ServiceClock;
+use crate::queue::hall::CASES_KEPT_DAYS;
 use crate::queue::{
-    Appointment, BookingStatus, CallMark, Channel, Counter, HallSpec, Priority, RecentCall, Status,
-    Ticket, WindowState,
+    Appointment, BookingStatus, CallMark, Case, CaseStatus, CaseStep, Channel, Counter, HallSpec,
+    Priority, Rating, RecentCall, Restored, Status, Ticket, WindowState,
 };
 
 /// Bumped when the schema changes; an older binary refuses a newer file.
@@ -23,7 +24,9 @@ use crate::queue::{
 /// 3: `outbox`, messages to citizens' phones (a new table: nothing to
 /// migrate, but an older binary must not run on it and drop them).
 /// 4: `appointments`; `tickets.slot_start` and `reminded`, `outbox.appointment`.
-const SCHEMA_VERSION: i64 = 4;
+/// 5: ratings on `tickets` (with `issued_service`, `first_called_at`),
+/// `cases` and `case_steps`.
+const SCHEMA_VERSION: i64 = 5;
 
 /// Delivered and dropped messages are kept this long (the admin listing);
 /// dead ones until retried or as long.
@@ -55,6 +58,8 @@ CREATE TABLE IF NOT EXISTS tickets(
   created_at INTEGER NOT NULL, called_at INTEGER, started_at INTEGER,
   finished_at INTEGER, call_floor INTEGER, call_seq INTEGER, call_at INTEGER,
   notify_phone TEXT, slot_start INTEGER, reminded INTEGER,
+  issued_service TEXT, first_called_at INTEGER,
+  rating INTEGER, rating_comment TEXT, rated_at INTEGER,
   PRIMARY KEY(hall, id));
 CREATE UNIQUE INDEX IF NOT EXISTS tickets_token ON tickets(token);
 CREATE INDEX IF NOT EXISTS tickets_status ON tickets(hall, status);
@@ -93,6 +98,7 @@ CREATE TABLE IF NOT EXISTS outbox(
   last_error TEXT, created_at INTEGER NOT NULL, next_attempt_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(status, next_attempt_at);
 CREATE INDEX IF NOT EXISTS outbox_hall ON outbox(hall, created_at);
+CREATE INDEX IF NOT EXISTS outbox_status ON outbox(hall, status);
 CREATE TABLE IF NOT EXISTS appointments(
   hall TEXT NOT NULL, id INTEGER NOT NULL, code TEXT NOT NULL, token TEXT NOT NULL,
   service TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
@@ -102,6 +108,25 @@ CREATE TABLE IF NOT EXISTS appointments(
 CREATE UNIQUE INDEX IF NOT EXISTS appointments_token ON appointments(token);
 CREATE INDEX IF NOT EXISTS appointments_start ON appointments(hall, start);
 CREATE INDEX IF NOT EXISTS appointments_open ON appointments(hall, status);
+CREATE TABLE IF NOT EXISTS cases(
+  hall TEXT NOT NULL, id INTEGER NOT NULL, ticket INTEGER NOT NULL, number TEXT NOT NULL,
+  service TEXT NOT NULL, window TEXT, level INTEGER NOT NULL, comment TEXT,
+  status TEXT NOT NULL, opened_at INTEGER NOT NULL, due_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY(hall, id));
+CREATE INDEX IF NOT EXISTS cases_status ON cases(hall, status);
+CREATE TABLE IF NOT EXISTS case_steps(
+  hall TEXT NOT NULL, case_id INTEGER NOT NULL, n INTEGER NOT NULL,
+  status TEXT NOT NULL, note TEXT, at INTEGER NOT NULL,
+  PRIMARY KEY(hall, case_id, n));
+";
+
+/// Indexes over columns a migration may have just added: created after
+/// [`ADDED_COLUMNS`]. Statistics read a hall's days by `day`; the public
+/// ratings summary reads by the time of the rating.
+const LATE_INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS tickets_day ON tickets(hall, day, id);
+CREATE INDEX IF NOT EXISTS tickets_rated ON tickets(hall, rated_at) WHERE rated_at IS NOT NULL;
 ";
 
 /// Columns later schemas added to tables an older file already has
@@ -111,6 +136,11 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("tickets", "slot_start", "INTEGER"),
     ("tickets", "reminded", "INTEGER"),
     ("outbox", "appointment", "INTEGER"),
+    ("tickets", "issued_service", "TEXT"),
+    ("tickets", "first_called_at", "INTEGER"),
+    ("tickets", "rating", "INTEGER"),
+    ("tickets", "rating_comment", "TEXT"),
+    ("tickets", "rated_at", "INTEGER"),
 ];
 
 /// The SQLite backend.
@@ -174,6 +204,7 @@ impl Sqlite {
             }
             Some(_) => {}
         }
+        conn.execute_batch(LATE_INDEXES)?;
         Ok(Sqlite { conn })
     }
 }
@@ -224,8 +255,10 @@ fn write_batch(tx: &Transaction<'_>, b: &Batch) -> Result<(), StoreError> {
         let mut st = tx.prepare_cached(
             "INSERT OR REPLACE INTO tickets(hall, id, token, number, day, service, priority,
                channel, status, window, recall, line_pos, created_at, called_at, started_at,
-               finished_at, call_floor, call_seq, call_at, notify_phone, slot_start, reminded)
-             VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22)",
+               finished_at, call_floor, call_seq, call_at, notify_phone, slot_start, reminded,
+               issued_service, first_called_at, rating, rating_comment, rated_at)
+             VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,
+               ?23,?24,?25,?26,?27)",
         )?;
         for t in &b.tickets {
             st.execute(params![
@@ -251,6 +284,11 @@ fn write_batch(tx: &Transaction<'_>, b: &Batch) -> Result<(), StoreError> {
                 t.notify_phone,
                 t.slot.map(ms),
                 t.reminded,
+                spec.services[t.issued_service].id,
+                t.first_called_at.map(ms),
+                t.rating.as_ref().map(|r| r.level),
+                t.rating.as_ref().and_then(|r| r.comment.as_deref()),
+                t.rating.as_ref().map(|r| ms(r.at)),
             ])?;
         }
     }
@@ -275,6 +313,42 @@ fn write_batch(tx: &Transaction<'_>, b: &Batch) -> Result<(), StoreError> {
                 a.reminded,
                 ms(a.created_at),
                 ms(a.updated_at),
+            ])?;
+        }
+    }
+    for c in &b.cases {
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO cases(hall, id, ticket, number, service, window, level,
+               comment, status, opened_at, due_at, updated_at)
+             VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+        )?
+        .execute(params![
+            hall,
+            c.id as i64,
+            c.ticket as i64,
+            c.number,
+            spec.services[c.service].id,
+            c.window.map(|w| spec.windows[w].id.as_str()),
+            c.level,
+            c.comment,
+            c.status().as_str(),
+            ms(c.opened_at),
+            ms(c.due_at),
+            ms(c.updated_at()),
+        ])?;
+        // Steps are only ever appended: those already written stay.
+        let mut st = tx.prepare_cached(
+            "INSERT OR IGNORE INTO case_steps(hall, case_id, n, status, note, at)
+             VALUES(?1,?2,?3,?4,?5,?6)",
+        )?;
+        for (n, step) in c.history.iter().enumerate() {
+            st.execute(params![
+                hall,
+                c.id as i64,
+                n as i64,
+                step.status.as_str(),
+                step.note,
+                ms(step.at)
             ])?;
         }
     }
@@ -436,6 +510,10 @@ struct RawTicket {
     slot_start: Option<i64>,
     /// NULL in rows written before schema 4: not reminded.
     reminded: Option<bool>,
+    /// NULL in rows written before schema 5: the current service.
+    issued_service: Option<String>,
+    first_called_at: Option<i64>,
+    rating: Option<(u8, Option<String>, i64)>,
 }
 
 impl RawTicket {
@@ -491,8 +569,97 @@ impl RawTicket {
             notify_phone: self.notify_phone,
             slot: self.slot_start.map(from_ms),
             reminded: self.reminded.unwrap_or(false),
+            issued_service: 0,
+            // Before schema 5 only the latest call was kept.
+            first_called_at: self.first_called_at.or(self.called_at).map(from_ms),
+            rating: match self.rating {
+                Some((level, _, _)) if !(1..=5).contains(&level) => {
+                    return Err(bad("rating", &level.to_string(), "a level 1 to 5"))
+                }
+                Some((level, comment, at)) => Some(Rating {
+                    level,
+                    comment,
+                    at: from_ms(at),
+                }),
+                None => None,
+            },
         })
     }
+}
+
+/// Cases not closed, and those closed lately, with their steps; and the
+/// highest id ever used.
+fn load_cases(
+    c: &Connection,
+    spec: &HallSpec,
+    now: DateTime<Utc>,
+    st: &mut Restored,
+) -> Result<(), StoreError> {
+    let hall = spec.id.as_str();
+    let since = ms(now - Duration::days(CASES_KEPT_DAYS));
+    let mut q = c.prepare(
+        "SELECT id, ticket, number, service, window, level, comment, opened_at, due_at
+         FROM cases WHERE hall=?1 AND (status != 'closed' OR updated_at >= ?2) ORDER BY id",
+    )?;
+    let mut steps = c.prepare_cached(
+        "SELECT status, note, at FROM case_steps WHERE hall=?1 AND case_id=?2 ORDER BY n",
+    )?;
+    let rows = q.query_map(params![hall, since], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, Option<String>>(4)?,
+            r.get::<_, u8>(5)?,
+            r.get::<_, Option<String>>(6)?,
+            r.get::<_, i64>(7)?,
+            r.get::<_, i64>(8)?,
+        ))
+    })?;
+    for row in rows {
+        let (id, ticket, number, service, window, level, comment, opened, due) = row?;
+        // A case of a service no longer configured stays in the store
+        // (the listing shows it) but cannot be stepped here.
+        let Some(service) = spec.service_index(&service) else {
+            continue;
+        };
+        let mut history = Vec::new();
+        for step in steps.query_map(params![hall, id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get(1)?, r.get::<_, i64>(2)?))
+        })? {
+            let (status, note, at) = step?;
+            let status = CaseStatus::parse(&status).ok_or_else(|| {
+                StoreError::corrupt(format!(
+                    "the store is corrupt: case_steps row (hall {hall}, case {id}): status '{status}' \
+                     is not open, contacted, rectified or closed; restore the data dir from a backup"
+                ))
+            })?;
+            history.push(CaseStep {
+                status,
+                note,
+                at: from_ms(at),
+            });
+        }
+        st.cases.push(Case {
+            id: id as u64,
+            ticket: ticket as u64,
+            number,
+            service,
+            window: window.as_deref().and_then(|w| spec.window_index(w)),
+            level,
+            comment,
+            opened_at: from_ms(opened),
+            due_at: from_ms(due),
+            history,
+        });
+    }
+    st.max_case_id = c.query_row(
+        "SELECT COALESCE(MAX(id),0) FROM cases WHERE hall=?1",
+        [hall],
+        |r| r.get::<_, i64>(0),
+    )? as u64;
+    Ok(())
 }
 
 fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
@@ -515,11 +682,14 @@ impl Backend for Sqlite {
         let mut loaded = Loaded::default();
         let st = &mut loaded.state;
 
-        let cutoff = ms(now - Duration::hours(LOAD_FINISHED_HOURS));
+        let kept =
+            (now - spec.ratings.finished_kept()).min(now - Duration::hours(LOAD_FINISHED_HOURS));
+        let cutoff = ms(kept);
         let mut q = c.prepare(
             "SELECT id, token, number, day, service, priority, channel, status, window, recall,
                     line_pos, created_at, called_at, started_at, finished_at, call_floor,
-                    call_seq, call_at, notify_phone, slot_start, reminded
+                    call_seq, call_at, notify_phone, slot_start, reminded,
+                    issued_service, first_called_at, rating, rating_comment, rated_at
              FROM tickets WHERE hall=?1
                AND (status IN ('waiting','called','serving') OR created_at >= ?2)
              ORDER BY id",
@@ -555,6 +725,12 @@ impl Backend for Sqlite {
                 notify_phone: r.get(18)?,
                 slot_start: r.get(19)?,
                 reminded: r.get(20)?,
+                issued_service: r.get(21)?,
+                first_called_at: r.get(22)?,
+                rating: match (r.get::<_, Option<u8>>(23)?, r.get::<_, Option<i64>>(25)?) {
+                    (Some(level), Some(at)) => Some((level, r.get(24)?, at)),
+                    _ => None,
+                },
             })
         })?;
         let mut orphans = Vec::new();
@@ -567,8 +743,14 @@ impl Backend for Sqlite {
                 continue;
             };
             let window = raw.window.as_deref().and_then(|w| spec.window_index(w));
+            let issued = raw
+                .issued_service
+                .as_deref()
+                .and_then(|i| spec.service_index(i))
+                .unwrap_or(s);
             let mut t = raw.into_ticket(hall)?;
             t.service = s;
+            t.issued_service = issued;
             t.window = window;
             st.tickets.push(t);
         }
@@ -664,6 +846,8 @@ impl Backend for Sqlite {
             [hall],
             |r| r.get::<_, i64>(0),
         )? as u64;
+
+        load_cases(c, spec, now, st)?;
 
         let mut q = c.prepare("SELECT id, paused, current FROM windows WHERE hall=?1")?;
         for row in q.query_map([hall], |r| {
@@ -857,6 +1041,168 @@ impl Backend for Sqlite {
                 number: r.get(5)?,
                 phone: r.get(6)?,
             })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn cases(
+        &mut self,
+        hall: &str,
+        status: Option<CaseStatus>,
+    ) -> Result<Vec<CaseRow>, StoreError> {
+        let ids: Vec<i64> = {
+            let mut q = self.conn.prepare_cached(
+                "SELECT id FROM cases WHERE hall=?1 AND (?2 IS NULL OR status=?2)
+                 ORDER BY opened_at DESC, id DESC",
+            )?;
+            let rows = q.query_map(params![hall, status.map(|s| s.as_str())], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(c) = self.case(hall, id as u64)? {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    fn case(&mut self, hall: &str, id: u64) -> Result<Option<CaseRow>, StoreError> {
+        let row = self
+            .conn
+            .prepare_cached(
+                "SELECT number, service, window, level, comment, status, opened_at, due_at
+                 FROM cases WHERE hall=?1 AND id=?2",
+            )?
+            .query_row(params![hall, id as i64], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, u8>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, i64>(7)?,
+                ))
+            })
+            .optional()?;
+        let Some((number, service, window, level, comment, status, opened, due)) = row else {
+            return Ok(None);
+        };
+        let corrupt = |what: &str, value: &str| {
+            StoreError::corrupt(format!(
+                "the store is corrupt: {what} of case {id} in hall {hall}: status '{value}' is not \
+                 open, contacted, rectified or closed; restore the data dir from a backup"
+            ))
+        };
+        let status = CaseStatus::parse(&status).ok_or_else(|| corrupt("cases row", &status))?;
+        let mut history = Vec::new();
+        let mut q = self.conn.prepare_cached(
+            "SELECT status, note, at FROM case_steps WHERE hall=?1 AND case_id=?2 ORDER BY n",
+        )?;
+        for step in q.query_map(params![hall, id as i64], |r| {
+            Ok((r.get::<_, String>(0)?, r.get(1)?, r.get::<_, i64>(2)?))
+        })? {
+            let (s, note, at) = step?;
+            history.push(CaseStep {
+                status: CaseStatus::parse(&s).ok_or_else(|| corrupt("a step", &s))?,
+                note,
+                at: from_ms(at),
+            });
+        }
+        Ok(Some(CaseRow {
+            id,
+            number,
+            service,
+            window,
+            level,
+            comment,
+            status,
+            opened_at: from_ms(opened),
+            due_at: from_ms(due),
+            history,
+        }))
+    }
+
+    fn rating_counts(
+        &mut self,
+        hall: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<RatingCount>, StoreError> {
+        let mut q = self.conn.prepare_cached(
+            "SELECT window, service, rating, COUNT(*) FROM tickets
+             WHERE hall=?1 AND rated_at >= ?2 AND rated_at < ?3 AND rating IS NOT NULL
+             GROUP BY window, service, rating",
+        )?;
+        let rows = q.query_map(params![hall, ms(from), ms(to)], |r| {
+            Ok(RatingCount {
+                window: r.get(0)?,
+                service: r.get(1)?,
+                level: r.get(2)?,
+                count: r.get::<_, i64>(3)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn visit_tickets(
+        &mut self,
+        hall: &str,
+        from: &str,
+        to: &str,
+        visit: &mut dyn FnMut(&TicketFact<'_>),
+    ) -> Result<(), StoreError> {
+        // By the (hall, day, id) index: a range scan in the order asked.
+        let mut q = self.conn.prepare_cached(
+            "SELECT day, id, number, service, COALESCE(issued_service, service), channel, priority,
+                    status, window, created_at, COALESCE(first_called_at, called_at), called_at,
+                    started_at, finished_at, rating
+             FROM tickets WHERE hall=?1 AND day >= ?2 AND day <= ?3 ORDER BY day, id",
+        )?;
+        let mut rows = q.query(params![hall, from, to])?;
+        while let Some(r) = rows.next()? {
+            let text = |i: usize| -> rusqlite::Result<&str> {
+                r.get_ref(i)?.as_str().map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        i,
+                        rusqlite::types::Type::Text,
+                        Box::new(e),
+                    )
+                })
+            };
+            let window = match r.get_ref(8)? {
+                rusqlite::types::ValueRef::Null => None,
+                _ => Some(text(8)?),
+            };
+            visit(&TicketFact {
+                day: text(0)?,
+                id: r.get(1)?,
+                number: text(2)?,
+                service: text(3)?,
+                issued_service: text(4)?,
+                channel: text(5)?,
+                priority: text(6)?,
+                status: text(7)?,
+                window,
+                created_at: r.get(9)?,
+                first_called_at: r.get(10)?,
+                called_at: r.get(11)?,
+                started_at: r.get(12)?,
+                finished_at: r.get(13)?,
+                rating: r.get(14)?,
+            });
+        }
+        Ok(())
+    }
+
+    fn outbox_counts(&mut self) -> Result<Vec<(String, String, u64)>, StoreError> {
+        let mut q = self
+            .conn
+            .prepare_cached("SELECT hall, status, COUNT(*) FROM outbox GROUP BY hall, status")?;
+        let rows = q.query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

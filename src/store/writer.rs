@@ -146,9 +146,13 @@ impl Writer {
             let refs: Vec<&Batch> = group.iter().map(|(b, _)| b).collect();
             let mut pause = RETRY_PAUSE;
             let mut tries = 1;
+            let started = std::time::Instant::now();
             loop {
                 match backend.commit(&refs) {
-                    Ok(()) => break Ok(()),
+                    Ok(()) => {
+                        crate::metrics::commit(started);
+                        break Ok(());
+                    }
                     Err(e) if e.is_transient() && tries < COMMIT_TRIES => {
                         tracing::warn!(error = %e, tries, "store commit failed; retrying");
                         std::thread::sleep(pause);

@@ -10,6 +10,7 @@ mod board;
 mod error;
 mod event;
 mod notify;
+mod report;
 mod request;
 mod snapshot;
 mod ticket;
@@ -19,9 +20,12 @@ pub use board::{day_closed, hall_board, hall_list, window_console, window_reply}
 pub use error::ApiError;
 pub use event::{announcement_id, announcement_stats, event_messages, Announcement};
 pub use notify::{booking_body, masked_phone, notify_body, outbox_list, outbox_message, Notice};
+pub use report::{
+    case_list, case_reply, case_row, rating_reply, ratings_summary, stats_body, RatingView,
+};
 pub use request::{
-    book_request, issue_request, parse_body, BookBody, CallBody, CheckInBody, Empty, IssueBody,
-    TransferBody,
+    book_request, issue_request, parse_body, BookBody, CallBody, CaseStepBody, CheckInBody, Empty,
+    IssueBody, RatingBody, TransferBody,
 };
 pub use snapshot::{floor_snapshot, floor_snapshot_message, hall_snapshot_message, FloorSnapshot};
 pub use ticket::{ticket_called_message, ticket_message, ticket_view, TicketView, WindowRef};

@@ -185,3 +185,20 @@ pub struct CallBody {
 pub struct TransferBody {
     pub service: Option<String>,
 }
+
+/// `POST /tickets/{token}/rating` and a window's pad (which sends only
+/// the level).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RatingBody {
+    pub level: u8,
+    pub comment: Option<String>,
+}
+
+/// `POST /halls/{hall}/cases/{id}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseStepBody {
+    pub status: String,
+    pub note: Option<String>,
+}

@@ -68,6 +68,8 @@ pub struct TicketView<'a> {
     pub qr_svg: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window: Option<WindowRef<'a>>,
+    /// The citizen's rating of a done ticket; `null` until rated (§10).
+    pub rating: Option<super::RatingView<'a>>,
 }
 
 /// Builds the view of a ticket. `private` adds the token and the links that
@@ -100,6 +102,7 @@ pub fn ticket_view<'a>(hall: &'a Hall, t: &'a Ticket, private: bool) -> TicketVi
             (true, Some(w)) => Some(WindowRef::of(spec, w)),
             _ => None,
         },
+        rating: t.rating.as_ref().map(|r| super::RatingView::of(spec, r)),
     }
 }
 

@@ -12,18 +12,24 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, Utc};
 
 mod booking;
+mod rating;
 
 use super::appointment::{Appointment, BookingNotice};
 use super::error::QueueError;
 use super::eta::ServiceClock;
 use super::event::{Event, EventKind};
+use super::rating::Case;
 use super::spec::{Announce, HallSpec};
 use super::ticket::{CallMark, Channel, Priority, Status, Ticket};
 
 pub use booking::{BookRequest, BookingRef};
+pub use rating::RatingFrom;
 
 /// How many calls a floor's "recent calls" list keeps (contract §4: 10).
 pub const RECENT_CALLS: usize = 10;
+
+/// A closed case stays in memory this long (the store keeps it for good).
+pub const CASES_KEPT_DAYS: i64 = 2;
 
 /// A window's changing state.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -80,6 +86,10 @@ pub struct Outcome {
     pub appointments: Vec<u64>,
     /// Messages about bookings this change makes (§9).
     pub notices: Vec<(u64, BookingNotice)>,
+    /// The follow-up case the command was about (opened or stepped).
+    pub case: Option<u64>,
+    /// Cases whose records changed.
+    pub cases: Vec<u64>,
 }
 
 /// How a window's part in a ticket ends.
@@ -113,6 +123,7 @@ impl Outcome {
             && self.clocks.is_empty()
             && self.recent.is_empty()
             && self.appointments.is_empty()
+            && self.cases.is_empty()
     }
 
     /// This outcome followed by `next`'s, as one: events stay in sequence
@@ -131,6 +142,8 @@ impl Outcome {
         self.appointment = next.appointment;
         self.appointments.extend(next.appointments);
         self.notices.extend(next.notices);
+        self.case = next.case.or(self.case);
+        self.cases.extend(next.cases);
         self
     }
 }
@@ -175,6 +188,10 @@ pub struct Restored {
     pub appointments: Vec<Appointment>,
     /// Highest booking id ever used.
     pub max_appointment_id: u64,
+    /// Follow-up cases not closed, and those closed lately.
+    pub cases: Vec<Case>,
+    /// Highest case id ever used.
+    pub max_case_id: u64,
 }
 
 /// The live state of one hall.
@@ -212,6 +229,9 @@ pub struct Hall {
     booked_lines: Vec<BTreeMap<(DateTime<Utc>, u64), u64>>,
     /// The instant the call order was last brought up to.
     slots_through: DateTime<Utc>,
+    /// Follow-up cases not closed, and those closed lately (§10).
+    cases: BTreeMap<u64, Case>,
+    next_case_id: u64,
 }
 
 /// Where a waiting ticket stands in the call order, smallest first: the
@@ -269,6 +289,8 @@ impl Hall {
             next_appointment_id: r.max_appointment_id + 1,
             booked_lines: vec![BTreeMap::new(); spec.services.len()],
             slots_through: DateTime::<Utc>::MIN_UTC,
+            cases: BTreeMap::new(),
+            next_case_id: r.max_case_id + 1,
             spec,
         };
         for (floor, seq) in r.floor_seqs {
@@ -319,6 +341,10 @@ impl Hall {
             }
             hall.next_appointment_id = hall.next_appointment_id.max(a.id + 1);
             hall.index_appointment(a);
+        }
+        for c in r.cases {
+            hall.next_case_id = hall.next_case_id.max(c.id + 1);
+            hall.cases.insert(c.id, c);
         }
         for (w, state) in r.windows {
             if w >= hall.windows.len() {
@@ -543,6 +569,7 @@ impl Hall {
             number: number.clone(),
             day,
             service,
+            issued_service: service,
             priority: req.priority,
             channel: req.channel,
             status: Status::Waiting,
@@ -551,12 +578,14 @@ impl Hall {
             line_pos,
             created_at: now,
             called_at: None,
+            first_called_at: None,
             started_at: None,
             finished_at: None,
             last_call: None,
             notify_phone: req.notify_phone,
             slot: req.slot,
             reminded: false,
+            rating: None,
         };
         self.by_token.insert(token, id);
         self.by_number.insert((day, number), id);
@@ -610,6 +639,7 @@ impl Hall {
         t.window = Some(w);
         t.recall = 0;
         t.called_at = Some(now);
+        t.first_called_at.get_or_insert(now);
         t.started_at = None;
         self.windows[w].current = Some(id);
         out.ticket = Some(id);
@@ -852,10 +882,35 @@ impl Hall {
             self.emit_waiting(&mut out, s, now);
         }
         self.ended_through = Some(self.ended_through.map_or(day, |d| d.max(day)));
+        self.forget_finished(now);
         if end != DayEnd::default() {
             out.day_end = Some(end);
         }
         out
+    }
+
+    /// Drops from memory, once a day, finished tickets that can no longer
+    /// be rated or followed on a phone, and cases closed days ago: the
+    /// store keeps them (statistics and the case listing read it there),
+    /// and a server that runs for months keeps only days in memory.
+    fn forget_finished(&mut self, now: DateTime<Utc>) {
+        let cutoff = now - self.spec.ratings.finished_kept();
+        let old: Vec<u64> = self
+            .tickets
+            .values()
+            .filter(|t| t.status.is_final() && t.finished_at.is_some_and(|f| f < cutoff))
+            .map(|t| t.id)
+            .collect();
+        for id in old {
+            if let Some(t) = self.tickets.remove(&id) {
+                self.by_token.remove(&t.token);
+                self.by_number.remove(&(t.day, t.number));
+            }
+        }
+        let closed_by = now - chrono::Duration::days(CASES_KEPT_DAYS);
+        self.cases.retain(|_, c| {
+            c.status() != super::rating::CaseStatus::Closed || c.updated_at() >= closed_by
+        });
     }
 
     // ----- helpers -----

@@ -1,0 +1,77 @@
+//! Reports over a hall's history (contract §10, §11): statistics, the CSV
+//! export, the public ratings summary and the dashboard's charts.
+//!
+//! Pure code over what the store reads back: no I/O, no clock. Counts and
+//! percentiles are exact — every ticket of the range is looked at once,
+//! in the store's order, and nothing is sampled.
+
+pub mod chart;
+pub mod csv;
+pub mod ratings;
+pub mod stats;
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+
+pub use ratings::RatingSummary;
+pub use stats::{Stats, Summary};
+
+/// At most this many dates in one statistics range (§11).
+pub const MAX_DATES: i64 = 366;
+
+/// A range of hall-local dates, both included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dates {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+}
+
+impl Dates {
+    /// How many dates the range holds.
+    pub fn len(&self) -> i64 {
+        (self.to - self.from).num_days() + 1
+    }
+
+    /// Never: a range holds its first date.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The range as instants: from the first date's local midnight to
+    /// the local midnight after the last.
+    pub fn instants(&self, tz: Tz) -> (DateTime<Utc>, DateTime<Utc>) {
+        let start = local_midnight(tz, self.from);
+        let end = local_midnight(tz, self.to.succ_opt().unwrap_or(self.to));
+        (start, end)
+    }
+}
+
+/// The first instant of a local date (the earliest, if a clock change
+/// makes midnight ambiguous; the first that exists, if it skips it).
+pub fn local_midnight(tz: Tz, day: NaiveDate) -> DateTime<Utc> {
+    let mut t = day.and_hms_opt(0, 0, 0).expect("midnight exists");
+    for _ in 0..4 {
+        if let Some(local) = tz.from_local_datetime(&t).earliest() {
+            return local.with_timezone(&Utc);
+        }
+        t += chrono::Duration::minutes(30);
+    }
+    Utc.from_utc_datetime(&day.and_hms_opt(0, 0, 0).expect("midnight exists"))
+}
+
+/// A Unix-millisecond instant as a UTC time.
+pub fn from_ms(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+}
+
+/// Whole seconds from `a` to `b` (milliseconds), never negative.
+pub fn seconds_between(a: i64, b: i64) -> u32 {
+    ((b - a).max(0) / 1000).min(i64::from(u32::MAX)) as u32
+}
+
+/// The share of ratings that are positive (levels 3–5), `None` with none.
+pub fn positive_rate(positive: u64, count: u64) -> Option<f64> {
+    (count > 0).then(|| positive as f64 / count as f64)
+}
