@@ -17,6 +17,8 @@ pub mod ticket;
 #[cfg(test)]
 mod booking_tests;
 #[cfg(test)]
+mod rating_tests;
+#[cfg(test)]
 mod tests;
 
 pub use appointment::{Appointment, BookingNotice, BookingStatus, Slot};
