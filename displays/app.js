@@ -353,3 +353,12 @@ export function watchHours(hall, { tickets = false, onBoard = () => {} } = {}) {
   read();
   return read;
 }
+
+/** The five levels of 好差评 (contract §10), best first: [level, zh, en]. */
+export const LEVELS = [
+  [5, '非常满意', 'Very satisfied'],
+  [4, '满意', 'Satisfied'],
+  [3, '基本满意', 'Fair'],
+  [2, '不满意', 'Dissatisfied'],
+  [1, '非常不满意', 'Very dissatisfied'],
+];

@@ -1,4 +1,4 @@
-import { api, channel, floorLabel, problem, waitText } from './app.js';
+import { LEVELS, api, channel, el, floorLabel, postOnce, problem, waitText } from './app.js';
 
 const token = location.pathname.split('/')[2];
 const STATUS = {
@@ -10,6 +10,8 @@ let alerted = null;
 /** "N ahead of you" comes at this many (the hall's reminder, else 3). */
 let remindAt = 3;
 let reminded = false;
+/** The level chosen on the rating card, before it is sent. */
+let chosen = null;
 
 /** The hall's zone guide ("出电梯右转"), when it has one. */
 function guide(where) { return where ? `（${where}）` : ''; }
@@ -41,6 +43,7 @@ function render() {
     if (!reminded && touched && navigator.vibrate) navigator.vibrate(300);
     reminded = true;
   }
+  renderRating(t);
   const [wz] = waitText(t.eta_seconds);
   document.getElementById('eta').textContent = wz.replace('约 ', '');
   const where = document.getElementById('where');
@@ -57,6 +60,44 @@ function render() {
     showAlert(t.number, t.window, t.recall);
   }
 }
+
+/** Once done, the phone asks for a rating (§10); once rated, it thanks. */
+function renderRating(t) {
+  const done = t.status === 'done';
+  document.getElementById('rate').classList.toggle('hidden', !done || !!t.rating);
+  document.getElementById('rated').classList.toggle('hidden', !done || !t.rating);
+  document.getElementById('where').classList.toggle('hidden', done);
+  if (t.rating) {
+    const [, zh, en] = LEVELS.find(([l]) => l === t.rating.level) || [0, '', ''];
+    document.getElementById('rated-text').textContent = `感谢您的评价：${zh} · Thank you: ${en}`;
+  }
+}
+
+function choose(level) {
+  chosen = level;
+  for (const [l] of LEVELS) document.getElementById(`level-${l}`).setAttribute('aria-pressed', String(l === level));
+  document.getElementById('rate-send').disabled = false;
+}
+
+document.getElementById('levels').replaceChildren(...LEVELS.map(([level, zh, en]) => el('button', {
+  id: `level-${level}`, 'aria-pressed': 'false', onclick: () => choose(level),
+}, zh, el('span', { class: 'en' }, en))));
+
+document.getElementById('rate-send').addEventListener('click', async () => {
+  if (!chosen) return;
+  const comment = document.getElementById('rate-comment').value.trim();
+  const body = comment ? { level: chosen, comment } : { level: chosen };
+  document.getElementById('rate-send').disabled = true;
+  // Sent once more with the same key if the answer was lost.
+  const r = await postOnce(`/tickets/${token}/rating`, { body });
+  if (r.status === 201) {
+    ticket = { ...ticket, rating: r.body };
+    render();
+  } else {
+    document.getElementById('rate-msg').textContent = problem(r);
+    document.getElementById('rate-send').disabled = false;
+  }
+});
 
 function chime() {
   try {

@@ -19,6 +19,8 @@ const KIOSK: &str = include_str!("../displays/kiosk.html");
 const JOIN: &str = include_str!("../displays/join.html");
 const BOOK: &str = include_str!("../displays/book.html");
 const APPOINTMENT: &str = include_str!("../displays/appointment.html");
+const RATE: &str = include_str!("../displays/rate.html");
+const DASHBOARD: &str = include_str!("../displays/dashboard.html");
 
 const JS: &str = "text/javascript; charset=utf-8";
 
@@ -50,6 +52,12 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         "appointment.js",
         JS,
         include_bytes!("../displays/appointment.js"),
+    ),
+    ("rate.js", JS, include_bytes!("../displays/rate.js")),
+    (
+        "dashboard.js",
+        JS,
+        include_bytes!("../displays/dashboard.js"),
     ),
     (
         "style.css",
@@ -84,7 +92,7 @@ const NOT_FOUND: &str = "<!doctype html><meta charset=utf-8><title>404</title>\
 <h1>页面不存在 · Not found</h1><p><a href=\"/\">hallcast</a></p>";
 
 /// `GET /`, `/display/…`, `/t/…`, `/window/…`, `/kiosk/…`, `/join/…`,
-/// `/book/…`, `/a/…`, `/assets/…`.
+/// `/book/…`, `/a/…`, `/rate/…`, `/dashboard/…`, `/assets/…`.
 pub fn routes(
     engine: Arc<Engine>,
 ) -> impl Filter<Extract = (Response<Bytes>,), Error = warp::Rejection> + Clone {
@@ -118,6 +126,14 @@ pub fn routes(
                     page(200, CONSOLE)
                 }
                 ["kiosk", hall] if hall_ok(hall) => page(200, KIOSK),
+                ["rate", hall, window]
+                    if engine
+                        .hall(hall)
+                        .is_some_and(|h| h.spec.window_index(window).is_some()) =>
+                {
+                    page(200, RATE)
+                }
+                ["dashboard", hall] if hall_ok(hall) => page(200, DASHBOARD),
                 ["join", hall] if hall_ok(hall) => page(200, JOIN),
                 ["book", hall] if hall_ok(hall) => page(200, BOOK),
                 // As for a ticket, the page says when the token is unknown.

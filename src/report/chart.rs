@@ -87,7 +87,7 @@ pub fn bars(title: &str, unit: &str, labels: &[String], values: &[Option<f64>]) 
         }
         let _ = write!(
             s,
-            r##"<text x="{cx:.1}" y="{ly}" font-size="11" text-anchor="middle" fill="#5b6b7b">{l}</text>"##,
+            r##"<text class="label" x="{cx:.1}" y="{ly}" font-size="11" text-anchor="middle" fill="#5b6b7b">{l}</text>"##,
             cx = x + slot / 2.0,
             ly = HEIGHT - BOTTOM + 16,
             l = escape(label),

@@ -515,6 +515,90 @@ test('no two panels of a screen overlap, in landscape and portrait, with full li
   }
 });
 
+test('the rating pad asks after a ticket is done, takes one tap and resets', async () => {
+  const page = await open('/rate/demo/7-01#token=' + win('7-01'), { viewport: { width: 1280, height: 800 } });
+  await page.waitForFunction(() => document.documentElement.dataset.pad === 'idle');
+  await shot(page, 'rate-pad-idle');
+  const t = await issue('construction');
+  assert.equal((await act('7-01', 'call', { number: t.number })).status, 200);
+  assert.equal((await act('7-01', 'complete')).status, 200);
+  await page.locator('#ask:not(.hidden) #ask-number', { hasText: t.number }).waitFor();
+  // Five large buttons, best first.
+  const buttons = await page.locator('#levels button').allTextContents();
+  assert.equal(buttons.length, 5);
+  assert.match(buttons[0], /非常满意/);
+  assert.match(buttons[4], /非常不满意/);
+  const box = await page.locator('#level-3').boundingBox();
+  assert.ok(box.height >= 120 && box.width >= 150, `a button a finger finds: ${JSON.stringify(box)}`);
+  await shot(page, 'rate-pad-ask');
+  await page.locator('#level-4').click();
+  await page.locator('#thanks:not(.hidden)', { hasText: '满意' }).waitFor();
+  await shot(page, 'rate-pad-thanks');
+  const rated = await call('GET', `/tickets/${t.token}`);
+  assert.equal(rated.body.rating.level, 4);
+  // Back to idle after a few seconds, ready for the next citizen.
+  await page.waitForFunction(() => document.documentElement.dataset.pad === 'idle', null, { timeout: 10_000 });
+  await page.context().close();
+});
+
+test('the phone asks for a rating once its ticket is done, and a bad one opens a case', async () => {
+  const t = await issue('household');
+  const page = await open(`/t/${t.token}`, { viewport: { width: 390, height: 844 } });
+  await page.locator('#number', { hasText: t.number }).waitFor();
+  assert.equal(await page.locator('#rate').isHidden(), true, 'no rating while waiting');
+  assert.equal((await act('6-01', 'call', { number: t.number })).status, 200);
+  await page.locator('#alert-ok').click();
+  assert.equal((await act('6-01', 'complete')).status, 200);
+  await page.locator('#rate:not(.hidden)').waitFor();
+  await shot(page, 'phone-rate');
+  await page.locator('#level-2').click();
+  await page.locator('#rate-comment').fill('等候时间太长');
+  await page.locator('#rate-send').click();
+  await page.locator('#rated:not(.hidden)', { hasText: '不满意' }).waitFor();
+  await shot(page, 'phone-rated');
+  const cases = await call('GET', '/halls/demo/cases?status=open', ADMIN);
+  const c = cases.body.find((x) => x.number === t.number);
+  assert.ok(c, JSON.stringify(cases.body));
+  assert.equal(c.comment, '等候时间太长');
+  // The page reloaded still knows it was rated.
+  await page.reload();
+  await page.locator('#rated:not(.hidden)').waitFor();
+  assert.equal(await page.locator('#rate').isHidden(), true);
+  await page.context().close();
+});
+
+test('the dashboard shows live counts, charts by hour, rankings and open cases', async () => {
+  const page = await open('/dashboard/demo');
+  await page.locator('#signin:not(.hidden)').waitFor();
+  await page.locator('#token-input').fill(ADMIN);
+  await page.locator('#token-save').click();
+  await page.locator('#app:not(.hidden)').waitFor();
+  await page.locator('#chart-issued svg').waitFor();
+  await page.locator('#chart-waits svg').waitFor();
+  // 24 hours labelled on the chart.
+  assert.equal(await page.locator('#chart-issued svg text.label').count(), 24);
+  const before = Number(await page.locator('#k-waiting').textContent());
+  await issue('fund');
+  await issue('fund');
+  await page.waitForFunction((n) => Number(document.getElementById('k-waiting').textContent) === n + 2, before);
+  await page.locator('#waiting td[data-service="fund"]').waitFor();
+  // The bad review of the phone test is an open case here.
+  await page.locator('#cases tr', { hasText: '等候时间太长' }).waitFor();
+  assert.ok(Number(await page.locator('#case-count').textContent()) >= 1);
+  assert.ok(await page.locator('#rank-windows tr').count() >= 1);
+  assert.ok(await page.locator('#rank-services tr').count() >= 1);
+  await shot(page, 'dashboard');
+  // A wrong token is sent back to sign in.
+  const other = await open('/dashboard/demo#token=not-the-admin-token-at-all');
+  await other.locator('#signin:not(.hidden)').waitFor();
+  await other.context().close();
+  // Chromium logs the refusal itself; it is the point of this step.
+  const i = consoleErrors.findIndex((e) => e.startsWith('/dashboard/demo#token=not-the-admin') && e.includes('401'));
+  assert.ok(i >= 0);
+  consoleErrors.splice(i, 1);
+  await page.context().close();
+});
+
 test('no page logged a console error', () => {
   assert.deepEqual(consoleErrors, []);
 });
