@@ -138,7 +138,8 @@ pub struct Engine {
     /// A read connection for reports (statistics, exports, listings): a
     /// year's statistics take the better part of a second, and a screen's
     /// catch-up must not wait behind them.
-    reports: Arc<Mutex<Box<dyn Backend>>>,
+    /// Several, so one year's statistics can read its halves at once.
+    reports: Vec<Arc<Mutex<Box<dyn Backend>>>>,
     writer: WriterHandle,
     /// Where committed batches go; the local hub on one node.
     bus: Arc<dyn Bus>,
@@ -226,7 +227,7 @@ impl Engine {
         let history = Arc::new(Mutex::new(backend));
         Ok(Engine {
             halls,
-            reports: history.clone(),
+            reports: vec![history.clone()],
             history,
             writer,
             bus: hub.clone(),
@@ -243,10 +244,22 @@ impl Engine {
         self
     }
 
-    /// Reads reports on their own connection instead of the history's.
-    pub fn with_reports(mut self, reports: Box<dyn Backend>) -> Engine {
-        self.reports = Arc::new(Mutex::new(reports));
+    /// Reads reports on connections of their own instead of the
+    /// history's (at least one).
+    pub fn with_reports(mut self, reports: Vec<Box<dyn Backend>>) -> Engine {
+        if !reports.is_empty() {
+            self.reports = reports
+                .into_iter()
+                .map(|b| Arc::new(Mutex::new(b)))
+                .collect();
+        }
         self
+    }
+
+    /// How many report connections there are: a long report reads as
+    /// many parts at once.
+    pub fn report_connections(&self) -> usize {
+        self.reports.len()
     }
 
     /// A hall by id.
@@ -305,7 +318,18 @@ impl Engine {
         what: &'static str,
         read: impl FnOnce(&mut dyn Backend) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let reports = self.reports.clone();
+        self.read_reports_on(0, what, read).await
+    }
+
+    /// [`Engine::read_reports`] on report connection `i` (modulo their
+    /// number).
+    pub async fn read_reports_on<T: Send + 'static>(
+        &self,
+        i: usize,
+        what: &'static str,
+        read: impl FnOnce(&mut dyn Backend) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reports = self.reports[i % self.reports.len()].clone();
         tokio::task::spawn_blocking(move || {
             let mut b = reports.lock().unwrap_or_else(|p| p.into_inner());
             read(&mut **b)
@@ -317,7 +341,7 @@ impl Engine {
     /// The reports' connection, for a reader that takes it in turns (an
     /// export, a day at a time). Blocking: call it off the async threads.
     pub fn reports(&self) -> Arc<Mutex<Box<dyn Backend>>> {
-        self.reports.clone()
+        self.reports[0].clone()
     }
 
     /// Pending outbox messages due by `now`.

@@ -79,7 +79,7 @@ pub async fn serve(
             announcer,
             Utc::now(),
         )?
-        .with_reports(Box::new(Sqlite::open(dir)?)),
+        .with_reports(report_readers(dir)?),
     );
 
     let listener = listen(config.listen).with_context(|| {
@@ -210,6 +210,17 @@ pub async fn serve(
         .context("waiting for the store writer")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// One report connection per core (at most four): a year's statistics
+/// read their parts at once.
+fn report_readers(dir: &std::path::Path) -> anyhow::Result<Vec<Box<dyn crate::store::Backend>>> {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let mut readers: Vec<Box<dyn crate::store::Backend>> = Vec::with_capacity(n);
+    for _ in 0..n {
+        readers.push(Box::new(Sqlite::open_reader(dir)?));
+    }
+    Ok(readers)
 }
 
 /// Kernel send buffer of every connection. Fixed rather than autotuned (up

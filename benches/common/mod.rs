@@ -28,10 +28,20 @@ impl Drop for Server {
 /// on spaces) that takes the same arguments: a reference server, to
 /// compare on the same machine at the same moment.
 pub fn start_server(cpus: Option<&str>) -> Server {
-    let dir = tempfile::Builder::new()
+    start_server_in(cpus, bench_dir())
+}
+
+/// A fresh directory under target/ for a server's config and data (its
+/// `data` below): a bench may fill the data before the server starts.
+pub fn bench_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
         .prefix("bench-data-")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .expect("temp dir");
+        .expect("temp dir")
+}
+
+/// [`start_server`] on a directory from [`bench_dir`].
+pub fn start_server_in(cpus: Option<&str>, dir: tempfile::TempDir) -> Server {
     let program: Vec<String> = match std::env::var("HALLCAST_BENCH_SERVER") {
         Ok(p) => p.split_whitespace().map(String::from).collect(),
         Err(_) => vec![env!("CARGO_BIN_EXE_hallcast").to_string()],

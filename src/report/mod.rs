@@ -32,6 +32,24 @@ impl Dates {
         (self.to - self.from).num_days() + 1
     }
 
+    /// The range cut into at most `n` consecutive parts of about equal
+    /// length, in order.
+    pub fn split(&self, n: usize) -> Vec<Dates> {
+        let n = (n.max(1) as i64).min(self.len());
+        let per = (self.len() + n - 1) / n;
+        let mut parts = Vec::new();
+        let mut from = self.from;
+        while from <= self.to {
+            let to = (from + chrono::Duration::days(per - 1)).min(self.to);
+            parts.push(Dates { from, to });
+            match to.succ_opt() {
+                Some(next) => from = next,
+                None => break,
+            }
+        }
+        parts
+    }
+
     /// Never: a range holds its first date.
     pub fn is_empty(&self) -> bool {
         false
@@ -74,4 +92,29 @@ pub fn seconds_between(a: i64, b: i64) -> u32 {
 /// The share of ratings that are positive (levels 3–5), `None` with none.
 pub fn positive_rate(positive: u64, count: u64) -> Option<f64> {
     (count > 0).then(|| positive as f64 / count as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_range_splits_into_consecutive_parts_that_cover_it() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let year = Dates {
+            from: d("2026-01-01"),
+            to: d("2026-12-31"),
+        };
+        let parts = year.split(2);
+        assert_eq!(parts.len(), 2);
+        assert_eq!((parts[0].from, parts[1].to), (year.from, year.to));
+        assert_eq!(parts[0].to.succ_opt(), Some(parts[1].from));
+        assert_eq!(parts.iter().map(Dates::len).sum::<i64>(), 365);
+        let day = Dates {
+            from: year.from,
+            to: year.from,
+        };
+        assert_eq!(day.split(4), vec![day]);
+        assert_eq!(year.split(0), vec![year]);
+    }
 }

@@ -8,7 +8,10 @@
 //! call; the service from the start (or, never started, the call) to
 //! done. Percentiles are nearest-rank over whole seconds.
 
-use chrono::Timelike;
+use std::collections::HashMap;
+
+use chrono::Offset;
+use chrono::TimeZone;
 use chrono_tz::Tz;
 
 use super::{from_ms, positive_rate, seconds_between};
@@ -28,6 +31,20 @@ pub struct Group {
     services: Vec<u32>,
     pub ratings: u64,
     positive: u64,
+}
+
+impl Group {
+    fn absorb(&mut self, g: Group) {
+        self.issued += g.issued;
+        self.served += g.served;
+        self.no_show += g.no_show;
+        self.cancelled += g.cancelled;
+        self.expired += g.expired;
+        self.waits.extend(g.waits);
+        self.services.extend(g.services);
+        self.ratings += g.ratings;
+        self.positive += g.positive;
+    }
 }
 
 /// A window's part: what it finished.
@@ -77,6 +94,14 @@ pub struct Stats {
     by_service: Vec<(String, Group)>,
     by_window: Vec<(String, WindowGroup)>,
     by_hour: Vec<HourGroup>,
+    /// Positions in `by_service` and `by_window` by id: a year is
+    /// 730,000 lookups of each.
+    service_at: HashMap<String, usize>,
+    window_at: HashMap<String, usize>,
+    /// The hall's UTC offset (ms) of the quarter hour last asked, which
+    /// is the next row's too (rows come in time order); every real
+    /// clock change falls on a quarter hour.
+    offset: Option<(i64, i64)>,
 }
 
 /// The percentiles of `values` (sorted here).
@@ -95,22 +120,35 @@ fn percentiles(values: &mut [u32]) -> Percentiles {
 
 /// The entry of `name`, added at the end on first sight (a service or
 /// window of the history that the config no longer has).
-fn entry<'a, G: Default>(list: &'a mut Vec<(String, G)>, name: &str) -> &'a mut G {
-    let i = match list.iter().position(|(n, _)| n == name) {
-        Some(i) => i,
+fn entry<'a, G: Default>(
+    list: &'a mut Vec<(String, G)>,
+    at: &mut HashMap<String, usize>,
+    name: &str,
+) -> &'a mut G {
+    let i = match at.get(name) {
+        Some(&i) => i,
         None => {
             list.push((name.to_string(), G::default()));
+            at.insert(name.to_string(), list.len() - 1);
             list.len() - 1
         }
     };
     &mut list[i].1
 }
 
+/// Where each name of a list is.
+fn positions<G>(list: &[(String, G)]) -> HashMap<String, usize> {
+    list.iter()
+        .enumerate()
+        .map(|(i, (n, _))| (n.clone(), i))
+        .collect()
+}
+
 impl Stats {
     /// Empty statistics with every configured service and window listed,
     /// in config order.
     pub fn new(spec: &HallSpec) -> Stats {
-        Stats {
+        let mut stats = Stats {
             tz: spec.timezone,
             totals: Group::default(),
             by_service: spec
@@ -124,11 +162,33 @@ impl Stats {
                 .map(|w| (w.id.clone(), WindowGroup::default()))
                 .collect(),
             by_hour: vec![HourGroup::default(); 24],
-        }
+            service_at: HashMap::new(),
+            window_at: HashMap::new(),
+            offset: None,
+        };
+        stats.service_at = positions(&stats.by_service);
+        stats.window_at = positions(&stats.by_window);
+        stats
     }
 
-    fn hour(&self, ms: i64) -> usize {
-        from_ms(ms).with_timezone(&self.tz).hour() as usize
+    /// The hall-local hour of an instant.
+    fn hour(&mut self, ms: i64) -> usize {
+        const QUARTER: i64 = 15 * 60 * 1000;
+        let quarter = ms.div_euclid(QUARTER);
+        let offset = match self.offset {
+            Some((q, off)) if q == quarter => off,
+            _ => {
+                let off = self
+                    .tz
+                    .offset_from_utc_datetime(&from_ms(ms).naive_utc())
+                    .fix()
+                    .local_minus_utc() as i64
+                    * 1000;
+                self.offset = Some((quarter, off));
+                off
+            }
+        };
+        (ms + offset).div_euclid(3_600_000).rem_euclid(24) as usize
     }
 
     /// Counts one ticket.
@@ -140,10 +200,8 @@ impl Stats {
             _ => None,
         };
         let positive = t.rating.is_some_and(|l| l >= POSITIVE_FROM);
-        let (issued_hour, called_hour) = (
-            self.hour(t.created_at),
-            t.first_called_at.map(|c| self.hour(c)),
-        );
+        let issued_hour = self.hour(t.created_at);
+        let called_hour = t.first_called_at.map(|c| self.hour(c));
 
         let count = |g: &mut Group| {
             match t.status {
@@ -162,10 +220,10 @@ impl Stats {
         };
         self.totals.issued += 1;
         count(&mut self.totals);
-        entry(&mut self.by_service, t.issued_service).issued += 1;
-        count(entry(&mut self.by_service, t.service));
+        entry(&mut self.by_service, &mut self.service_at, t.issued_service).issued += 1;
+        count(entry(&mut self.by_service, &mut self.service_at, t.service));
         if let (true, Some(w)) = (done, t.window) {
-            let g = entry(&mut self.by_window, w);
+            let g = entry(&mut self.by_window, &mut self.window_at, w);
             g.served += 1;
             g.services.extend(service);
             if t.rating.is_some() {
@@ -178,6 +236,26 @@ impl Stats {
         h.waits.extend(wait);
         if let Some(c) = called_hour {
             self.by_hour[c].called += 1;
+        }
+    }
+
+    /// Adds another part's statistics (of other dates) to these.
+    pub fn merge(&mut self, other: Stats) {
+        self.totals.absorb(other.totals);
+        for (name, g) in other.by_service {
+            entry(&mut self.by_service, &mut self.service_at, &name).absorb(g);
+        }
+        for (name, g) in other.by_window {
+            let mine = entry(&mut self.by_window, &mut self.window_at, &name);
+            mine.served += g.served;
+            mine.services.extend(g.services);
+            mine.ratings += g.ratings;
+            mine.positive += g.positive;
+        }
+        for (mine, h) in self.by_hour.iter_mut().zip(other.by_hour) {
+            mine.issued += h.issued;
+            mine.called += h.called;
+            mine.waits.extend(h.waits);
         }
     }
 
@@ -302,6 +380,32 @@ mod tests {
         assert_eq!(hours[9].1.issued, 1, "issued at 09:00 hall time");
         assert_eq!(hours[9].1.called, 1);
         assert_eq!(hours[9].2, Some(600));
+    }
+
+    #[test]
+    fn statistics_read_in_parts_and_merged_are_those_read_whole() {
+        let spec = spec();
+        let facts: Vec<TicketFact<'_>> = [("done", "a"), ("no_show", "business"), ("done", "gone")]
+            .iter()
+            .enumerate()
+            .map(|(i, (status, service))| {
+                let mut f = fact(status, service, service);
+                f.created_at += i as i64 * 3_600_000;
+                f.rating = Some(i as u8 + 2);
+                f
+            })
+            .collect();
+        let mut whole = Stats::new(&spec);
+        facts.iter().for_each(|f| whole.add(f));
+        let mut first = Stats::new(&spec);
+        let mut second = Stats::new(&spec);
+        first.add(&facts[0]);
+        facts[1..].iter().for_each(|f| second.add(f));
+        first.merge(second);
+        assert_eq!(first.totals(), whole.totals());
+        assert_eq!(first.by_service(), whole.by_service());
+        assert_eq!(first.by_window(), whole.by_window());
+        assert_eq!(first.by_hour(), whole.by_hour());
     }
 
     #[test]

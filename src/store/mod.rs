@@ -117,12 +117,15 @@ pub trait Backend: Send + 'static {
         Ok(Vec::new())
     }
     /// Every ticket issued on the hall-local dates `from` through `to`
-    /// (`YYYY-MM-DD`), by date and then issue order.
+    /// (`YYYY-MM-DD`), by date and then issue order. Without `full`, the
+    /// columns only the export shows (number, channel, priority) are left
+    /// empty: statistics read a year of rows and need none of them.
     fn visit_tickets(
         &mut self,
         _hall: &str,
         _from: &str,
         _to: &str,
+        _full: bool,
         _visit: &mut dyn FnMut(&TicketFact<'_>),
     ) -> Result<(), StoreError> {
         Ok(())
