@@ -22,12 +22,21 @@ async fn served(c: &Client) -> Value {
 }
 
 async fn rate(c: &Client, t: &Value, body: &str) -> common::Resp {
+    rate_with(c, t, body, &[]).await
+}
+
+async fn rate_keyed(c: &Client, t: &Value, body: &str, key: &str) -> common::Resp {
+    rate_with(c, t, body, &[("idempotency-key", key)]).await
+}
+
+/// The phone's rating: the ticket's token is the credential.
+async fn rate_with(c: &Client, t: &Value, body: &str, headers: &[(&str, &str)]) -> common::Resp {
     c.send(
         "POST",
         &format!("/api/v1/tickets/{}/rating", token(t)),
         None,
         Some(body),
-        &[],
+        headers,
     )
     .await
 }
@@ -79,15 +88,7 @@ async fn the_phone_rates_a_served_ticket_once_and_nothing_else() {
     }
     let t = served(&c).await;
 
-    let r = c
-        .send(
-            "POST",
-            &format!("/api/v1/tickets/{}/rating", token(&t)),
-            None,
-            Some(r#"{"level":4,"comment":"很快"}"#),
-            &[("idempotency-key", "rate-1")],
-        )
-        .await;
+    let r = rate_keyed(&c, &t, r#"{"level":4,"comment":"很快"}"#, "rate-1").await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(
         (r.json["level"].as_u64(), r.json["comment"].as_str()),
@@ -95,15 +96,7 @@ async fn the_phone_rates_a_served_ticket_once_and_nothing_else() {
     );
     assert!(r.json["at"].as_str().unwrap().ends_with("+08:00"));
     // The same request again is the same answer; another is refused.
-    let again = c
-        .send(
-            "POST",
-            &format!("/api/v1/tickets/{}/rating", token(&t)),
-            None,
-            Some(r#"{"level":4,"comment":"很快"}"#),
-            &[("idempotency-key", "rate-1")],
-        )
-        .await;
+    let again = rate_keyed(&c, &t, r#"{"level":4,"comment":"很快"}"#, "rate-1").await;
     assert_eq!((again.status, &again.json), (201, &r.json));
     let second = rate(&c, &t, r#"{"level":1}"#).await;
     assert_eq!(second.status, 409, "{}", second.text);

@@ -9,24 +9,37 @@ use super::*;
 
 const WA: usize = 2;
 
-/// A hall with one ticket of "a" served to the end at window A.
-fn served() -> (Hall, DateTime<Utc>, u64) {
-    let mut hall = Hall::new(spec());
-    let mut now = t0();
-    let req = IssueRequest {
+/// A kiosk's ticket of service "a".
+fn walk_in() -> IssueRequest {
+    IssueRequest {
         service: "a".into(),
         priority: Priority::Normal,
         channel: Channel::Kiosk,
         notify_phone: None,
         outside_hours: false,
         slot: None,
-    };
+    }
+}
+
+/// A hall with one ticket of "a" served to the end at window A.
+fn served() -> (Hall, DateTime<Utc>, u64) {
+    let mut hall = Hall::new(spec());
+    let mut now = t0();
+    let req = walk_in();
     let id = hall.issue(req, "tok".into(), now).unwrap().ticket.unwrap();
     now += Duration::minutes(10);
     hall.call(WA, None, now).unwrap();
     now += Duration::minutes(5);
     hall.complete(WA, now).unwrap();
     (hall, now, id)
+}
+
+/// Rates the served ticket 1; the case it opened.
+fn bad_review(hall: &mut Hall, now: DateTime<Utc>) -> u64 {
+    hall.rate(RatingFrom::Token("tok".into()), 1, None, now)
+        .unwrap()
+        .case
+        .expect("a bad rating opens a case")
 }
 
 fn refused(
@@ -97,14 +110,7 @@ fn only_a_served_ticket_within_the_days_allowed_can_be_rated() {
     .expect("the last moment still counts");
 
     // Waiting, and no-show: not served.
-    let req = IssueRequest {
-        service: "a".into(),
-        priority: Priority::Normal,
-        channel: Channel::Kiosk,
-        notify_phone: None,
-        outside_hours: false,
-        slot: None,
-    };
+    let req = walk_in();
     hall.issue(req, "tok2".into(), now).unwrap();
     let e = refused(&mut hall, |h| {
         h.rate(RatingFrom::Token("tok2".into()), 4, None, now)
@@ -147,11 +153,7 @@ fn the_pad_rates_its_windows_latest_unrated_ticket_of_the_last_ten_minutes() {
 #[test]
 fn a_case_moves_only_forward_and_closed_is_final() {
     let (mut hall, now, _) = served();
-    let id = hall
-        .rate(RatingFrom::Token("tok".into()), 1, None, now)
-        .unwrap()
-        .case
-        .unwrap();
+    let id = bad_review(&mut hall, now);
     let later = now + Duration::hours(1);
     hall.step_case(id, CaseStatus::Rectified, Some("改进流程".into()), later)
         .expect("contacted may be skipped");
@@ -189,11 +191,7 @@ fn a_case_moves_only_forward_and_closed_is_final() {
 #[test]
 fn a_case_is_overdue_past_its_due_date_until_closed() {
     let (mut hall, now, _) = served();
-    let id = hall
-        .rate(RatingFrom::Token("tok".into()), 1, None, now)
-        .unwrap()
-        .case
-        .unwrap();
+    let id = bad_review(&mut hall, now);
     let c = hall.case(id).unwrap();
     assert!(!c.is_overdue(c.due_at));
     assert!(c.is_overdue(c.due_at + Duration::seconds(1)));
@@ -202,11 +200,7 @@ fn a_case_is_overdue_past_its_due_date_until_closed() {
 #[test]
 fn a_day_end_forgets_tickets_too_old_to_rate_and_cases_closed_days_ago() {
     let (mut hall, now, id) = served();
-    let case = hall
-        .rate(RatingFrom::Token("tok".into()), 1, None, now)
-        .unwrap()
-        .case
-        .unwrap();
+    let case = bad_review(&mut hall, now);
     hall.step_case(case, CaseStatus::Closed, None, now).unwrap();
     hall.advance(now + Duration::days(1));
     assert!(hall.ticket(id).is_some(), "still rateable");
@@ -215,14 +209,7 @@ fn a_day_end_forgets_tickets_too_old_to_rate_and_cases_closed_days_ago() {
     assert!(hall.ticket(id).is_none() && hall.ticket_by_token("tok").is_none());
     assert!(hall.case(case).is_none());
     // Ids are never reused.
-    let req = IssueRequest {
-        service: "a".into(),
-        priority: Priority::Normal,
-        channel: Channel::Kiosk,
-        notify_phone: None,
-        outside_hours: false,
-        slot: None,
-    };
+    let req = walk_in();
     let next = hall
         .issue(req, "tok3".into(), now + Duration::days(9))
         .unwrap();
