@@ -135,10 +135,10 @@ pub struct Engine {
     halls: Vec<HallEngine>,
     /// A read connection for catch-up beyond the hub's rings.
     history: Arc<Mutex<Box<dyn Backend>>>,
-    /// A read connection for reports (statistics, exports, listings): a
+    /// Read connections for reports (statistics, exports, listings): a
     /// year's statistics take the better part of a second, and a screen's
-    /// catch-up must not wait behind them.
-    /// Several, so one year's statistics can read its halves at once.
+    /// catch-up must not wait behind them. Several, so one year's
+    /// statistics can read its parts at once.
     reports: Vec<Arc<Mutex<Box<dyn Backend>>>>,
     writer: WriterHandle,
     /// Where committed batches go; the local hub on one node.
