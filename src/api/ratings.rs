@@ -82,7 +82,9 @@ pub async fn by_pad(
 pub async fn summary(api: &Api, req: &Request<'_>, hall: &str) -> Result<Answer, ApiError> {
     let h = super::known_hall(&api.engine, hall)?;
     let dates = super::reports::dates(h, req.query, &[], None)?.0;
-    let (from, to) = dates.instants(h.spec.timezone);
+    let (from, to) = dates
+        .instants(h.spec.timezone)
+        .ok_or_else(|| ApiError::bad_request("the dates are out of range"))?;
     let id = h.spec.id.clone();
     let counts = api
         .engine

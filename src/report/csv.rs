@@ -7,7 +7,8 @@ use std::fmt::Write;
 use chrono::SecondsFormat;
 use chrono_tz::Tz;
 
-use super::{from_ms, seconds_between};
+use super::{service_seconds, wait_seconds};
+use crate::store::from_ms;
 use crate::store::TicketFact;
 
 /// The header row.
@@ -64,16 +65,12 @@ pub fn row(out: &mut String, tz: Tz, t: &TicketFact<'_>) {
     out.push(',');
     time(out, tz, t.finished_at);
     out.push(',');
-    if let Some(c) = t.first_called_at {
-        let _ = write!(out, "{}", seconds_between(t.created_at, c));
+    if let Some(w) = wait_seconds(t) {
+        let _ = write!(out, "{w}");
     }
     out.push(',');
-    if let (true, Some(from), Some(to)) = (
-        t.status == "done",
-        t.started_at.or(t.called_at),
-        t.finished_at,
-    ) {
-        let _ = write!(out, "{}", seconds_between(from, to));
+    if let Some(s) = service_seconds(t) {
+        let _ = write!(out, "{s}");
     }
     out.push(',');
     if let Some(r) = t.rating {

@@ -10,8 +10,11 @@ pub mod csv;
 pub mod ratings;
 pub mod stats;
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
+
+use crate::queue::hours::{instant, DAY_MINUTES};
+use crate::store::TicketFact;
 
 pub use ratings::RatingSummary;
 pub use stats::{Stats, Summary};
@@ -56,32 +59,31 @@ impl Dates {
     }
 
     /// The range as instants: from the first date's local midnight to
-    /// the local midnight after the last.
-    pub fn instants(&self, tz: Tz) -> (DateTime<Utc>, DateTime<Utc>) {
-        let start = local_midnight(tz, self.from);
-        let end = local_midnight(tz, self.to.succ_opt().unwrap_or(self.to));
-        (start, end)
+    /// the local midnight after the last; `None` past chrono's calendar.
+    pub fn instants(&self, tz: Tz) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        Some((
+            instant(tz, self.from, 0)?,
+            instant(tz, self.to, DAY_MINUTES)?,
+        ))
     }
 }
 
-/// The first instant of a local date (the earliest, if a clock change
-/// makes midnight ambiguous; the first that exists, if it skips it).
-pub fn local_midnight(tz: Tz, day: NaiveDate) -> DateTime<Utc> {
-    let mut t = day.and_hms_opt(0, 0, 0).expect("midnight exists");
-    for _ in 0..4 {
-        if let Some(local) = tz.from_local_datetime(&t).earliest() {
-            return local.with_timezone(&Utc);
-        }
-        t += chrono::Duration::minutes(30);
-    }
-    Utc.from_utc_datetime(&day.and_hms_opt(0, 0, 0).expect("midnight exists"))
+/// §11's wait: from issue (or check-in) to the first call.
+pub fn wait_seconds(t: &TicketFact<'_>) -> Option<u32> {
+    t.first_called_at.map(|c| seconds_between(t.created_at, c))
 }
 
-/// A Unix-millisecond instant as a UTC time.
-pub fn from_ms(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+/// §11's service time of a done ticket: from the start (or, never
+/// started, the call) to done.
+pub fn service_seconds(t: &TicketFact<'_>) -> Option<u32> {
+    match (
+        t.status == "done",
+        t.started_at.or(t.called_at),
+        t.finished_at,
+    ) {
+        (true, Some(from), Some(to)) => Some(seconds_between(from, to)),
+        _ => None,
+    }
 }
 
 /// Whole seconds from `a` to `b` (milliseconds), never negative.

@@ -14,9 +14,10 @@ use chrono::Offset;
 use chrono::TimeZone;
 use chrono_tz::Tz;
 
-use super::{from_ms, positive_rate, seconds_between};
+use super::{positive_rate, service_seconds, wait_seconds};
 use crate::queue::rating::POSITIVE_FROM;
 use crate::queue::HallSpec;
+use crate::store::from_ms;
 use crate::store::TicketFact;
 
 /// Counts and times of one group of tickets.
@@ -193,12 +194,9 @@ impl Stats {
 
     /// Counts one ticket.
     pub fn add(&mut self, t: &TicketFact<'_>) {
-        let wait = t.first_called_at.map(|c| seconds_between(t.created_at, c));
+        let wait = wait_seconds(t);
         let done = t.status == "done";
-        let service = match (done, t.started_at.or(t.called_at), t.finished_at) {
-            (true, Some(from), Some(to)) => Some(seconds_between(from, to)),
-            _ => None,
-        };
+        let service = service_seconds(t);
         let positive = t.rating.is_some_and(|l| l >= POSITIVE_FROM);
         let issued_hour = self.hour(t.created_at);
         let called_hour = t.first_called_at.map(|c| self.hour(c));

@@ -37,6 +37,15 @@ pub const IDEMPOTENCY_HOURS: i64 = 24;
 /// contract asks for at least 1,000.
 pub const EVENT_RING: usize = 1024;
 
+/// A stored Unix-millisecond instant as a time (the epoch for one out of
+/// range, which no row of ours holds).
+pub fn from_ms(v: i64) -> DateTime<Utc> {
+    use chrono::TimeZone;
+    Utc.timestamp_millis_opt(v)
+        .single()
+        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+}
+
 /// What the store kept of one hall.
 #[derive(Debug, Default)]
 pub struct Loaded {

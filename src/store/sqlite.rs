@@ -4,14 +4,14 @@
 use std::path::Path;
 
 use bytes::Bytes;
-use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
+use super::{from_ms, EVENT_RING, IDEMPOTENCY_HOURS, LOAD_FINISHED_HOURS};
 use super::{
     Backend, Batch, BookingRow, CaseRow, IdempotencyRecord, Loaded, OutboxRecord, OutboxStatus,
     OutboxUpdate, RatingCount, StoreError, StoredEvent, TicketFact,
 };
-use super::{EVENT_RING, IDEMPOTENCY_HOURS, LOAD_FINISHED_HOURS};
 use crate::queue::eta::ServiceClock;
 use crate::queue::hall::CASES_KEPT_DAYS;
 use crate::queue::{
@@ -230,12 +230,6 @@ impl Sqlite {
 
 fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
-}
-
-fn from_ms(v: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(v)
-        .single()
-        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
 }
 
 fn day_str(d: NaiveDate) -> String {
