@@ -105,9 +105,7 @@ async fn the_phone_rates_a_served_ticket_once_and_nothing_else() {
     // The ticket shows its rating to its owner; a good one opens no case.
     let view = c.get(&format!("/api/v1/tickets/{}", token(&t))).await;
     assert_eq!(view.json["rating"]["level"], 4);
-    let cases = c
-        .send("GET", "/api/v1/halls/demo/cases", Some(ADMIN), None, &[])
-        .await;
+    let cases = c.get_as("/api/v1/halls/demo/cases", ADMIN).await;
     assert_eq!(cases.json, serde_json::json!([]));
     let r = c
         .send(
@@ -185,7 +183,7 @@ async fn a_bad_review_opens_a_case_that_moves_only_forward_and_is_overdue_past_i
     let r = rate(&c, &t, r#"{"level":1,"comment":"等太久"}"#).await;
     assert_eq!(r.status, 201, "{}", r.text);
     let cases = "/api/v1/halls/demo/cases";
-    let list = c.send("GET", cases, Some(ADMIN), None, &[]).await;
+    let list = c.get_as(cases, ADMIN).await;
     assert_eq!(list.status, 200, "{}", list.text);
     let case = &list.json[0];
     assert_eq!(case["number"], t["number"]);
@@ -215,13 +213,8 @@ async fn a_bad_review_opens_a_case_that_moves_only_forward_and_is_overdue_past_i
     let step = format!("{cases}/{id}");
 
     // Staff only.
-    assert_eq!(c.send("GET", cases, None, None, &[]).await.status, 401);
-    assert_eq!(
-        c.send("GET", cases, Some(&window_token("3-01")), None, &[])
-            .await
-            .status,
-        403
-    );
+    assert_eq!(c.get(cases).await.status, 401);
+    assert_eq!(c.get_as(cases, &window_token("3-01")).await.status, 403);
     let r = c
         .post(&step, &window_token("3-01"), r#"{"status":"closed"}"#)
         .await;
@@ -229,15 +222,7 @@ async fn a_bad_review_opens_a_case_that_moves_only_forward_and_is_overdue_past_i
 
     // Past the due date, still open: overdue.
     clock.set("2026-12-06T10:00:01+08:00");
-    let list = c
-        .send(
-            "GET",
-            &format!("{cases}?status=open"),
-            Some(ADMIN),
-            None,
-            &[],
-        )
-        .await;
+    let list = c.get_as(&format!("{cases}?status=open"), ADMIN).await;
     assert_eq!(list.json[0]["overdue"], true, "{}", list.text);
 
     let r = c
@@ -289,35 +274,11 @@ async fn a_bad_review_opens_a_case_that_moves_only_forward_and_is_overdue_past_i
         404
     );
 
-    let open = c
-        .send(
-            "GET",
-            &format!("{cases}?status=open"),
-            Some(ADMIN),
-            None,
-            &[],
-        )
-        .await;
+    let open = c.get_as(&format!("{cases}?status=open"), ADMIN).await;
     assert_eq!(open.json, serde_json::json!([]));
-    let closed = c
-        .send(
-            "GET",
-            &format!("{cases}?status=closed"),
-            Some(ADMIN),
-            None,
-            &[],
-        )
-        .await;
+    let closed = c.get_as(&format!("{cases}?status=closed"), ADMIN).await;
     assert_eq!(closed.json.as_array().unwrap().len(), 1);
-    let r = c
-        .send(
-            "GET",
-            &format!("{cases}?status=late"),
-            Some(ADMIN),
-            None,
-            &[],
-        )
-        .await;
+    let r = c.get_as(&format!("{cases}?status=late"), ADMIN).await;
     assert_eq!(r.status, 400);
 
     // Days later the closed case has left memory; a step is still refused
@@ -328,7 +289,7 @@ async fn a_bad_review_opens_a_case_that_moves_only_forward_and_is_overdue_past_i
         (r.status == 409 && r.text.contains("final")).then_some(())
     })
     .await;
-    let all = c.send("GET", cases, Some(ADMIN), None, &[]).await;
+    let all = c.get_as(cases, ADMIN).await;
     assert_eq!(all.json[0]["status"], "closed");
 }
 
@@ -343,9 +304,7 @@ async fn ratings_and_cases_survive_kill_9() {
             .status,
         201
     );
-    let list = c
-        .send("GET", "/api/v1/halls/demo/cases", Some(ADMIN), None, &[])
-        .await;
+    let list = c.get_as("/api/v1/halls/demo/cases", ADMIN).await;
     let id = list.json[0]["id"].as_str().unwrap().to_string();
     let step = format!("/api/v1/halls/demo/cases/{id}");
     assert_eq!(
@@ -375,9 +334,7 @@ async fn ratings_and_cases_survive_kill_9() {
     // A new bad review gets a new id.
     let t2 = served(&c).await;
     assert_eq!(rate(&c, &t2, r#"{"level":1}"#).await.status, 201);
-    let list = c
-        .send("GET", "/api/v1/halls/demo/cases", Some(ADMIN), None, &[])
-        .await;
+    let list = c.get_as("/api/v1/halls/demo/cases", ADMIN).await;
     let ids: Vec<&str> = list
         .json
         .as_array()

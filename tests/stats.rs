@@ -233,7 +233,7 @@ async fn a_scripted_day_gives_exact_counts_and_percentiles_also_from_the_store_a
     let c = Client::new(&s);
     let tickets = scripted_day(&c, &clock).await;
     let day = "/api/v1/halls/demo/stats?from=2026-12-01&to=2026-12-01";
-    let r = c.send("GET", day, Some(ADMIN), None, &[]).await;
+    let r = c.get_as(day, ADMIN).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
         (r.json["from"].as_str(), r.json["to"].as_str()),
@@ -254,27 +254,21 @@ async fn a_scripted_day_gives_exact_counts_and_percentiles_also_from_the_store_a
         .get(&format!("/api/v1/tickets/{}", token(&tickets[0])))
         .await;
     assert_eq!(gone.status, 404, "memory forgot the day");
-    let r = c.send("GET", day, Some(ADMIN), None, &[]).await;
+    let r = c.get_as(day, ADMIN).await;
     check_day(&r.json);
     // A range around it counts the same; one without it counts nothing.
     let r = c
-        .send(
-            "GET",
+        .get_as(
             "/api/v1/halls/demo/stats?from=2026-01-01&to=2026-12-31",
-            Some(ADMIN),
-            None,
-            &[],
+            ADMIN,
         )
         .await;
     assert_eq!(r.status, 200, "366 dates are allowed: {}", r.text);
     check_day(&r.json);
     let r = c
-        .send(
-            "GET",
+        .get_as(
             "/api/v1/halls/demo/stats?from=2026-12-02&to=2026-12-24",
-            Some(ADMIN),
-            None,
-            &[],
+            ADMIN,
         )
         .await;
     assert_eq!(r.json["totals"]["issued"], 0);
@@ -293,9 +287,7 @@ async fn a_range_is_checked_and_the_stats_are_for_the_admin() {
         "from=yesterday",
         "when=today",
     ] {
-        let r = c
-            .send("GET", &format!("{base}?{q}"), Some(ADMIN), None, &[])
-            .await;
+        let r = c.get_as(&format!("{base}?{q}"), ADMIN).await;
         assert_eq!(
             (r.status, r.code()),
             (400, "bad_request"),
@@ -304,40 +296,17 @@ async fn a_range_is_checked_and_the_stats_are_for_the_admin() {
         );
     }
     let r = c
-        .send(
-            "GET",
-            &format!("{base}?from=2025-01-01&to=2026-01-01"),
-            Some(ADMIN),
-            None,
-            &[],
-        )
+        .get_as(&format!("{base}?from=2025-01-01&to=2026-01-01"), ADMIN)
         .await;
     assert_eq!(r.status, 200, "366 dates: {}", r.text);
-    assert_eq!(c.send("GET", base, None, None, &[]).await.status, 401);
-    assert_eq!(
-        c.send("GET", base, Some(KIOSK), None, &[]).await.status,
-        403
-    );
-    assert_eq!(
-        c.send("GET", base, Some(&window_token("3-01")), None, &[])
-            .await
-            .status,
-        403
-    );
+    assert_eq!(c.get(base).await.status, 401);
+    assert_eq!(c.get_as(base, KIOSK).await.status, 403);
+    assert_eq!(c.get_as(base, &window_token("3-01")).await.status, 403);
     let csv = format!("{base}.csv");
-    assert_eq!(c.send("GET", &csv, None, None, &[]).await.status, 401);
-    assert_eq!(
-        c.send("GET", &csv, Some(KIOSK), None, &[]).await.status,
-        403
-    );
+    assert_eq!(c.get(&csv).await.status, 401);
+    assert_eq!(c.get_as(&csv, KIOSK).await.status, 403);
     let r = c
-        .send(
-            "GET",
-            &format!("{csv}?from=2026-12-02&to=2026-12-01"),
-            Some(ADMIN),
-            None,
-            &[],
-        )
+        .get_as(&format!("{csv}?from=2026-12-02&to=2026-12-01"), ADMIN)
         .await;
     assert_eq!(r.status, 400);
     assert_eq!(
@@ -347,14 +316,12 @@ async fn a_range_is_checked_and_the_stats_are_for_the_admin() {
         405
     );
     assert_eq!(
-        c.send("GET", "/api/v1/halls/nope/stats", Some(ADMIN), None, &[])
-            .await
-            .status,
+        c.get_as("/api/v1/halls/nope/stats", ADMIN).await.status,
         404
     );
     // Today by default.
     c.issue("business").await;
-    let r = c.send("GET", base, Some(ADMIN), None, &[]).await;
+    let r = c.get_as(base, ADMIN).await;
     assert_eq!(r.json["totals"]["issued"], 1, "{}", r.text);
     assert_eq!(r.json["from"], r.json["to"]);
 }
@@ -366,12 +333,9 @@ async fn the_export_has_a_row_per_ticket_with_the_contracts_columns_and_nothing_
     let c = Client::new(&s);
     let tickets = scripted_day(&c, &clock).await;
     let r = c
-        .send(
-            "GET",
+        .get_as(
             "/api/v1/halls/demo/stats.csv?from=2026-11-30&to=2026-12-02",
-            Some(ADMIN),
-            None,
-            &[],
+            ADMIN,
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -437,12 +401,9 @@ async fn the_export_has_a_row_per_ticket_with_the_contracts_columns_and_nothing_
     // The dashboard's charts: SVG of the hours.
     for kind in ["issued", "waits"] {
         let r = c
-            .send(
-                "GET",
+            .get_as(
                 &format!("/api/v1/halls/demo/stats/chart.svg?kind={kind}&from=2026-12-01"),
-                Some(ADMIN),
-                None,
-                &[],
+                ADMIN,
             )
             .await;
         assert_eq!(r.status, 200);
@@ -453,13 +414,7 @@ async fn the_export_has_a_row_per_ticket_with_the_contracts_columns_and_nothing_
         );
     }
     let r = c
-        .send(
-            "GET",
-            "/api/v1/halls/demo/stats/chart.svg?kind=pie",
-            Some(ADMIN),
-            None,
-            &[],
-        )
+        .get_as("/api/v1/halls/demo/stats/chart.svg?kind=pie", ADMIN)
         .await;
     assert_eq!(r.status, 400);
 }

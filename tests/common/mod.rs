@@ -272,6 +272,11 @@ impl Client {
         self.send("GET", path, None, None, &[]).await
     }
 
+    /// A GET with a token (staff's routes).
+    pub async fn get_as(&self, path: &str, token: &str) -> Resp {
+        self.send("GET", path, Some(token), None, &[]).await
+    }
+
     pub async fn post(&self, path: &str, token: &str, body: &str) -> Resp {
         self.send("POST", path, Some(token), Some(body), &[]).await
     }
