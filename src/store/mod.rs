@@ -27,10 +27,6 @@ use chrono::{DateTime, Utc};
 
 use crate::queue::{CaseStatus, HallSpec, Restored};
 
-/// Tickets older than this that are finished are not loaded into memory on
-/// start (they stay in the store); two days covers "yesterday's ticket" on
-/// a citizen's phone.
-pub const LOAD_FINISHED_HOURS: i64 = 48;
 /// Idempotency keys are honoured for 24 hours (contract §3).
 pub const IDEMPOTENCY_HOURS: i64 = 24;
 /// Events kept in memory per floor and per hall for `?after` catch-up; the

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use super::{from_ms, EVENT_RING, IDEMPOTENCY_HOURS, LOAD_FINISHED_HOURS};
+use super::{from_ms, EVENT_RING, IDEMPOTENCY_HOURS};
 use super::{
     Backend, Batch, BookingRow, CaseRow, IdempotencyRecord, Loaded, OutboxRecord, OutboxStatus,
     OutboxUpdate, RatingCount, StoreError, StoredEvent, TicketFact,
@@ -695,9 +695,9 @@ impl Backend for Sqlite {
         let mut loaded = Loaded::default();
         let st = &mut loaded.state;
 
-        let kept =
-            (now - spec.ratings.finished_kept()).min(now - Duration::hours(LOAD_FINISHED_HOURS));
-        let cutoff = ms(kept);
+        // Finished tickets are loaded as long as the hall keeps them in
+        // memory (they stay in the store for good).
+        let cutoff = ms(now - spec.ratings.finished_kept());
         let mut q = c.prepare(
             "SELECT id, token, number, day, service, priority, channel, status, window, recall,
                     line_pos, created_at, called_at, started_at, finished_at, call_floor,
