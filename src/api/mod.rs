@@ -593,7 +593,7 @@ fn only(m: &Method, want: Method) -> Result<(), ApiError> {
     }
 }
 
-fn respond(answer: Answer, route: &'static str) -> Response<Bytes> {
+pub(super) fn respond(answer: Answer, route: &'static str) -> Response<Bytes> {
     let (status, content_type, cache, body) = match answer {
         Answer::Json(r) => (r.status, "application/json", None, r.body),
         Answer::Other {

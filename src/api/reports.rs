@@ -180,15 +180,11 @@ pub fn export_route(
         .map(move |hall: String, query: String, headers: HeaderMap| {
             match export(&api, &hall, &query, &headers) {
                 Ok(r) => r,
-                Err(e) => {
-                    let r = e.reply();
-                    let mut resp = warp::reply::Response::new(r.body.into());
-                    *resp.status_mut() = warp::http::StatusCode::from_u16(r.status)
-                        .unwrap_or(warp::http::StatusCode::BAD_REQUEST);
-                    resp.headers_mut()
-                        .insert("content-type", "application/json".parse().expect("a value"));
-                    resp
-                }
+                // Answered as every other route's refusal is.
+                Err(e) => warp::Reply::into_response(super::respond(
+                    e.into(),
+                    "/api/v1/halls/{hall}/stats.csv",
+                )),
             }
         })
 }
