@@ -98,7 +98,8 @@ struct State {
     /// Bytes of `pending` not yet written, counted against
     /// [`SUBSCRIBER_QUEUE_BYTES`].
     pending_bytes: usize,
-    /// Highest seq fully handed to the kernel: where a client closed as
+    /// Highest seq fully handed to the kernel (once closed, also what is
+    /// left to write before the close frame): where a client closed as
     /// slow should resume.
     sent_through: u64,
     closed: Closed,
@@ -481,17 +482,19 @@ impl Slot {
         // bytes and must always get through; everything else counts.
         let control = last_seq == 0 && msgs == 0;
         if !control && st.pending_bytes + bytes.len() > SUBSCRIBER_QUEUE_BYTES {
-            self.close_locked(st, Closed::Slow);
-            // A frame the kernel took part of is still finished first.
+            // A frame the kernel took part of is still finished first, and
+            // so counts in where the client resumes.
             if started {
                 st.pending_bytes += bytes.len();
+                st.pending_msgs += msgs;
                 st.pending.push_back(Entry {
                     bytes,
-                    last_seq: 0,
-                    msgs: 0,
+                    last_seq,
+                    msgs,
                     started,
                 });
             }
+            self.close_locked(st, Closed::Slow);
             return false;
         }
         let was_empty = st.pending.is_empty();
@@ -530,6 +533,12 @@ impl Slot {
             st.pending.retain(|e| e.started);
             st.pending_msgs = st.pending.iter().map(|e| e.msgs).sum();
             st.pending_bytes = st.pending.iter().map(|e| e.bytes.len()).sum();
+        }
+        // What is left goes out before the close frame, so the close's
+        // `?after=` must count it: a begun frame's messages reach the
+        // client whole, and naming an earlier seq would replay them.
+        if let Some(last) = st.pending.iter().map(|e| e.last_seq).max() {
+            st.sent_through = st.sent_through.max(last);
         }
         self.changed.notify_one();
     }
@@ -831,6 +840,11 @@ mod tests {
             "the queue holds its limit, then closes"
         );
         assert_eq!(peer.status().1, Closed::Slow);
+        assert_eq!(
+            peer.sent_through(),
+            1,
+            "the close's ?after counts the begun frame, sent before it"
+        );
         assert!(
             !peer.member().deliver(&batch(9999..=9999, 1)),
             "nothing more is taken"
@@ -1015,6 +1029,7 @@ mod tests {
         // One of 200 KB no longer fits in the mebibyte.
         assert!(!peer.member().deliver(&batch(102..=102, 200_000)));
         assert_eq!(peer.status().1, Closed::Slow);
+        assert_eq!(peer.sent_through(), 1, "the begun frame will be sent whole");
         peer.write_control(&[0x88, 0x00]).unwrap();
         let flusher = flush_in_background(&peer);
         let got = read_available(&mut client).await;
