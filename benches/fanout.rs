@@ -509,14 +509,13 @@ async fn run(o: Opts) {
         .unwrap();
     // Tickets first: issuing with 10k screens connected would itself be a
     // fan-out of one waiting event per ticket.
-    if o.scenario != "idle" {
-        let need = if o.scenario == "latency" || o.scenario == "storm" {
-            o.calls + 40
-        } else {
-            20_000
-        };
-        issue_tickets(&http, &s.base, need).await;
-    }
+    let need = match o.scenario.as_str() {
+        "latency" | "storm" => o.calls + 40,
+        // Enough for the calls made while they idle.
+        "idle" => 8,
+        _ => 20_000,
+    };
+    issue_tickets(&http, &s.base, need).await;
     phase("tickets issued");
     let rss_before = rss_kib(&pid);
     let stalled_every = (o.scenario == "stall").then_some(100);
@@ -531,6 +530,26 @@ async fn run(o: Opts) {
         (rss_after as f64 - rss_before as f64) / o.subs as f64
     );
     if o.scenario == "idle" {
+        // At connect is not all an idle screen costs: a first delivery and
+        // a ping and its pong each go through paths not taken yet (buffers
+        // grown on first use, a frame read). The server pings every
+        // HALLCAST_BENCH_PING_SECONDS (set by `start_server`), so two of
+        // its periods see every connection pinged.
+        let published = Mutex::new(Vec::new());
+        for w in ["3-01", "3-02"] {
+            call(&http, &s.base, w, &published).await;
+        }
+        settle(&f).await;
+        tokio::time::sleep(Duration::from_secs(2 * common::PING_SECONDS + 1)).await;
+        let rss_settled = rss_kib(&pid);
+        let alive = f.seen().iter().filter(|s| !s.ended).count();
+        println!(
+            "server RSS {} KiB after two calls and two ping rounds ({} of {} subscribers open): {:.2} KiB per connection",
+            rss_settled,
+            alive,
+            o.subs,
+            (rss_settled as f64 - rss_before as f64) / o.subs as f64
+        );
         return;
     }
     phase("subscribers connected");

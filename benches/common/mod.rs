@@ -27,6 +27,10 @@ impl Drop for Server {
 /// `HALLCAST_BENCH_SERVER` replaces the binary with another command (split
 /// on spaces) that takes the same arguments: a reference server, to
 /// compare on the same machine at the same moment.
+/// The bench server pings every this many seconds (the default is 25), so
+/// a bench sees the ping path within its run.
+pub const PING_SECONDS: u64 = 5;
+
 pub fn start_server(cpus: Option<&str>) -> Server {
     start_server_in(cpus, bench_dir())
 }
@@ -63,7 +67,9 @@ pub fn start_server_in(cpus: Option<&str>, dir: tempfile::TempDir) -> Server {
     let config = dir.path().join("bench.toml");
     let demo = hallcast::demo::CONFIG.replacen(
         "[server]\n",
-        "[server.limits]\nstreams_per_ip = 0\n\n[server]\n",
+        &format!(
+            "[server.limits]\nstreams_per_ip = 0\n\n[server]\nping_seconds = {PING_SECONDS}\n"
+        ),
         1,
     );
     std::fs::write(&config, demo).expect("write the bench config");

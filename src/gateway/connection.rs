@@ -1,20 +1,27 @@
 //! One WebSocket connection's task. Deliveries do not pass through here
 //! (the fan-out writes them to the socket, see [`super::peer`]); the task
 //! writes what had to queue, reads the socket all the time (pongs, pings,
-//! close), pings, and closes with a reason.
+//! close: see [`super::inbound`]), pings, and closes with a reason.
+//!
+//! The task is most of what an idle screen costs, so what it keeps across
+//! an await is kept small: no buffer of its own (reads go to a buffer on
+//! the thread's stack), a timer, and a few counters.
 
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use std::io;
+use std::ops::ControlFlow;
+
+use bytes::Bytes;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::WebSocketStream;
 
 use super::channel::Pager;
-use super::peer::{Peer, PeerIo};
+use super::inbound::{Frame, Inbound, Refusal};
+use super::peer::Peer;
 use crate::hub::Closed;
 
 /// The server pings this often unless `[server] ping_seconds` says
@@ -40,64 +47,97 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// and bounds what a dead one holds.
 const SLOW_CLOSE_WAIT: Duration = Duration::from_secs(60);
 
+/// Read from the socket at a time, into the stack of the thread running
+/// the task: clients send only control frames, a few bytes each.
+const READ_CHUNK: usize = 2048;
+
+/// Reads per wake before the task lets the others run: a client that
+/// floods pings is handled in turns, not in one long loop.
+const READS_PER_WAKE: usize = 16;
+
+/// How a connection ends.
+enum End {
+    /// The socket ended or failed: nothing more to say.
+    Quiet,
+    /// The client closed and its close was answered: send the answer.
+    Answered,
+    /// The server closes, with this code and reason.
+    Close(CloseCode, String),
+}
+
+impl From<Refusal> for End {
+    fn from(r: Refusal) -> End {
+        End::Close(r.code, r.reason.to_string())
+    }
+}
+
+/// A control frame of the server's, as bytes.
+fn control(frame: WsFrame) -> Vec<u8> {
+    let mut v = Vec::with_capacity(frame.len());
+    frame.format(&mut v).expect("a Vec takes any write");
+    v
+}
+
 /// Serves one connection until either side ends it. The peer has been
-/// started (its first messages are queued); `pager` fetches the rest of
-/// its catch-up.
-pub async fn serve(
-    peer: Arc<Peer>,
-    mut ws: WebSocketStream<PeerIo>,
-    ping_every: Duration,
-    pager: Option<Pager>,
-) {
-    let reason = run(&peer, &mut ws, ping_every, pager.as_ref()).await;
-    if let Some((code, reason)) = reason {
-        tracing::debug!(code = u16::from(code), %reason, "closing connection");
-        let wait = if code == CloseCode::Library(CLOSE_SLOW) {
-            SLOW_CLOSE_WAIT
-        } else {
-            CLOSE_WAIT
-        };
-        // Stop deliveries first: nothing may follow the close frame.
-        peer.close(Closed::Gone);
-        let frame = CloseFrame {
-            code,
-            reason: reason.into(),
-        };
-        let _ = tokio::time::timeout(wait, async {
-            if ws.close(Some(frame)).await.is_err() {
-                return;
-            }
-            if poll_fn(|cx| peer.poll_flush(cx)).await.is_err() {
-                return;
-            }
-            // Read until the peer answers the close (or goes).
-            while let Some(Ok(_)) = ws.next().await {}
-        })
-        .await;
+/// started (its first messages are queued); `prefix` is what arrived past
+/// the handshake; `pager` fetches the rest of its catch-up.
+pub async fn serve(peer: Arc<Peer>, prefix: Bytes, ping_every: Duration, pager: Option<Pager>) {
+    let mut talk = Talk::default();
+    let end = match talk.take(&peer, &mut prefix.to_vec()) {
+        ControlFlow::Break(end) => end,
+        ControlFlow::Continue(()) => run(&peer, &mut talk, ping_every, pager.as_ref()).await,
+    };
+    match end {
+        End::Quiet => {}
+        End::Answered => {
+            let _ = tokio::time::timeout(CLOSE_WAIT, poll_fn(|cx| peer.poll_flush(cx))).await;
+        }
+        End::Close(code, reason) => {
+            tracing::debug!(code = u16::from(code), %reason, "closing connection");
+            let wait = if code == CloseCode::Library(CLOSE_SLOW) {
+                SLOW_CLOSE_WAIT
+            } else {
+                CLOSE_WAIT
+            };
+            // Stop deliveries first: nothing may follow the close frame.
+            peer.close(Closed::Gone);
+            let frame = control(WsFrame::close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })));
+            let _ = tokio::time::timeout(wait, async {
+                if peer.write_control(&frame).is_err() {
+                    return;
+                }
+                if poll_fn(|cx| peer.poll_flush(cx)).await.is_err() {
+                    return;
+                }
+                // Read until the client answers the close (or goes).
+                while poll_fn(|cx| peer.poll_readable(cx)).await.is_ok() {
+                    if talk.until_close(&peer).is_break() {
+                        return;
+                    }
+                }
+            })
+            .await;
+        }
     }
     peer.shutdown();
 }
 
-/// The connection's loop; the close frame to send, if any.
-async fn run(
-    peer: &Peer,
-    ws: &mut WebSocketStream<PeerIo>,
-    ping_every: Duration,
-    pager: Option<&Pager>,
-) -> Option<(CloseCode, String)> {
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
-    // Only a pong that answers our own last ping counts as life (contract
-    // §13): each ping carries its number, and an unsolicited pong — which
-    // a client that never reads could send forever — changes nothing.
-    let mut pings_sent = 0u64;
-    let mut pong_due: Option<[u8; 8]> = None;
-    let mut client_pings = 0u32;
+/// The connection's loop, until it ends.
+async fn run(peer: &Peer, talk: &mut Talk, ping_every: Duration, pager: Option<&Pager>) -> End {
+    let ping = tokio::time::sleep(ping_every);
+    tokio::pin!(ping);
     loop {
         // The page before is all with the kernel: fetch the next. Reading
         // the socket waits meanwhile (a store read of one page).
         if let Some((next, through)) = peer.wants_page() {
+            // Boxed, as the subscription is (see `gateway::routes`): a
+            // store read is a large future, and inline it would size the
+            // task for the whole life of the connection.
             let page = match pager {
-                Some(p) => p.page(next, through).await,
+                Some(p) => Box::pin(p.page(next, through)).await,
                 None => None,
             };
             peer.add_page(page);
@@ -106,22 +146,22 @@ async fn run(
         let (pending, closed) = peer.status();
         match closed {
             Closed::Open => {}
-            Closed::Gone => return None,
+            Closed::Gone => return End::Quiet,
             Closed::Slow => {
-                return Some((
+                return End::Close(
                     CloseCode::Library(CLOSE_SLOW),
                     format!(
                         "slow consumer: too far behind; reconnect with ?after={}",
                         peer.sent_through()
                     ),
-                ))
+                )
             }
             // Pending messages go out before "going away".
             Closed::Shutdown if !pending => {
-                return Some((
+                return End::Close(
                     CloseCode::Away,
                     "server restarting; reconnect with ?after".into(),
-                ))
+                )
             }
             Closed::Shutdown => {}
         }
@@ -129,63 +169,132 @@ async fn run(
             biased;
             r = poll_fn(|cx| peer.poll_flush(cx)), if pending => {
                 if r.is_err() {
-                    return None;
+                    return End::Quiet;
                 }
             }
             _ = peer.changed(), if !pending => {}
-            frame = ws.next() => match frame {
-                None => return None,
-                Some(Ok(Message::Pong(p))) => {
-                    if pong_due.is_some_and(|want| p[..] == want[..]) {
-                        pong_due = None;
-                    }
+            r = poll_fn(|cx| peer.poll_readable(cx)) => {
+                if r.is_err() {
+                    return End::Quiet;
                 }
-                Some(Ok(Message::Ping(_))) => {
-                    client_pings += 1;
-                    if client_pings > MAX_CLIENT_PINGS {
-                        return Some((CloseCode::Policy, "too many pings".to_string()));
-                    }
-                    // tungstenite queued the pong; hand it to the peer.
-                    if ws.flush().await.is_err() {
-                        return None;
-                    }
+                if let ControlFlow::Break(end) = talk.read(peer) {
+                    return end;
                 }
-                Some(Ok(Message::Close(_))) => {
-                    // Send the queued close reply so the client sees a clean
-                    // closing handshake.
-                    peer.close(Closed::Gone);
-                    let _ = ws.close(None).await;
-                    let _ = tokio::time::timeout(CLOSE_WAIT, poll_fn(|cx| peer.poll_flush(cx))).await;
-                    return None;
-                }
-                Some(Ok(Message::Text(_))) => {
-                    return Some((CloseCode::Policy, "this channel does not accept messages".into()));
-                }
-                Some(Ok(Message::Binary(_))) => {
-                    return Some((CloseCode::Unsupported, "binary frames are not accepted".into()));
-                }
-                Some(Ok(Message::Frame(_))) => {}
-                Some(Err(WsError::Capacity(_))) => {
-                    return Some((CloseCode::Size, "frame too large".into()));
-                }
-                Some(Err(WsError::Protocol(_))) | Some(Err(WsError::Utf8(_))) => {
-                    return Some((CloseCode::Protocol, "protocol error".into()));
-                }
-                Some(Err(_)) => return None,
-            },
-            _ = ping.tick() => {
-                if pong_due.is_some() {
+            }
+            () = &mut ping => {
+                if talk.pong_due.is_some() {
                     tracing::debug!("no pong within a ping period; closing");
-                    return None;
+                    return End::Quiet;
                 }
-                pings_sent += 1;
-                let payload = pings_sent.to_be_bytes();
-                pong_due = Some(payload);
-                client_pings = 0;
-                let ping = Message::Ping(bytes::Bytes::copy_from_slice(&payload));
-                if ws.send(ping).await.is_err() {
-                    return None;
+                ping.as_mut().reset(tokio::time::Instant::now() + ping_every);
+                talk.pings_sent += 1;
+                let payload = talk.pings_sent.to_be_bytes();
+                talk.pong_due = Some(payload);
+                talk.client_pings = 0;
+                if peer.write_control(&control(WsFrame::ping(payload.to_vec()))).is_err() {
+                    return End::Quiet;
                 }
+            }
+        }
+    }
+}
+
+/// The connection's side of the conversation: what it has read of a
+/// frame, and the pings.
+#[derive(Default)]
+struct Talk {
+    inbound: Inbound,
+    /// Only a pong that answers our own last ping counts as life (contract
+    /// §13): each ping carries its number, and an unsolicited pong — which
+    /// a client that never reads could send forever — changes nothing.
+    pings_sent: u64,
+    pong_due: Option<[u8; 8]>,
+    client_pings: u32,
+}
+
+impl Talk {
+    /// Reads what the socket has and answers it.
+    fn read(&mut self, peer: &Peer) -> ControlFlow<End> {
+        let mut buf = [0u8; READ_CHUNK];
+        for _ in 0..READS_PER_WAKE {
+            match peer.try_read(&mut buf) {
+                Ok(0) => return ControlFlow::Break(End::Quiet),
+                Ok(n) => self.take(peer, &mut buf[..n])?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => return ControlFlow::Break(End::Quiet),
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Answers the frames in `data`.
+    fn take(&mut self, peer: &Peer, data: &mut [u8]) -> ControlFlow<End> {
+        let Talk {
+            inbound,
+            pong_due,
+            client_pings,
+            ..
+        } = self;
+        let heard = inbound.feed(data, |frame| match frame {
+            Frame::Pong(p) => {
+                if pong_due.is_some_and(|want| p == want) {
+                    *pong_due = None;
+                }
+                ControlFlow::Continue(())
+            }
+            Frame::Ping(p) => {
+                *client_pings += 1;
+                if *client_pings > MAX_CLIENT_PINGS {
+                    return ControlFlow::Break(End::Close(
+                        CloseCode::Policy,
+                        "too many pings".into(),
+                    ));
+                }
+                match peer.write_control(&control(WsFrame::pong(p.to_vec()))) {
+                    Ok(()) => ControlFlow::Continue(()),
+                    Err(_) => ControlFlow::Break(End::Quiet),
+                }
+            }
+            Frame::Close(code) => {
+                // Nothing more is delivered; the answer (RFC 6455 §5.5.1:
+                // the client's code, echoed) follows what the kernel has
+                // begun, so the client sees a clean closing handshake.
+                peer.close(Closed::Gone);
+                let answer = code.map(|c| CloseFrame {
+                    code: CloseCode::from(c),
+                    reason: "".into(),
+                });
+                match peer.write_control(&control(WsFrame::close(answer))) {
+                    Ok(()) => ControlFlow::Break(End::Answered),
+                    Err(_) => ControlFlow::Break(End::Quiet),
+                }
+            }
+        });
+        match heard {
+            Ok(flow) => flow,
+            Err(refusal) => ControlFlow::Break(refusal.into()),
+        }
+    }
+
+    /// After the server's close: reads until the client's answering close
+    /// (`Break`), ignoring anything else, or until the socket ends.
+    fn until_close(&mut self, peer: &Peer) -> ControlFlow<()> {
+        let mut buf = [0u8; READ_CHUNK];
+        loop {
+            match peer.try_read(&mut buf) {
+                Ok(0) => return ControlFlow::Break(()),
+                Ok(n) => {
+                    let heard = self.inbound.feed(&mut buf[..n], |frame| match frame {
+                        Frame::Close(_) => ControlFlow::Break(()),
+                        _ => ControlFlow::Continue(()),
+                    });
+                    match heard {
+                        Ok(ControlFlow::Continue(())) => {}
+                        _ => return ControlFlow::Break(()),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ControlFlow::Continue(()),
+                Err(_) => return ControlFlow::Break(()),
             }
         }
     }

@@ -6,6 +6,7 @@
 
 pub mod channel;
 pub mod connection;
+pub mod inbound;
 pub mod peer;
 pub mod sse;
 pub mod upgrade;
@@ -16,8 +17,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::WebSocketStream;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use warp::http::{HeaderMap, Response};
@@ -28,7 +27,7 @@ use crate::limits::Limits;
 use crate::listener::PeerAddr;
 use crate::wire::ApiError;
 use channel::Channel;
-use peer::{Peer, PeerIo, Peers};
+use peer::{Peer, Peers};
 
 fn error(e: ApiError) -> Response<Bytes> {
     let r = e.reply();
@@ -87,53 +86,22 @@ pub fn routes(
                     Ok(g) => g,
                     Err(r) => return *r,
                 };
-                let engine = engine.clone();
                 let id = next_conn.fetch_add(1, Ordering::Relaxed);
-                let peers = peers.clone();
-                let span = tracing::debug_span!("ws", conn = id, channel = ch.kind());
+                let kind = ch.kind();
+                let span = tracing::debug_span!("ws", conn = id, channel = kind);
+                // The upgrade and the subscription, boxed: their futures
+                // (a store read among them) are larger than all the rest,
+                // and inline they would size the task of every idle
+                // screen; boxed, the box is freed once they are done.
+                let opening = Box::pin(open(engine.clone(), ch, after, on_upgrade, peers.clone()));
                 tasks.spawn(
                     async move {
                         let _stream = stream;
-                        let _counted = crate::metrics::Connection::open(ch.kind());
-                        let upgraded = match on_upgrade.await {
-                            Ok(u) => u,
-                            Err(e) => {
-                                tracing::debug!(error = %e, "upgrade failed");
-                                return;
-                            }
-                        };
-                        // `listener` gives hyper the plain TcpStream, so that
-                        // is what the upgrade hands back; the fan-out needs
-                        // the socket itself to write to it from its threads.
-                        let parts = match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
-                            Ok(p) => p,
-                            Err(_) => {
-                                tracing::error!("upgraded connection is not a TCP socket");
-                                return;
-                            }
-                        };
-                        let peer = Peer::new(&peers, parts.io.into_inner());
-                        // What hyper read past the handshake (usually
-                        // nothing); copied and dropped now, because it pins
-                        // hyper's whole read buffer.
-                        let prefix = bytes::Bytes::copy_from_slice(&parts.read_buf);
-                        drop(parts.read_buf);
-                        let Some(start) =
-                            channel::subscribe(&engine, &ch, after, peer.member()).await
-                        else {
-                            peer.shutdown();
+                        let _counted = crate::metrics::Connection::open(kind);
+                        let Some((peer, prefix, pager)) = opening.await else {
                             return;
                         };
-                        tracing::debug!(after, "subscribed");
-                        peer.start(start);
-                        let pager = channel::Pager::new(&engine, &ch);
-                        let ws = WebSocketStream::from_raw_socket(
-                            PeerIo::new(peer.clone(), prefix),
-                            Role::Server,
-                            Some(upgrade::config()),
-                        )
-                        .await;
-                        connection::serve(peer, ws, ping_every, pager).await;
+                        connection::serve(peer, prefix, ping_every, pager).await;
                         tracing::debug!("closed");
                     }
                     .instrument(span),
@@ -141,6 +109,44 @@ pub fn routes(
                 upgrade::switching(&accept)
             },
         )
+}
+
+/// Takes the upgraded socket and subscribes it to `ch`: the peer, what
+/// arrived past the handshake, and the pager of its catch-up.
+async fn open(
+    engine: Arc<Engine>,
+    ch: Channel,
+    after: Option<u64>,
+    on_upgrade: OnUpgrade,
+    peers: Arc<Peers>,
+) -> Option<(Arc<Peer>, Bytes, Option<channel::Pager>)> {
+    let upgraded = match on_upgrade.await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade failed");
+            return None;
+        }
+    };
+    // `listener` gives hyper the plain TcpStream, so that is what the
+    // upgrade hands back; the fan-out needs the socket itself to write to
+    // it from its threads.
+    let Ok(parts) = upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() else {
+        tracing::error!("upgraded connection is not a TCP socket");
+        return None;
+    };
+    let peer = Peer::new(&peers, parts.io.into_inner());
+    // What hyper read past the handshake (usually nothing); copied and
+    // dropped now, because it pins hyper's whole read buffer.
+    let prefix = Bytes::copy_from_slice(&parts.read_buf);
+    drop(parts.read_buf);
+    let Some(start) = channel::subscribe(&engine, &ch, after, peer.member()).await else {
+        peer.shutdown();
+        return None;
+    };
+    tracing::debug!(after, "subscribed");
+    peer.start(start);
+    let pager = channel::Pager::new(&engine, &ch);
+    Some((peer, prefix, pager))
 }
 
 /// Counts a stream (WebSocket or SSE) against its address's limit (§13),

@@ -11,13 +11,11 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
@@ -336,9 +334,28 @@ impl Peer {
         }
     }
 
+    /// Ready when the socket may have something to read (or has failed).
+    pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let st = self.slot().lock();
+        let Some(stream) = &st.stream else {
+            return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+        };
+        stream.poll_read_ready(cx)
+    }
+
+    /// Reads what the socket has, without waiting: `Ok(0)` at its end,
+    /// `WouldBlock` when it has nothing now.
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let st = self.slot().lock();
+        let Some(stream) = &st.stream else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        stream.try_read(buf)
+    }
+
     /// A frame of the connection's own (pong, ping, close): after whatever
     /// is queued, never refused for being behind.
-    fn write_control(&self, frame: &[u8]) -> io::Result<()> {
+    pub fn write_control(&self, frame: &[u8]) -> io::Result<()> {
         let slot = self.slot();
         let mut st = slot.lock();
         if st.failed {
@@ -639,70 +656,6 @@ impl SubscriberGroup for Chunk {
         let slot = &self.slots[id.index];
         slot.generation.load(Ordering::Acquire) != id.generation
             || slot.closed.load(Ordering::Acquire)
-    }
-}
-
-/// The peer as tungstenite's stream: reads come from the socket (after any
-/// bytes hyper read past the handshake); writes are the connection's own
-/// control frames and go through the peer's queue, in order with
-/// deliveries. Flushing is the connection loop's job, so `poll_flush` here
-/// does not wait.
-pub struct PeerIo {
-    peer: Arc<Peer>,
-    prefix: Bytes,
-}
-
-impl PeerIo {
-    pub fn new(peer: Arc<Peer>, prefix: Bytes) -> PeerIo {
-        PeerIo { peer, prefix }
-    }
-}
-
-impl AsyncRead for PeerIo {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        let st = self.peer.slot().lock();
-        let Some(stream) = &st.stream else {
-            return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
-        };
-        loop {
-            ready!(stream.poll_read_ready(cx))?;
-            match stream.try_read(buf.initialize_unfilled()) {
-                Ok(n) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
-    }
-}
-
-impl AsyncWrite for PeerIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Poll::Ready(self.peer.write_control(buf).map(|()| buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
     }
 }
 

@@ -1,33 +1,11 @@
-//! The WebSocket handshake done by hand inside warp, so that each
-//! connection gets a small read buffer (warp's `ws()` fixes it at 128 KiB;
-//! see shared/notes/websocket-facts.md).
+//! The WebSocket handshake done by hand inside warp: warp's `ws()` gives
+//! each connection tungstenite's stream with a 128 KiB read buffer (see
+//! shared/notes/websocket-facts.md), and a channel needs no stream at all
+//! (see [`super::inbound`]).
 
 use warp::http::{HeaderMap, Response, StatusCode};
 
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-
-/// Read buffer per connection. Clients send only pongs and close frames,
-/// so 1 KiB is plenty; it is zero-filled and resident from the first read,
-/// and it sets most of an idle connection's memory.
-pub const READ_BUFFER: usize = 1024;
-
-/// The largest frame or message a client may send: they have nothing to say
-/// beyond control frames.
-pub const MAX_CLIENT_FRAME: usize = 4 * 1024;
-
-/// tungstenite writes only the connection's control frames (messages go
-/// through the peer), and hands each to the peer at once.
-pub const WRITE_BUFFER: usize = 0;
-
-/// The per-connection WebSocket settings.
-pub fn config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_message_size(Some(MAX_CLIENT_FRAME))
-        .max_frame_size(Some(MAX_CLIENT_FRAME))
-}
 
 fn has_token(headers: &HeaderMap, name: &str, token: &str) -> bool {
     headers.get_all(name).iter().any(|v| {
