@@ -532,9 +532,9 @@ async fn run(o: Opts) {
     if o.scenario == "idle" {
         // At connect is not all an idle screen costs: a first delivery and
         // a ping and its pong each go through paths not taken yet (buffers
-        // grown on first use, a frame read). The server pings every
-        // HALLCAST_BENCH_PING_SECONDS (set by `start_server`), so two of
-        // its periods see every connection pinged.
+        // grown on first use, a frame read). The bench server pings every
+        // `common::PING_SECONDS`, so two of its periods see every
+        // connection pinged.
         let published = Mutex::new(Vec::new());
         for w in ["3-01", "3-02"] {
             call(&http, &s.base, w, &published).await;

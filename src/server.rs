@@ -97,6 +97,10 @@ pub async fn serve(
     ));
     let tasks = TaskTracker::new();
     let peers = gateway::peer::Peers::new();
+    tokio::spawn(gateway::pinger::run(
+        Arc::downgrade(&peers),
+        config.ping_every,
+    ));
     // Server-sent event streams end when shutdown begins: the HTTP
     // shutdown waits for requests in flight, and a stream never finishes.
     let streams_stop = tokio_util::sync::CancellationToken::new();
@@ -106,16 +110,10 @@ pub async fn serve(
         streams_stop.clone(),
         config.ping_every,
     );
-    let routes = gateway::routes(
-        engine.clone(),
-        tasks.clone(),
-        config.ping_every,
-        limits,
-        peers,
-    )
-    .or(api::routes(api.clone()))
-    .unify()
-    .map(warp::Reply::into_response);
+    let routes = gateway::routes(engine.clone(), tasks.clone(), limits, peers)
+        .or(api::routes(api.clone()))
+        .unify()
+        .map(warp::Reply::into_response);
     // The export streams its body; before the API, which answers every
     // other path under /api/v1.
     let routes = api::export_route(api)

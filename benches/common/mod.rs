@@ -35,13 +35,18 @@ pub fn start_server(cpus: Option<&str>) -> Server {
     start_server_in(cpus, bench_dir())
 }
 
-/// A fresh directory under target/ for a server's config and data (its
-/// `data` below): a bench may fill the data before the server starts.
+/// A fresh directory for a server's config and data (its `data` below):
+/// a bench may fill the data before the server starts. It is under
+/// target/, on the disk, unless `HALLCAST_BENCH_DIR` names another parent
+/// (`/dev/shm` to compare the same run on tmpfs).
 pub fn bench_dir() -> tempfile::TempDir {
+    let parent = std::env::var_os("HALLCAST_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_TARGET_TMPDIR").into());
     tempfile::Builder::new()
         .prefix("bench-data-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .expect("temp dir")
+        .tempdir_in(&parent)
+        .unwrap_or_else(|e| panic!("cannot make a bench dir in {}: {e}", parent.display()))
 }
 
 /// [`start_server`] on a directory from [`bench_dir`].

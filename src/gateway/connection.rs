@@ -1,18 +1,21 @@
 //! One WebSocket connection's task. Deliveries do not pass through here
-//! (the fan-out writes them to the socket, see [`super::peer`]); the task
-//! writes what had to queue, reads the socket all the time (pongs, pings,
-//! close: see [`super::inbound`]), pings, and closes with a reason.
+//! (the fan-out writes them to the socket, see [`super::peer`]), and nor
+//! do pings (one timer pings every connection, see [`super::pinger`]); the
+//! task writes what had to queue, reads the socket all the time (pongs,
+//! pings, close: see [`super::inbound`]), and closes with a reason.
 //!
-//! The task is most of what an idle screen costs, so what it keeps across
-//! an await is kept small: no buffer of its own (reads go to a buffer on
-//! the thread's stack), a timer, and a few counters.
+//! The task is most of what an idle screen costs, so it keeps nothing
+//! across an await beyond its peer, what it has read of a frame not yet
+//! whole and the pager of its catch-up: reads go to a buffer on the
+//! thread's stack, and it waits with a waker in the peer's slot, not a
+//! future or a timer of its own.
 
-use std::future::poll_fn;
-use std::sync::Arc;
-use std::time::Duration;
-
+use std::future::{poll_fn, Future};
 use std::io;
 use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -72,21 +75,108 @@ impl From<Refusal> for End {
 }
 
 /// A control frame of the server's, as bytes.
-fn control(frame: WsFrame) -> Vec<u8> {
+fn control(frame: WsFrame) -> Bytes {
     let mut v = Vec::with_capacity(frame.len());
     frame.format(&mut v).expect("a Vec takes any write");
-    v
+    v.into()
+}
+
+/// The server's ping, carrying `token`: the pong must carry it back.
+pub fn ping_frame(token: u64) -> Bytes {
+    control(WsFrame::ping(token.to_be_bytes().to_vec()))
 }
 
 /// Serves one connection until either side ends it. The peer has been
 /// started (its first messages are queued); `prefix` is what arrived past
-/// the handshake; `pager` fetches the rest of its catch-up.
-pub async fn serve(peer: Arc<Peer>, prefix: Bytes, ping_every: Duration, pager: Option<Pager>) {
-    let mut talk = Talk::default();
-    let end = match talk.take(&peer, &mut prefix.to_vec()) {
-        ControlFlow::Break(end) => end,
-        ControlFlow::Continue(()) => run(&peer, &mut talk, ping_every, pager.as_ref()).await,
-    };
+/// the handshake, answered before the task is spawned so that it is not
+/// kept; `pager` fetches the rest of its catch-up.
+pub fn serve(peer: Arc<Peer>, prefix: &[u8], pager: Option<Pager>) -> impl Future<Output = ()> {
+    let mut inbound = Inbound::default();
+    let first = take(&peer, &mut inbound, &mut prefix.to_vec());
+    async move {
+        let end = match first {
+            ControlFlow::Break(end) => end,
+            ControlFlow::Continue(()) => run(&peer, &mut inbound, pager.as_ref()).await,
+        };
+        // Boxed: its timers are larger than the rest of the task, and
+        // only a closing connection needs them.
+        Box::pin(finish(&peer, inbound, end)).await;
+        peer.shutdown();
+    }
+}
+
+/// The connection's loop, until it ends.
+async fn run(peer: &Peer, inbound: &mut Inbound, pager: Option<&Pager>) -> End {
+    loop {
+        // The page before is all with the kernel: fetch the next. Reading
+        // the socket waits meanwhile (a store read of one page).
+        if let Some((next, through)) = peer.wants_page() {
+            // Boxed, as the opening is (see `gateway::routes`): a store
+            // read is a large future, and inline it would size the task
+            // for the whole life of the connection.
+            let page = match pager {
+                Some(p) => Box::pin(p.page(next, through)).await,
+                None => None,
+            };
+            peer.add_page(page);
+            continue;
+        }
+        if let Some(end) = poll_fn(|cx| look(peer, inbound, cx)).await {
+            return end;
+        }
+    }
+}
+
+/// One look at the connection: how it ends, `None` when something moved
+/// and the loop must look again, or pending until something does.
+fn look(peer: &Peer, inbound: &mut Inbound, cx: &mut Context<'_>) -> Poll<Option<End>> {
+    let (pending, closed) = peer.status();
+    match closed {
+        Closed::Open => {}
+        Closed::Gone => return Poll::Ready(Some(End::Quiet)),
+        Closed::Slow => {
+            return Poll::Ready(Some(End::Close(
+                CloseCode::Library(CLOSE_SLOW),
+                format!(
+                    "slow consumer: too far behind; reconnect with ?after={}",
+                    peer.sent_through()
+                ),
+            )))
+        }
+        // Pending messages go out before "going away".
+        Closed::Shutdown if !pending => {
+            return Poll::Ready(Some(End::Close(
+                CloseCode::Away,
+                "server restarting; reconnect with ?after".into(),
+            )))
+        }
+        Closed::Shutdown => {}
+    }
+    if pending {
+        match peer.poll_flush(cx) {
+            Poll::Ready(Err(_)) => return Poll::Ready(Some(End::Quiet)),
+            Poll::Ready(Ok(())) => return Poll::Ready(None),
+            Poll::Pending => {}
+        }
+    }
+    // Also while flushing: a close meanwhile (as slow, say) must not wait
+    // for a socket that may never drain.
+    if peer.poll_changed(cx).is_ready() {
+        return Poll::Ready(None);
+    }
+    match peer.poll_readable(cx) {
+        Poll::Ready(Err(_)) => Poll::Ready(Some(End::Quiet)),
+        Poll::Ready(Ok(())) => match read(peer, inbound) {
+            ControlFlow::Break(end) => Poll::Ready(Some(end)),
+            ControlFlow::Continue(()) => Poll::Ready(None),
+        },
+        Poll::Pending => Poll::Pending,
+    }
+}
+
+/// Ends the connection as `end` says: the close frame and its answer,
+/// within a bounded wait.
+async fn finish(peer: &Peer, mut inbound: Inbound, end: End) {
     match end {
         End::Quiet => {}
         End::Answered => {
@@ -106,7 +196,7 @@ pub async fn serve(peer: Arc<Peer>, prefix: Bytes, ping_every: Duration, pager: 
                 reason: reason.into(),
             })));
             let _ = tokio::time::timeout(wait, async {
-                if peer.write_control(&frame).is_err() {
+                if peer.write_control(frame).is_err() {
                     return;
                 }
                 if poll_fn(|cx| peer.poll_flush(cx)).await.is_err() {
@@ -114,7 +204,7 @@ pub async fn serve(peer: Arc<Peer>, prefix: Bytes, ping_every: Duration, pager: 
                 }
                 // Read until the client answers the close (or goes).
                 while poll_fn(|cx| peer.poll_readable(cx)).await.is_ok() {
-                    if talk.until_close(&peer).is_break() {
+                    if until_close(peer, &mut inbound).is_break() {
                         return;
                     }
                 }
@@ -122,180 +212,78 @@ pub async fn serve(peer: Arc<Peer>, prefix: Bytes, ping_every: Duration, pager: 
             .await;
         }
     }
-    peer.shutdown();
 }
 
-/// The connection's loop, until it ends.
-async fn run(peer: &Peer, talk: &mut Talk, ping_every: Duration, pager: Option<&Pager>) -> End {
-    let ping = tokio::time::sleep(ping_every);
-    tokio::pin!(ping);
+/// Reads what the socket has and answers it.
+fn read(peer: &Peer, inbound: &mut Inbound) -> ControlFlow<End> {
+    let mut buf = [0u8; READ_CHUNK];
+    for _ in 0..READS_PER_WAKE {
+        match peer.try_read(&mut buf) {
+            Ok(0) => return ControlFlow::Break(End::Quiet),
+            Ok(n) => take(peer, inbound, &mut buf[..n])?,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(_) => return ControlFlow::Break(End::Quiet),
+        }
+    }
+    ControlFlow::Continue(())
+}
+
+/// Answers the frames in `data`.
+fn take(peer: &Peer, inbound: &mut Inbound, data: &mut [u8]) -> ControlFlow<End> {
+    let heard = inbound.feed(data, |frame| match frame {
+        Frame::Pong(p) => {
+            peer.pong(p);
+            ControlFlow::Continue(())
+        }
+        Frame::Ping(p) => {
+            if peer.client_ping() > MAX_CLIENT_PINGS {
+                return ControlFlow::Break(End::Close(CloseCode::Policy, "too many pings".into()));
+            }
+            match peer.write_control(control(WsFrame::pong(p.to_vec()))) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(_) => ControlFlow::Break(End::Quiet),
+            }
+        }
+        Frame::Close(code) => {
+            // Nothing more is delivered; the answer (RFC 6455 §5.5.1: the
+            // client's code, echoed) follows what the kernel has begun, so
+            // the client sees a clean closing handshake.
+            peer.close(Closed::Gone);
+            let answer = code.map(|c| CloseFrame {
+                code: CloseCode::from(c),
+                reason: "".into(),
+            });
+            match peer.write_control(control(WsFrame::close(answer))) {
+                Ok(()) => ControlFlow::Break(End::Answered),
+                Err(_) => ControlFlow::Break(End::Quiet),
+            }
+        }
+    });
+    match heard {
+        Ok(flow) => flow,
+        Err(refusal) => ControlFlow::Break(refusal.into()),
+    }
+}
+
+/// After the server's close: reads until the client's answering close
+/// (`Break`), ignoring anything else, or until the socket ends.
+fn until_close(peer: &Peer, inbound: &mut Inbound) -> ControlFlow<()> {
+    let mut buf = [0u8; READ_CHUNK];
     loop {
-        // The page before is all with the kernel: fetch the next. Reading
-        // the socket waits meanwhile (a store read of one page).
-        if let Some((next, through)) = peer.wants_page() {
-            // Boxed, as the subscription is (see `gateway::routes`): a
-            // store read is a large future, and inline it would size the
-            // task for the whole life of the connection.
-            let page = match pager {
-                Some(p) => Box::pin(p.page(next, through)).await,
-                None => None,
-            };
-            peer.add_page(page);
-            continue;
-        }
-        let (pending, closed) = peer.status();
-        match closed {
-            Closed::Open => {}
-            Closed::Gone => return End::Quiet,
-            Closed::Slow => {
-                return End::Close(
-                    CloseCode::Library(CLOSE_SLOW),
-                    format!(
-                        "slow consumer: too far behind; reconnect with ?after={}",
-                        peer.sent_through()
-                    ),
-                )
-            }
-            // Pending messages go out before "going away".
-            Closed::Shutdown if !pending => {
-                return End::Close(
-                    CloseCode::Away,
-                    "server restarting; reconnect with ?after".into(),
-                )
-            }
-            Closed::Shutdown => {}
-        }
-        tokio::select! {
-            biased;
-            r = poll_fn(|cx| peer.poll_flush(cx)), if pending => {
-                if r.is_err() {
-                    return End::Quiet;
-                }
-            }
-            _ = peer.changed(), if !pending => {}
-            r = poll_fn(|cx| peer.poll_readable(cx)) => {
-                if r.is_err() {
-                    return End::Quiet;
-                }
-                if let ControlFlow::Break(end) = talk.read(peer) {
-                    return end;
-                }
-            }
-            () = &mut ping => {
-                if talk.pong_due.is_some() {
-                    tracing::debug!("no pong within a ping period; closing");
-                    return End::Quiet;
-                }
-                ping.as_mut().reset(tokio::time::Instant::now() + ping_every);
-                talk.pings_sent += 1;
-                let payload = talk.pings_sent.to_be_bytes();
-                talk.pong_due = Some(payload);
-                talk.client_pings = 0;
-                if peer.write_control(&control(WsFrame::ping(payload.to_vec()))).is_err() {
-                    return End::Quiet;
-                }
-            }
-        }
-    }
-}
-
-/// The connection's side of the conversation: what it has read of a
-/// frame, and the pings.
-#[derive(Default)]
-struct Talk {
-    inbound: Inbound,
-    /// Only a pong that answers our own last ping counts as life (contract
-    /// §13): each ping carries its number, and an unsolicited pong — which
-    /// a client that never reads could send forever — changes nothing.
-    pings_sent: u64,
-    pong_due: Option<[u8; 8]>,
-    client_pings: u32,
-}
-
-impl Talk {
-    /// Reads what the socket has and answers it.
-    fn read(&mut self, peer: &Peer) -> ControlFlow<End> {
-        let mut buf = [0u8; READ_CHUNK];
-        for _ in 0..READS_PER_WAKE {
-            match peer.try_read(&mut buf) {
-                Ok(0) => return ControlFlow::Break(End::Quiet),
-                Ok(n) => self.take(peer, &mut buf[..n])?,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => return ControlFlow::Break(End::Quiet),
-            }
-        }
-        ControlFlow::Continue(())
-    }
-
-    /// Answers the frames in `data`.
-    fn take(&mut self, peer: &Peer, data: &mut [u8]) -> ControlFlow<End> {
-        let Talk {
-            inbound,
-            pong_due,
-            client_pings,
-            ..
-        } = self;
-        let heard = inbound.feed(data, |frame| match frame {
-            Frame::Pong(p) => {
-                if pong_due.is_some_and(|want| p == want) {
-                    *pong_due = None;
-                }
-                ControlFlow::Continue(())
-            }
-            Frame::Ping(p) => {
-                *client_pings += 1;
-                if *client_pings > MAX_CLIENT_PINGS {
-                    return ControlFlow::Break(End::Close(
-                        CloseCode::Policy,
-                        "too many pings".into(),
-                    ));
-                }
-                match peer.write_control(&control(WsFrame::pong(p.to_vec()))) {
-                    Ok(()) => ControlFlow::Continue(()),
-                    Err(_) => ControlFlow::Break(End::Quiet),
-                }
-            }
-            Frame::Close(code) => {
-                // Nothing more is delivered; the answer (RFC 6455 §5.5.1:
-                // the client's code, echoed) follows what the kernel has
-                // begun, so the client sees a clean closing handshake.
-                peer.close(Closed::Gone);
-                let answer = code.map(|c| CloseFrame {
-                    code: CloseCode::from(c),
-                    reason: "".into(),
+        match peer.try_read(&mut buf) {
+            Ok(0) => return ControlFlow::Break(()),
+            Ok(n) => {
+                let heard = inbound.feed(&mut buf[..n], |frame| match frame {
+                    Frame::Close(_) => ControlFlow::Break(()),
+                    _ => ControlFlow::Continue(()),
                 });
-                match peer.write_control(&control(WsFrame::close(answer))) {
-                    Ok(()) => ControlFlow::Break(End::Answered),
-                    Err(_) => ControlFlow::Break(End::Quiet),
+                match heard {
+                    Ok(ControlFlow::Continue(())) => {}
+                    _ => return ControlFlow::Break(()),
                 }
             }
-        });
-        match heard {
-            Ok(flow) => flow,
-            Err(refusal) => ControlFlow::Break(refusal.into()),
-        }
-    }
-
-    /// After the server's close: reads until the client's answering close
-    /// (`Break`), ignoring anything else, or until the socket ends.
-    fn until_close(&mut self, peer: &Peer) -> ControlFlow<()> {
-        let mut buf = [0u8; READ_CHUNK];
-        loop {
-            match peer.try_read(&mut buf) {
-                Ok(0) => return ControlFlow::Break(()),
-                Ok(n) => {
-                    let heard = self.inbound.feed(&mut buf[..n], |frame| match frame {
-                        Frame::Close(_) => ControlFlow::Break(()),
-                        _ => ControlFlow::Continue(()),
-                    });
-                    match heard {
-                        Ok(ControlFlow::Continue(())) => {}
-                        _ => return ControlFlow::Break(()),
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ControlFlow::Continue(()),
-                Err(_) => return ControlFlow::Break(()),
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ControlFlow::Continue(()),
+            Err(_) => return ControlFlow::Break(()),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod channel;
 pub mod connection;
 pub mod inbound;
 pub mod peer;
+pub mod pinger;
 pub mod sse;
 pub mod upgrade;
 
@@ -43,7 +44,6 @@ fn error(e: ApiError) -> Response<Bytes> {
 pub fn routes(
     engine: Arc<Engine>,
     tasks: TaskTracker,
-    ping_every: std::time::Duration,
     limits: Arc<Limits>,
     peers: Arc<Peers>,
 ) -> impl Filter<Extract = (Response<Bytes>,), Error = warp::Rejection> + Clone {
@@ -101,7 +101,10 @@ pub fn routes(
                         let Some((peer, prefix, pager)) = opening.await else {
                             return;
                         };
-                        connection::serve(peer, prefix, ping_every, pager).await;
+                        // `prefix` is answered here and not kept.
+                        let serving = connection::serve(peer, &prefix, pager);
+                        drop(prefix);
+                        serving.await;
                         tracing::debug!("closed");
                     }
                     .instrument(span),

@@ -13,11 +13,10 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
 
 use bytes::{Buf, Bytes};
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 
 use crate::hub::{
     Batch, Closed, Member, MemberId, Payload, SubscriberGroup, SUBSCRIBER_QUEUE,
@@ -103,6 +102,20 @@ struct State {
     closed: Closed,
     /// A write failed: the socket is unusable, nothing more is written.
     failed: bool,
+    /// Something the connection's task must see happened (data queued:
+    /// wait for the socket; or the peer closed) since it last looked.
+    changed: bool,
+    /// The task, waiting for `changed`. A waker here rather than a
+    /// `Notify` in the slot: the task then waits with no future of its
+    /// own, and an idle screen's task is most of what it costs.
+    task: Option<Waker>,
+    /// Our last ping's payload while its pong is awaited. Only a pong
+    /// that answers it counts as life (contract §13): one that does not —
+    /// which a client that never reads could send forever — changes
+    /// nothing.
+    pong_due: Option<u64>,
+    /// Pings the client sent since our last.
+    client_pings: u32,
 }
 
 impl State {
@@ -119,6 +132,10 @@ impl State {
             sent_through: 0,
             closed: Closed::Open,
             failed: false,
+            changed: false,
+            task: None,
+            pong_due: None,
+            client_pings: 0,
         }
     }
 }
@@ -138,9 +155,10 @@ struct Slot {
     generation: AtomicU64,
     /// Mirrors `state.closed != Open`, read without the lock likewise.
     closed: AtomicBool,
-    /// Signals the connection's task: data queued (wait for the socket) or
-    /// the peer was closed.
-    changed: Notify,
+    /// The pinger's round when the peer came: it is pinged every period
+    /// from then on (read without the lock, so that the pinger's pass
+    /// over every slot locks only those whose turn it is).
+    born: AtomicU64,
 }
 
 /// Slots side by side; never freed, reused by later peers.
@@ -162,6 +180,11 @@ pub struct Peers {
     slots: Mutex<Slots>,
     /// Generations handed out so far; 0 is never one.
     generations: AtomicU64,
+    /// Mixed into ping payloads, so that a client cannot answer a ping it
+    /// never read.
+    secret: u64,
+    /// The pinger's last round (see [`super::pinger`]).
+    round: AtomicU64,
 }
 
 impl Peers {
@@ -172,11 +195,37 @@ impl Peers {
                 free: Vec::new(),
             }),
             generations: AtomicU64::new(0),
+            round: AtomicU64::new(0),
+            // Seeded per process by the standard library; no more is needed.
+            secret: {
+                use std::hash::{BuildHasher, Hasher};
+                std::collections::hash_map::RandomState::new()
+                    .build_hasher()
+                    .finish()
+            },
         })
     }
 
     fn slots(&self) -> MutexGuard<'_, Slots> {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Round `round` of the pinger (see [`super::pinger`]), which has
+    /// `per_period` rounds a ping period: pings the peers that came a
+    /// whole number of periods ago, and closes those of them that did
+    /// not answer their last ping.
+    pub fn ping(&self, round: u64, per_period: u64) {
+        self.round.store(round, Ordering::Relaxed);
+        let chunks: Vec<Arc<Chunk>> = self.slots().chunks.clone();
+        let salt = self.secret ^ round.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+        for chunk in chunks {
+            for slot in &chunk.slots {
+                let born = slot.born.load(Ordering::Relaxed);
+                if round > born && (round - born) % per_period.max(1) == 0 {
+                    slot.ping(salt);
+                }
+            }
+        }
     }
 }
 
@@ -204,7 +253,7 @@ impl Peer {
                             state: Mutex::new(State::new(None)),
                             generation: AtomicU64::new(0),
                             closed: AtomicBool::new(true),
-                            changed: Notify::new(),
+                            born: AtomicU64::new(0),
                         }),
                     }));
                     slots.free.extend((1..CHUNK).rev().map(|i| (chunk_no, i)));
@@ -218,6 +267,8 @@ impl Peer {
         {
             let mut st = slot.lock();
             *st = State::new(Some(stream));
+            slot.born
+                .store(peers.round.load(Ordering::Relaxed), Ordering::Relaxed);
             slot.generation.store(generation, Ordering::Release);
             slot.closed.store(false, Ordering::Release);
         }
@@ -306,9 +357,32 @@ impl Peer {
         self.slot().lock().sent_through
     }
 
-    /// Resolves when [`Peer::status`] may have changed.
-    pub async fn changed(&self) {
-        self.slot().changed.notified().await
+    /// Ready when [`Peer::status`] may have changed since the last time
+    /// it was.
+    pub fn poll_changed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut st = self.slot().lock();
+        if std::mem::take(&mut st.changed) {
+            return Poll::Ready(());
+        }
+        if !st.task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            st.task = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// The client's pong: life, if it answers our last ping.
+    pub fn pong(&self, payload: &[u8]) {
+        let mut st = self.slot().lock();
+        if st.pong_due.is_some_and(|due| payload == due.to_be_bytes()) {
+            st.pong_due = None;
+        }
+    }
+
+    /// Counts a ping from the client: how many since our last.
+    pub fn client_ping(&self) -> u32 {
+        let mut st = self.slot().lock();
+        st.client_pings += 1;
+        st.client_pings
     }
 
     /// Writes what is queued, waiting for room in the socket; ready when
@@ -355,13 +429,13 @@ impl Peer {
 
     /// A frame of the connection's own (pong, ping, close): after whatever
     /// is queued, never refused for being behind.
-    pub fn write_control(&self, frame: &[u8]) -> io::Result<()> {
+    pub fn write_control(&self, frame: Bytes) -> io::Result<()> {
         let slot = self.slot();
         let mut st = slot.lock();
         if st.failed {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
-        slot.queue(&mut st, Bytes::copy_from_slice(frame), 0, 0);
+        slot.queue(&mut st, frame, 0, 0);
         Ok(())
     }
 
@@ -525,9 +599,40 @@ impl Slot {
         });
         if was_empty {
             // The task now waits for room in the socket.
-            self.changed.notify_one();
+            Self::wake(st);
         }
         true
+    }
+
+    /// Tells the connection's task to look at the state.
+    fn wake(st: &mut State) {
+        st.changed = true;
+        if let Some(task) = st.task.take() {
+            task.wake();
+        }
+    }
+
+    /// Pings the peer, or closes it if it did not answer the last ping.
+    fn ping(&self, salt: u64) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let mut st = self.lock();
+        // Until started, nothing may overtake the first messages: the
+        // next round pings it.
+        if st.closed != Closed::Open || st.held.is_some() {
+            return;
+        }
+        if st.pong_due.is_some() {
+            tracing::debug!("no pong within a ping period; closing");
+            self.close_locked(&mut st, Closed::Gone);
+            return;
+        }
+        let generation = self.generation.load(Ordering::Relaxed);
+        let token = salt ^ generation.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        st.pong_due = Some(token);
+        st.client_pings = 0;
+        self.queue(&mut st, super::connection::ping_frame(token), 0, 0);
     }
 
     fn close_locked(&self, st: &mut State, why: Closed) {
@@ -557,7 +662,7 @@ impl Slot {
         if let Some(last) = st.pending.iter().map(|e| e.last_seq).max() {
             st.sent_through = st.sent_through.max(last);
         }
-        self.changed.notify_one();
+        Self::wake(st);
     }
 
     fn fail(&self, st: &mut State) {
@@ -804,7 +909,8 @@ mod tests {
         );
         // The connection's close frame follows what is left: only the frame
         // the socket had begun, which must be finished first.
-        peer.write_control(&[0x88, 0x00]).unwrap();
+        peer.write_control(Bytes::from_static(&[0x88, 0x00]))
+            .unwrap();
         let flusher = flush_in_background(&peer);
         let got = read_available(&mut client).await;
         flusher.await.unwrap().unwrap();
@@ -983,7 +1089,8 @@ mod tests {
         assert!(!peer.member().deliver(&batch(102..=102, 200_000)));
         assert_eq!(peer.status().1, Closed::Slow);
         assert_eq!(peer.sent_through(), 1, "the begun frame will be sent whole");
-        peer.write_control(&[0x88, 0x00]).unwrap();
+        peer.write_control(Bytes::from_static(&[0x88, 0x00]))
+            .unwrap();
         let flusher = flush_in_background(&peer);
         let got = read_available(&mut client).await;
         flusher.await.unwrap().unwrap();
@@ -999,7 +1106,8 @@ mod tests {
             peer.member().deliver(&batch(s..=s, 300));
         }
         // A pong written now must not jump ahead of queued messages.
-        peer.write_control(&[0x8a, 0x00]).unwrap();
+        peer.write_control(Bytes::from_static(&[0x8a, 0x00]))
+            .unwrap();
         peer.member().deliver(&batch(101..=101, 300));
         let flusher = flush_in_background(&peer);
         let got = read_available(&mut client).await;
@@ -1010,6 +1118,43 @@ mod tests {
             .expect("the pong was sent");
         assert_eq!(decode(&got[..pong]), (1..=100).collect::<Vec<_>>());
         assert_eq!(decode(&got[pong + 2..]), [101]);
+    }
+
+    #[tokio::test]
+    async fn a_peer_is_pinged_a_period_after_it_came_and_closed_if_it_does_not_answer() {
+        let peers = Peers::new();
+        // Three rounds a period; the peer comes at round 0.
+        let (peer, mut client) = pair_in(&peers).await;
+        let (quiet, mut quiet_client) = pair_in(&peers).await;
+        peer.start(Catchup::whole(Vec::new(), 0));
+        quiet.start(Catchup::whole(Vec::new(), 0));
+        for round in 1..3 {
+            peers.ping(round, 3);
+        }
+        assert!(
+            read_available(&mut client).await.is_empty(),
+            "not before a period"
+        );
+        peers.ping(3, 3);
+        let ping = read_available(&mut client).await;
+        assert_eq!(&ping[..2], &[0x89, 0x08], "a ping with an 8-byte payload");
+        assert_eq!(&read_available(&mut quiet_client).await[..2], &[0x89, 0x08]);
+        // An answer that is not to this ping does not count; the right one does.
+        peer.pong(&[0; 8]);
+        quiet.pong(&[0; 8]);
+        peer.pong(&ping[2..10]);
+        for round in 4..=6 {
+            peers.ping(round, 3);
+        }
+        assert_eq!(peer.status(), (false, Closed::Open));
+        assert_eq!(
+            quiet.status(),
+            (false, Closed::Gone),
+            "no pong within a period"
+        );
+        let again = read_available(&mut client).await;
+        assert_eq!(&again[..2], &[0x89, 0x08], "pinged again a period later");
+        assert_ne!(again, ping, "a new payload: an old pong does not answer it");
     }
 
     #[tokio::test]
@@ -1071,6 +1216,8 @@ mod tests {
         }
         assert!(!alive);
         assert_eq!(peer.status(), (false, Closed::Gone));
-        assert!(peer.write_control(&[0x88, 0x00]).is_err());
+        assert!(peer
+            .write_control(Bytes::from_static(&[0x88, 0x00]))
+            .is_err());
     }
 }
