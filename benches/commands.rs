@@ -7,10 +7,19 @@
 //!
 //!     cargo bench --bench commands                 # 1, 16, 64 clients
 //!     cargo bench --bench commands -- 64 10        # 64 clients, 10 s
+//!     cargo bench --bench commands -- 64 10 --phones            # tickets with phones, no [halls.notify]
+//!     cargo bench --bench commands -- 64 10 --phones --outbox   # the same, messages to a receiver
+//!
+//! With `--outbox` every ticket has a phone and the hall a webhook: each
+//! issue and call also writes an outbox message in its commit (§9), which
+//! the server then delivers to a receiver in this process (hyper, 200 at
+//! once, counting). `--phones` without it sends the same bodies to a hall
+//! without `[halls.notify]`: the figure to compare with.
 //!
 //! Pin the server to core 0 and the clients to core 1 by running this under
 //! `taskset -c 1` and setting HALLCAST_TASKSET=0.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,8 +30,72 @@ mod common;
 const KIOSK: &str = "Bearer demo-kiosk-lobby-1-token";
 const ADMIN: &str = "Bearer demo-admin-token-0000";
 
-async fn run(clients: usize, secs: u64) {
-    let server = common::start_server(std::env::var("HALLCAST_TASKSET").ok().as_deref());
+/// A webhook receiver that answers 200 at once and counts what it got.
+async fn receiver() -> (String, Arc<AtomicU64>) {
+    use hyper::service::service_fn;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let got = Arc::new(AtomicU64::new(0));
+    let count = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let count = count.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let count = count.clone();
+                    async move {
+                        use http_body_util::BodyExt;
+                        let _ = req.into_body().collect().await;
+                        count.fetch_add(1, Ordering::Relaxed);
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Empty::<bytes::Bytes>::new(),
+                        ))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (url, got)
+}
+
+#[derive(Clone, Copy)]
+struct Mode {
+    /// Tickets carry a phone number.
+    phones: bool,
+    /// The hall has a webhook: messages are written and delivered.
+    outbox: bool,
+}
+
+async fn run(clients: usize, secs: u64, mode: Mode) {
+    let cpus = std::env::var("HALLCAST_TASKSET").ok();
+    let hook = if mode.outbox {
+        Some(receiver().await)
+    } else {
+        None
+    };
+    let server = match &hook {
+        Some((url, _)) => common::start_server_with(cpus.as_deref(), common::bench_dir(), |c| {
+            c.replacen(
+                "  [[halls.floors]]",
+                &format!(
+                    "  [halls.notify]\n  webhook_url = \"{url}\"\n  secret = \"bench-secret-0123456789\"\n  remind_ahead = 0\n\n  [[halls.floors]]"
+                ),
+                1,
+            )
+        }),
+        None => common::start_server(cpus.as_deref()),
+    };
+    let issue_body = if mode.phones {
+        r#"{"service":"business","notify":{"phone":"13800000000"}}"#
+    } else {
+        r#"{"service":"business"}"#
+    };
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(clients)
         .build()
@@ -39,10 +112,9 @@ async fn run(clients: usize, secs: u64) {
                 let issue_url = format!("{base}/api/v1/halls/demo/tickets");
                 let call_url = format!("{base}/api/v1/halls/demo/windows/{window}/call");
                 while Instant::now() < deadline {
-                    for (url, auth, body) in [
-                        (&issue_url, KIOSK, r#"{"service":"business"}"#),
-                        (&call_url, ADMIN, "{}"),
-                    ] {
+                    for (url, auth, body) in
+                        [(&issue_url, KIOSK, issue_body), (&call_url, ADMIN, "{}")]
+                    {
                         let t = Instant::now();
                         let r = http
                             .post(url)
@@ -67,8 +139,14 @@ async fn run(clients: usize, secs: u64) {
         all.add(t.await.unwrap()).unwrap();
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let delivered = hook.as_ref().map(|(_, got)| got.load(Ordering::Relaxed));
     println!(
-        "{clients:>3} clients: {:>7.0} durable commands/s  latency p50 {:>6.2} ms  p99 {:>6.2} ms  p99.9 {:>6.2} ms  max {:>6.2} ms  ({} commands)",
+        "{clients:>3} clients{}: {:>7.0} durable commands/s  latency p50 {:>6.2} ms  p99 {:>6.2} ms  p99.9 {:>6.2} ms  max {:>6.2} ms  ({} commands)",
+        match (mode.phones, mode.outbox) {
+            (_, true) => ", phones, outbox on",
+            (true, false) => ", phones, no outbox",
+            _ => "",
+        },
         all.len() as f64 / elapsed,
         all.value_at_quantile(0.50) as f64 / 1000.0,
         all.value_at_quantile(0.99) as f64 / 1000.0,
@@ -76,9 +154,20 @@ async fn run(clients: usize, secs: u64) {
         all.max() as f64 / 1000.0,
         all.len()
     );
+    if let Some(n) = delivered {
+        println!(
+            "    outbox: {n} messages delivered while the commands ran ({:.0}/s)",
+            n as f64 / elapsed
+        );
+    }
 }
 
 fn main() {
+    let flag = |f: &str| std::env::args().any(|a| a == f);
+    let mode = Mode {
+        phones: flag("--phones") || flag("--outbox"),
+        outbox: flag("--outbox"),
+    };
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
@@ -93,6 +182,6 @@ fn main() {
         .build()
         .unwrap();
     for n in counts {
-        rt.block_on(run(n, secs));
+        rt.block_on(run(n, secs, mode));
     }
 }

@@ -52,7 +52,7 @@ pub async fn serve(
     // Three connections: one loads (and later reads history for
     // catch-up), one belongs to the writer thread, one reads reports.
     let reader = Box::new(Sqlite::open(dir)?);
-    let (writer, writer_handle) = Writer::start(Box::new(Sqlite::open(dir)?));
+    let (writer, writer_handle) = Writer::start(Box::new(Sqlite::open_writer(dir)?));
     let hub = Arc::new(Hub::new(config.halls.iter().map(|h| &**h)));
     let bank = match &config.sounds_dir {
         Some(dir) => ClipBank::from_dir(dir)?,

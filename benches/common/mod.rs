@@ -51,6 +51,15 @@ pub fn bench_dir() -> tempfile::TempDir {
 
 /// [`start_server`] on a directory from [`bench_dir`].
 pub fn start_server_in(cpus: Option<&str>, dir: tempfile::TempDir) -> Server {
+    start_server_with(cpus, dir, |c| c)
+}
+
+/// [`start_server_in`] with the bench config changed by `edit` first.
+pub fn start_server_with(
+    cpus: Option<&str>,
+    dir: tempfile::TempDir,
+    edit: impl FnOnce(String) -> String,
+) -> Server {
     let program: Vec<String> = match std::env::var("HALLCAST_BENCH_SERVER") {
         Ok(p) => p.split_whitespace().map(String::from).collect(),
         Err(_) => vec![env!("CARGO_BIN_EXE_hallcast").to_string()],
@@ -77,7 +86,7 @@ pub fn start_server_in(cpus: Option<&str>, dir: tempfile::TempDir) -> Server {
         ),
         1,
     );
-    std::fs::write(&config, demo).expect("write the bench config");
+    std::fs::write(&config, edit(demo)).expect("write the bench config");
     cmd.args(["--listen", "127.0.0.1:0", "--config"])
         .arg(&config)
         .arg("--data-dir")

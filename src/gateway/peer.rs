@@ -1120,6 +1120,14 @@ mod tests {
         assert_eq!(decode(&got[pong + 2..]), [101]);
     }
 
+    #[test]
+    fn a_slot_stays_small() {
+        // Every idle screen holds one, and the fan-out walks them: see
+        // BENCHMARKS.md, "Footprint".
+        let size = std::mem::size_of::<Slot>();
+        assert!(size <= 256, "a slot is {size} bytes");
+    }
+
     #[tokio::test]
     async fn a_peer_is_pinged_a_period_after_it_came_and_closed_if_it_does_not_answer() {
         let peers = Peers::new();

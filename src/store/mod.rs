@@ -10,6 +10,7 @@
 //! machine now; PostgreSQL for a cluster later implements the same trait.
 
 mod batch;
+mod checkpointer;
 mod error;
 mod report;
 mod sqlite;

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
+use super::checkpointer::Checkpointer;
 use super::{from_ms, EVENT_RING, IDEMPOTENCY_HOURS};
 use super::{
     Backend, Batch, BookingRow, CaseRow, IdempotencyRecord, Loaded, OutboxRecord, OutboxStatus,
@@ -154,6 +155,8 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
 /// The SQLite backend.
 pub struct Sqlite {
     conn: Connection,
+    /// The writer's: checkpoints off its thread (see `super::checkpointer`).
+    checkpointer: Option<Checkpointer>,
 }
 
 impl Sqlite {
@@ -213,7 +216,26 @@ impl Sqlite {
             Some(_) => {}
         }
         conn.execute_batch(LATE_INDEXES)?;
-        Ok(Sqlite { conn })
+        Ok(Sqlite {
+            conn,
+            checkpointer: None,
+        })
+    }
+
+    /// Something was written: the checkpointer's turn, soon.
+    fn committed(&self) {
+        if let Some(c) = &self.checkpointer {
+            c.committed();
+        }
+    }
+
+    /// The writer's connection: as [`Sqlite::open`], with the WAL's
+    /// checkpoints moved out of its commits to a thread of their own.
+    pub fn open_writer(dir: &Path) -> Result<Sqlite, StoreError> {
+        let mut s = Sqlite::open(dir)?;
+        s.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        s.checkpointer = Some(Checkpointer::start(&dir.join("hallcast.db"))?);
+        Ok(s)
     }
 
     /// A connection for reports: it only reads, maps the file instead of
@@ -1000,6 +1022,7 @@ impl Backend for Sqlite {
             write_batch(&tx, b)?;
         }
         tx.commit()?;
+        self.committed();
         Ok(())
     }
 
@@ -1253,6 +1276,7 @@ impl Backend for Sqlite {
             ])?;
         }
         tx.commit()?;
+        self.committed();
         Ok(())
     }
 
@@ -1302,6 +1326,7 @@ impl Backend for Sqlite {
                 ],
             )?;
         }
+        self.committed();
         Ok(())
     }
 
@@ -1363,6 +1388,48 @@ mod tests {
             hall_msg: bytes::Bytes::from_static(b"{}"),
         });
         b
+    }
+
+    #[test]
+    fn the_writer_never_checkpoints_in_its_commits_and_its_thread_does_soon_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Sqlite::open_writer(dir.path()).unwrap();
+        let file = dir.path().join("hallcast.db");
+        let size = || std::fs::metadata(&file).unwrap().len();
+        let before = size();
+        // 8 MiB in commits of 256 KiB: SQLite's own checkpoint would have
+        // run inside the commit that took the WAL past 1,000 pages.
+        db.conn
+            .execute_batch("CREATE TABLE filler(b BLOB)")
+            .unwrap();
+        for _ in 0..32 {
+            let tx = db.conn.transaction().unwrap();
+            tx.execute("INSERT INTO filler VALUES(randomblob(262144))", [])
+                .unwrap();
+            tx.commit().unwrap();
+            db.committed();
+        }
+        assert!(
+            size() < before + (1 << 20),
+            "the commits wrote only the WAL: {} → {} bytes",
+            before,
+            size()
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while size() < 8 << 20 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the checkpoint thread moved the pages into the file"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        drop(db);
+        // Nothing lost on the way.
+        let check = Connection::open(&file).unwrap();
+        let n: i64 = check
+            .query_row("SELECT count(*) FROM filler", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 32);
     }
 
     #[test]
