@@ -9,12 +9,15 @@
 //!     cargo bench --bench commands -- 64 10        # 64 clients, 10 s
 //!     cargo bench --bench commands -- 64 10 --phones            # tickets with phones, no [halls.notify]
 //!     cargo bench --bench commands -- 64 10 --phones --outbox   # the same, messages to a receiver
+//!     cargo bench --bench commands -- 64 10 --outbox --stalled  # a receiver that never answers
 //!
 //! With `--outbox` every ticket has a phone and the hall a webhook: each
 //! issue and call also writes an outbox message in its commit (§9), which
 //! the server then delivers to a receiver in this process (hyper, 200 at
 //! once, counting). `--phones` without it sends the same bodies to a hall
-//! without `[halls.notify]`: the figure to compare with.
+//! without `[halls.notify]`: the figure to compare with. With `--stalled`
+//! the receiver takes connections and never answers, so the messages are
+//! written but hardly sent: the cost of the outbox in the commit alone.
 //!
 //! Pin the server to core 0 and the clients to core 1 by running this under
 //! `taskset -c 1` and setting HALLCAST_TASKSET=0.
@@ -30,8 +33,9 @@ mod common;
 const KIOSK: &str = "Bearer demo-kiosk-lobby-1-token";
 const ADMIN: &str = "Bearer demo-admin-token-0000";
 
-/// A webhook receiver that answers 200 at once and counts what it got.
-async fn receiver() -> (String, Arc<AtomicU64>) {
+/// A webhook receiver that answers 200 at once and counts what it got
+/// (or, `stalled`, holds every connection and never answers).
+async fn receiver(stalled: bool) -> (String, Arc<AtomicU64>) {
     use hyper::service::service_fn;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
@@ -42,6 +46,13 @@ async fn receiver() -> (String, Arc<AtomicU64>) {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
+            if stalled {
+                tokio::spawn(async move {
+                    let _held = stream;
+                    std::future::pending::<()>().await
+                });
+                continue;
+            }
             let count = count.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
@@ -70,12 +81,14 @@ struct Mode {
     phones: bool,
     /// The hall has a webhook: messages are written and delivered.
     outbox: bool,
+    /// The webhook never answers.
+    stalled: bool,
 }
 
 async fn run(clients: usize, secs: u64, mode: Mode) {
     let cpus = std::env::var("HALLCAST_TASKSET").ok();
     let hook = if mode.outbox {
-        Some(receiver().await)
+        Some(receiver(mode.stalled).await)
     } else {
         None
     };
@@ -143,6 +156,7 @@ async fn run(clients: usize, secs: u64, mode: Mode) {
     println!(
         "{clients:>3} clients{}: {:>7.0} durable commands/s  latency p50 {:>6.2} ms  p99 {:>6.2} ms  p99.9 {:>6.2} ms  max {:>6.2} ms  ({} commands)",
         match (mode.phones, mode.outbox) {
+            (_, true) if mode.stalled => ", phones, outbox on, receiver stalled",
             (_, true) => ", phones, outbox on",
             (true, false) => ", phones, no outbox",
             _ => "",
@@ -167,6 +181,7 @@ fn main() {
     let mode = Mode {
         phones: flag("--phones") || flag("--outbox"),
         outbox: flag("--outbox"),
+        stalled: flag("--stalled"),
     };
     let args: Vec<String> = std::env::args()
         .skip(1)

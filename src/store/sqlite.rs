@@ -222,10 +222,24 @@ impl Sqlite {
         })
     }
 
+    /// A write transaction that takes the write lock at once (`BEGIN
+    /// IMMEDIATE`). One that read first and wrote later would find its
+    /// snapshot stale whenever the checkpointer restarted the WAL
+    /// meanwhile, and that `SQLITE_BUSY` is not one the busy timeout waits
+    /// out: the commit would fail and be retried.
+    fn write_tx(&mut self) -> Result<Transaction<'_>, StoreError> {
+        Ok(self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
+    }
+
     /// Something was written: the checkpointer's turn, soon.
     fn committed(&self) {
         if let Some(c) = &self.checkpointer {
             c.committed();
+            if c.writer_turn() {
+                super::checkpointer::checkpoint(&self.conn);
+            }
         }
     }
 
@@ -1017,7 +1031,7 @@ impl Backend for Sqlite {
     }
 
     fn commit(&mut self, batches: &[&Batch]) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write_tx()?;
         for b in batches {
             write_batch(&tx, b)?;
         }
@@ -1260,7 +1274,7 @@ impl Backend for Sqlite {
     }
 
     fn update_outbox(&mut self, updates: &[OutboxUpdate]) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write_tx()?;
         for u in updates {
             tx.prepare_cached(
                 "UPDATE outbox SET status=?3, attempts=?4, last_error=?5, next_attempt_at=?6
@@ -1281,14 +1295,14 @@ impl Backend for Sqlite {
     }
 
     fn maintain(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let tx = self.write_tx()?;
         let since = ms(now - Duration::hours(IDEMPOTENCY_HOURS));
-        self.conn
-            .execute("DELETE FROM idempotency WHERE created_at < ?1", [since])?;
-        self.conn.execute(
+        tx.execute("DELETE FROM idempotency WHERE created_at < ?1", [since])?;
+        tx.execute(
             "DELETE FROM outbox WHERE status != 'pending' AND created_at < ?1",
             [ms(now - Duration::days(OUTBOX_KEPT_DAYS))],
         )?;
-        self.conn.execute(
+        tx.execute(
             "DELETE FROM recent_calls WHERE rowid IN (
                SELECT rowid FROM (
                  SELECT rowid, ROW_NUMBER() OVER (PARTITION BY hall, floor ORDER BY seq DESC) AS n
@@ -1303,7 +1317,7 @@ impl Backend for Sqlite {
         // Per floor, a range of the (hall, floor, floor_seq) index: only
         // the rows it may delete are visited, not the whole table.
         let channels: Vec<(String, i32, i64, i64)> = {
-            let mut q = self.conn.prepare(
+            let mut q = tx.prepare(
                 "SELECT f.hall, CAST(substr(f.scope, 7) AS INTEGER), f.seq, h.seq
                  FROM sequences f JOIN sequences h ON h.hall = f.hall AND h.scope = 'hall'
                  WHERE f.scope LIKE 'floor:%'",
@@ -1312,7 +1326,7 @@ impl Backend for Sqlite {
             rows.collect::<Result<_, _>>()?
         };
         for (hall, floor, floor_seq, hall_seq) in channels {
-            self.conn.execute(
+            tx.execute(
                 "DELETE FROM events WHERE rowid IN (
                    SELECT rowid FROM events
                    WHERE hall = ?1 AND floor = ?2 AND floor_seq <= ?3 AND hall_seq <= ?4
@@ -1326,6 +1340,7 @@ impl Backend for Sqlite {
                 ],
             )?;
         }
+        tx.commit()?;
         self.committed();
         Ok(())
     }
