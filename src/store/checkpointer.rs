@@ -5,10 +5,12 @@
 //! past 1,000 pages: that command's answer — and every command queued
 //! behind it — waits while a few MB are written to the database file and
 //! it is fsynced (on this machine, every 22 s at 2 calls/s; see
-//! BENCHMARKS.md, "Tail"). The writer's connection turns it off, and this
-//! thread, with its own connection, checkpoints instead once a second
-//! after commits. A passive checkpoint takes no lock a writer waits for:
-//! commits go on appending to the WAL meanwhile.
+//! BENCHMARKS.md, "Tail: disk against tmpfs"). The writer's connection
+//! turns it off, and this thread, with its own connection, checkpoints
+//! instead once a second after commits. A passive checkpoint takes no
+//! lock a writer waits for: commits go on appending to the WAL meanwhile.
+//! Only under sustained load does the writer checkpoint, once in a while
+//! and briefly (see [`MAX_WAL_PAGES`]).
 //!
 //! Durability is unchanged: a commit is durable once its WAL frames are
 //! synced (`synchronous=FULL`, on the writer's connection); a checkpoint
