@@ -216,13 +216,23 @@ async fn finish(peer: &Peer, mut inbound: Inbound, end: End) {
 
 /// Reads what the socket has and answers it.
 fn read(peer: &Peer, inbound: &mut Inbound) -> ControlFlow<End> {
+    reads(peer, |data| take(peer, inbound, data)).map_break(|end| end.unwrap_or(End::Quiet))
+}
+
+/// Hands what the socket has to `on`, a read at a time (at most
+/// [`READS_PER_WAKE`]), until it has nothing now (`Continue`), `on` breaks
+/// (`Break(Some)`), or the socket ends or fails (`Break(None)`).
+fn reads<B>(
+    peer: &Peer,
+    mut on: impl FnMut(&mut [u8]) -> ControlFlow<B>,
+) -> ControlFlow<Option<B>> {
     let mut buf = [0u8; READ_CHUNK];
     for _ in 0..READS_PER_WAKE {
         match peer.try_read(&mut buf) {
-            Ok(0) => return ControlFlow::Break(End::Quiet),
-            Ok(n) => take(peer, inbound, &mut buf[..n])?,
+            Ok(0) => return ControlFlow::Break(None),
+            Ok(n) => on(&mut buf[..n]).map_break(Some)?,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(_) => return ControlFlow::Break(End::Quiet),
+            Err(_) => return ControlFlow::Break(None),
         }
     }
     ControlFlow::Continue(())
@@ -268,22 +278,15 @@ fn take(peer: &Peer, inbound: &mut Inbound, data: &mut [u8]) -> ControlFlow<End>
 /// After the server's close: reads until the client's answering close
 /// (`Break`), ignoring anything else, or until the socket ends.
 fn until_close(peer: &Peer, inbound: &mut Inbound) -> ControlFlow<()> {
-    let mut buf = [0u8; READ_CHUNK];
-    loop {
-        match peer.try_read(&mut buf) {
-            Ok(0) => return ControlFlow::Break(()),
-            Ok(n) => {
-                let heard = inbound.feed(&mut buf[..n], |frame| match frame {
-                    Frame::Close(_) => ControlFlow::Break(()),
-                    _ => ControlFlow::Continue(()),
-                });
-                match heard {
-                    Ok(ControlFlow::Continue(())) => {}
-                    _ => return ControlFlow::Break(()),
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ControlFlow::Continue(()),
-            Err(_) => return ControlFlow::Break(()),
+    reads(peer, |data| {
+        let heard = inbound.feed(data, |frame| match frame {
+            Frame::Close(_) => ControlFlow::Break(()),
+            _ => ControlFlow::Continue(()),
+        });
+        match heard {
+            Ok(ControlFlow::Continue(())) => ControlFlow::Continue(()),
+            _ => ControlFlow::Break(()),
         }
-    }
+    })
+    .map_break(|_| ())
 }
