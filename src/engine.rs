@@ -21,6 +21,8 @@ use crate::bus::{Bus, Committed, TicketMessage};
 use crate::hub::Hub;
 use crate::notify;
 use crate::queue::{EventKind, Hall, HallSpec, Outcome, QueueError, Status};
+use crate::report::{Dates, Stats, MAX_DATES};
+use crate::store::digests::{self, Digests};
 use crate::store::Job;
 use crate::store::{
     Backend, Batch, IdempotencyRecord, StoreError, StoredEvent, WriterHandle, IDEMPOTENCY_HOURS,
@@ -140,6 +142,8 @@ pub struct Engine {
     /// catch-up must not wait behind them. Several, so one year's
     /// statistics can read its parts at once.
     reports: Vec<Arc<Mutex<Box<dyn Backend>>>>,
+    /// Settled days' statistics, when the store has a place for them.
+    digests: Option<Arc<Digests>>,
     writer: WriterHandle,
     /// Where committed batches go; the local hub on one node.
     bus: Arc<dyn Bus>,
@@ -228,6 +232,7 @@ impl Engine {
         Ok(Engine {
             halls,
             reports: vec![history.clone()],
+            digests: None,
             history,
             writer,
             bus: hub.clone(),
@@ -254,6 +259,60 @@ impl Engine {
                 .collect();
         }
         self
+    }
+
+    /// Keeps settled days' statistics in `digests` (else every range is
+    /// counted from its tickets).
+    pub fn with_digests(mut self, digests: Digests) -> Engine {
+        self.digests = Some(Arc::new(digests));
+        self
+    }
+
+    /// The statistics of `dates` for a hall, from the store: settled days
+    /// from their digests, the others from their tickets. A range longer
+    /// than a month is read in parts at once, one per report connection
+    /// (a year of tickets is about a second of one core; its digests a
+    /// small part of that).
+    pub async fn stats(&self, spec: Arc<HallSpec>, dates: Dates) -> Result<Stats, StoreError> {
+        const SPLIT_OVER_DATES: i64 = 31;
+        let parts = if dates.len() > SPLIT_OVER_DATES {
+            dates.split(self.reports.len())
+        } else {
+            vec![dates]
+        };
+        let now = Utc::now();
+        let reads = parts.into_iter().enumerate().map(|(i, part)| {
+            let spec = spec.clone();
+            let digests = self.digests.clone();
+            self.read_reports_on(i, "statistics", move |b| {
+                digests::stats_between(b, digests.as_deref(), &spec, part, now)
+            })
+        });
+        let mut all = Stats::new(&spec);
+        for part in futures_util::future::join_all(reads).await {
+            all.merge(part?);
+        }
+        Ok(all)
+    }
+
+    /// Cuts the digests of every hall's settled days of the last year
+    /// that have none yet, so that the first year asked for is not the
+    /// one that cuts them. Run at start and then hourly: a day settles
+    /// about a week after it ends.
+    pub async fn warm_digests(&self) {
+        if self.digests.is_none() {
+            return;
+        }
+        for h in &self.halls {
+            let today = Utc::now().with_timezone(&h.spec.timezone).date_naive();
+            let dates = Dates {
+                from: today - Duration::days(MAX_DATES - 1),
+                to: today,
+            };
+            if let Err(e) = self.stats(h.spec.clone(), dates).await {
+                tracing::warn!(hall = %h.spec.id, error = %e, "could not cut the statistics of settled days; retried in an hour");
+            }
+        }
     }
 
     /// How many report connections there are: a long report reads as

@@ -24,7 +24,7 @@ use crate::hub::Hub;
 use crate::limits::Limits;
 use crate::listener;
 use crate::pages;
-use crate::store::{Sqlite, Writer};
+use crate::store::{Digests, Sqlite, Writer};
 
 /// How often expired idempotency keys and idle topics are dropped. Keys
 /// live 24 h; ten minutes of slack costs nothing.
@@ -38,6 +38,11 @@ const DAY_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// How long shutdown waits for WebSockets to finish their closing
 /// handshake; a peer that stopped reading must not hold the exit.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// When the settled days' statistics are first cut after a start, and
+/// how often again (`Engine::warm_digests`).
+const DIGESTS_FIRST: Duration = Duration::from_secs(5);
+const DIGESTS_EVERY: Duration = Duration::from_secs(3600);
 
 /// Serves `config` until `shutdown` resolves. `demo` prints the demo hall's
 /// tokens for a newcomer.
@@ -79,7 +84,8 @@ pub async fn serve(
             announcer,
             Utc::now(),
         )?
-        .with_reports(report_readers(dir)?),
+        .with_reports(report_readers(dir)?)
+        .with_digests(Digests::open(dir)?),
     );
 
     let listener = listen(config.listen).with_context(|| {
@@ -172,6 +178,20 @@ pub async fn serve(
         })
     };
 
+    let digests = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            // Not in the start's first seconds, which belong to screens
+            // reconnecting.
+            tokio::time::sleep(DIGESTS_FIRST).await;
+            let mut tick = tokio::time::interval(DIGESTS_EVERY);
+            loop {
+                tick.tick().await;
+                engine.warm_digests().await;
+            }
+        })
+    };
+
     let service = hyper_util::service::TowerToHyperService::new(warp::service(routes));
     // The outbox's deliveries (§9), until the writer stops.
     let outbox_stop = tokio_util::sync::CancellationToken::new();
@@ -187,6 +207,7 @@ pub async fn serve(
     tracing::info!("stopped accepting; closing channels and flushing the store");
     maintenance.abort();
     days.abort();
+    digests.abort();
     hub.close_all();
     tasks.close();
     if tokio::time::timeout(CLOSE_GRACE, tasks.wait())

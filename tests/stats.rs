@@ -524,3 +524,112 @@ async fn metrics_show_every_family_from_the_start_and_count_what_happens() {
     })
     .await;
 }
+
+/// The demo hall, its tickets rated within `days` days.
+fn rated_within(days: u32) -> String {
+    hallcast::demo::CONFIG.replacen(
+        "mobile_tickets = true\n",
+        &format!("mobile_tickets = true\n  [halls.ratings]\n  rate_within_days = {days}\n"),
+        1,
+    )
+}
+
+/// The days of the statistics cache: (hall, day) with a digest.
+fn digested(s: &Server) -> Vec<(String, String)> {
+    let db = rusqlite::Connection::open(s.dir.join("stats-cache.db")).unwrap();
+    let mut q = db
+        .prepare("SELECT hall, day FROM digests ORDER BY hall, day")
+        .unwrap();
+    let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
+#[tokio::test]
+async fn a_settled_day_is_kept_digested_until_a_longer_rating_window_opens_it_again() {
+    let clock = Clock::at("2026-12-01T08:55:00+08:00");
+    let mut s = Server::start_on_clock(Some(&rated_within(2)), &clock);
+    let c = Client::new(&s);
+    let t = issue_at(&c, &clock, "09:00:00", "business").await;
+    let n = t["number"].as_str().unwrap();
+    act(
+        &c,
+        &clock,
+        "09:05:00",
+        "3-01",
+        "call",
+        &format!(r#"{{"number":"{n}"}}"#),
+    )
+    .await;
+    act(&c, &clock, "09:06:00", "3-01", "start", "").await;
+    act(&c, &clock, "09:16:00", "3-01", "complete", "").await;
+    let day = "/api/v1/halls/demo/stats?from=2026-12-01&to=2026-12-01";
+    let served = |j: &Value| {
+        (
+            j["totals"]["served"].as_u64(),
+            j["totals"]["ratings"].as_u64(),
+            j["totals"]["wait_seconds"]["p50"].as_u64(),
+            j["totals"]["service_seconds"]["p50"].as_u64(),
+        )
+    };
+    let r = c.get_as(day, ADMIN).await;
+    assert_eq!(served(&r.json), (Some(1), Some(0), Some(300), Some(600)));
+    assert!(
+        digested(&s).is_empty(),
+        "a day that can still change is not kept"
+    );
+
+    // Three days after its end nothing can change it (rated within two
+    // days, kept in memory a day longer): counted once, then kept.
+    clock.set("2026-12-05T00:00:01+08:00");
+    let r = c.get_as(day, ADMIN).await;
+    assert_eq!(served(&r.json), (Some(1), Some(0), Some(300), Some(600)));
+    assert_eq!(
+        digested(&s),
+        [("demo".to_string(), "2026-12-01".to_string())]
+    );
+    let r = c.get_as(day, ADMIN).await;
+    assert_eq!(served(&r.json), (Some(1), Some(0), Some(300), Some(600)));
+    let rate_now = c
+        .send(
+            "POST",
+            &format!("/api/v1/tickets/{}/rating", token(&t)),
+            None,
+            Some(r#"{"level":5}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(rate_now.status, 404, "out of memory: {}", rate_now.text);
+
+    // The config now lets tickets be rated for 30 days: the ticket is
+    // back in memory, its rating counts, the digest is not believed.
+    s.terminate();
+    std::fs::write(
+        s.dir.parent().unwrap().join("hallcast.toml"),
+        rated_within(30),
+    )
+    .unwrap();
+    s.respawn();
+    let c = Client::new(&s);
+    rate(&c, &t, 5).await;
+    let r = c.get_as(day, ADMIN).await;
+    assert_eq!(served(&r.json), (Some(1), Some(1), Some(300), Some(600)));
+    assert_eq!(r.json["totals"]["positive_rate"], 1.0);
+
+    // A cache file that is not one is set aside; the answer is the same.
+    s.terminate();
+    std::fs::write(s.dir.join("stats-cache.db"), b"garbage, not a database").unwrap();
+    for side in ["stats-cache.db-wal", "stats-cache.db-shm"] {
+        let _ = std::fs::remove_file(s.dir.join(side));
+    }
+    clock.set("2027-01-10T09:00:00+08:00");
+    s.respawn();
+    let c = Client::new(&s);
+    for _ in 0..2 {
+        let r = c.get_as(day, ADMIN).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(served(&r.json), (Some(1), Some(1), Some(300), Some(600)));
+    }
+    assert!(s.dir.join("stats-cache.db.broken").exists());
+    assert!(s.logs().contains("statistics cache is unreadable"));
+    assert!(digested(&s).contains(&("demo".to_string(), "2026-12-01".to_string())));
+}

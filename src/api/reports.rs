@@ -77,40 +77,9 @@ fn admin<'a>(api: &'a Api, req: &Request<'_>, hall: &str) -> Result<&'a HallEngi
     )
 }
 
-/// A range longer than this is read in parts at once, one per report
-/// connection (a year is 730,000 rows: about a second on one core).
-const SPLIT_OVER_DATES: i64 = 31;
-
 /// Gathers the statistics of a range from the store.
 async fn gather(api: &Api, h: &HallEngine, dates: Dates) -> Result<Stats, ApiError> {
-    let parts = if dates.len() > SPLIT_OVER_DATES {
-        dates.split(api.engine.report_connections())
-    } else {
-        vec![dates]
-    };
-    let reads = parts.into_iter().enumerate().map(|(i, part)| {
-        let spec = h.spec.clone();
-        api.engine.read_reports_on(i, "statistics", move |b| {
-            let mut stats = Stats::new(&spec);
-            b.visit_tickets(
-                &spec.id,
-                &part.from.to_string(),
-                &part.to.to_string(),
-                false,
-                &mut |t| stats.add(t),
-            )?;
-            Ok(stats)
-        })
-    });
-    let mut all: Option<Stats> = None;
-    for part in futures_util::future::join_all(reads).await {
-        let part = part?;
-        match &mut all {
-            Some(s) => s.merge(part),
-            None => all = Some(part),
-        }
-    }
-    Ok(all.unwrap_or_else(|| Stats::new(&h.spec)))
+    Ok(api.engine.stats(h.spec.clone(), dates).await?)
 }
 
 /// `GET /halls/{hall}/stats?from=…&to=…`

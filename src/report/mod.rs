@@ -7,7 +7,9 @@
 
 pub mod chart;
 pub mod csv;
+pub mod digest;
 pub mod ratings;
+pub mod seconds;
 pub mod stats;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -17,6 +19,7 @@ use crate::queue::hours::{instant, DAY_MINUTES};
 use crate::store::TicketFact;
 
 pub use ratings::RatingSummary;
+pub use seconds::Seconds;
 pub use stats::{Stats, Summary};
 
 /// At most this many dates in one statistics range (§11).

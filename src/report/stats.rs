@@ -14,6 +14,8 @@ use chrono::Offset;
 use chrono::TimeZone;
 use chrono_tz::Tz;
 
+pub use super::seconds::Percentiles;
+use super::seconds::Seconds;
 use super::{positive_rate, service_seconds, wait_seconds};
 use crate::queue::rating::POSITIVE_FROM;
 use crate::queue::HallSpec;
@@ -28,10 +30,10 @@ pub struct Group {
     pub no_show: u64,
     pub cancelled: u64,
     pub expired: u64,
-    waits: Vec<u32>,
-    services: Vec<u32>,
+    pub(super) waits: Seconds,
+    pub(super) services: Seconds,
     pub ratings: u64,
-    positive: u64,
+    pub(super) positive: u64,
 }
 
 impl Group {
@@ -41,8 +43,8 @@ impl Group {
         self.no_show += g.no_show;
         self.cancelled += g.cancelled;
         self.expired += g.expired;
-        self.waits.extend(g.waits);
-        self.services.extend(g.services);
+        self.waits.absorb(g.waits);
+        self.services.absorb(g.services);
         self.ratings += g.ratings;
         self.positive += g.positive;
     }
@@ -52,9 +54,9 @@ impl Group {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct WindowGroup {
     pub served: u64,
-    services: Vec<u32>,
+    pub(super) services: Seconds,
     pub ratings: u64,
-    positive: u64,
+    pub(super) positive: u64,
 }
 
 /// One hall-local hour of the range's days.
@@ -66,15 +68,7 @@ pub struct HourGroup {
     /// transfer not counted).
     pub called: u64,
     /// Waits of the tickets issued in this hour.
-    waits: Vec<u32>,
-}
-
-/// Exact percentiles of a list of seconds; `None` over nothing.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Percentiles {
-    pub p50: Option<u32>,
-    pub p90: Option<u32>,
-    pub max: Option<u32>,
+    pub(super) waits: Seconds,
 }
 
 /// The statistics as answered.
@@ -91,10 +85,10 @@ pub struct Summary<G> {
 #[derive(Clone, Debug)]
 pub struct Stats {
     tz: Tz,
-    totals: Group,
-    by_service: Vec<(String, Group)>,
-    by_window: Vec<(String, WindowGroup)>,
-    by_hour: Vec<HourGroup>,
+    pub(super) totals: Group,
+    pub(super) by_service: Vec<(String, Group)>,
+    pub(super) by_window: Vec<(String, WindowGroup)>,
+    pub(super) by_hour: Vec<HourGroup>,
     /// Positions in `by_service` and `by_window` by id: a year is
     /// 730,000 lookups of each.
     service_at: HashMap<String, usize>,
@@ -103,20 +97,6 @@ pub struct Stats {
     /// is the next row's too (rows come in time order); every real
     /// clock change falls on a quarter hour.
     offset: Option<(i64, i64)>,
-}
-
-/// The percentiles of `values` (sorted here).
-fn percentiles(values: &mut [u32]) -> Percentiles {
-    values.sort_unstable();
-    let rank = |p: f64| {
-        let n = values.len();
-        (n > 0).then(|| values[((p * n as f64).ceil() as usize).clamp(1, n) - 1])
-    };
-    Percentiles {
-        p50: rank(0.5),
-        p90: rank(0.9),
-        max: values.last().copied(),
-    }
 }
 
 /// The entry of `name`, added at the end on first sight (a service or
@@ -149,27 +129,45 @@ impl Stats {
     /// Empty statistics with every configured service and window listed,
     /// in config order.
     pub fn new(spec: &HallSpec) -> Stats {
-        let mut stats = Stats {
-            tz: spec.timezone,
+        let mut stats = Stats::empty(spec.timezone);
+        stats.by_service = spec
+            .services
+            .iter()
+            .map(|s| (s.id.clone(), Group::default()))
+            .collect();
+        stats.by_window = spec
+            .windows
+            .iter()
+            .map(|w| (w.id.clone(), WindowGroup::default()))
+            .collect();
+        stats.service_at = positions(&stats.by_service);
+        stats.window_at = positions(&stats.by_window);
+        stats
+    }
+
+    /// Empty statistics listing no service or window yet.
+    pub(super) fn empty(tz: Tz) -> Stats {
+        Stats {
+            tz,
             totals: Group::default(),
-            by_service: spec
-                .services
-                .iter()
-                .map(|s| (s.id.clone(), Group::default()))
-                .collect(),
-            by_window: spec
-                .windows
-                .iter()
-                .map(|w| (w.id.clone(), WindowGroup::default()))
-                .collect(),
+            by_service: Vec::new(),
+            by_window: Vec::new(),
             by_hour: vec![HourGroup::default(); 24],
             service_at: HashMap::new(),
             window_at: HashMap::new(),
             offset: None,
-        };
-        stats.service_at = positions(&stats.by_service);
-        stats.window_at = positions(&stats.by_window);
-        stats
+        }
+    }
+
+    /// Appends a service's or window's group read back from a digest.
+    pub(super) fn push_service(&mut self, name: String, g: Group) {
+        self.service_at.insert(name.clone(), self.by_service.len());
+        self.by_service.push((name, g));
+    }
+
+    pub(super) fn push_window(&mut self, name: String, g: WindowGroup) {
+        self.window_at.insert(name.clone(), self.by_window.len());
+        self.by_window.push((name, g));
     }
 
     /// The hall-local hour of an instant.
@@ -209,8 +207,12 @@ impl Stats {
                 "expired" => g.expired += 1,
                 _ => {}
             }
-            g.waits.extend(wait);
-            g.services.extend(service);
+            if let Some(w) = wait {
+                g.waits.add(w);
+            }
+            if let Some(s) = service {
+                g.services.add(s);
+            }
             if t.rating.is_some() {
                 g.ratings += 1;
                 g.positive += u64::from(positive);
@@ -223,7 +225,9 @@ impl Stats {
         if let (true, Some(w)) = (done, t.window) {
             let g = entry(&mut self.by_window, &mut self.window_at, w);
             g.served += 1;
-            g.services.extend(service);
+            if let Some(s) = service {
+                g.services.add(s);
+            }
             if t.rating.is_some() {
                 g.ratings += 1;
                 g.positive += u64::from(positive);
@@ -231,7 +235,9 @@ impl Stats {
         }
         let h = &mut self.by_hour[issued_hour];
         h.issued += 1;
-        h.waits.extend(wait);
+        if let Some(w) = wait {
+            h.waits.add(w);
+        }
         if let Some(c) = called_hour {
             self.by_hour[c].called += 1;
         }
@@ -246,14 +252,14 @@ impl Stats {
         for (name, g) in other.by_window {
             let mine = entry(&mut self.by_window, &mut self.window_at, &name);
             mine.served += g.served;
-            mine.services.extend(g.services);
+            mine.services.absorb(g.services);
             mine.ratings += g.ratings;
             mine.positive += g.positive;
         }
         for (mine, h) in self.by_hour.iter_mut().zip(other.by_hour) {
             mine.issued += h.issued;
             mine.called += h.called;
-            mine.waits.extend(h.waits);
+            mine.waits.absorb(h.waits);
         }
     }
 
@@ -277,7 +283,7 @@ impl Stats {
             .map(|(name, g)| Summary {
                 name: name.clone(),
                 wait: Percentiles::default(),
-                service: percentiles(&mut g.services),
+                service: g.services.percentiles(),
                 positive_rate: positive_rate(g.positive, g.ratings),
                 group: &*g,
             })
@@ -290,7 +296,7 @@ impl Stats {
             .iter_mut()
             .enumerate()
             .map(|(h, g)| {
-                let p50 = percentiles(&mut g.waits).p50;
+                let p50 = g.waits.percentiles().p50;
                 (h as u32, &*g, p50)
             })
             .collect()
@@ -300,8 +306,8 @@ impl Stats {
 fn summarize<'a>(name: &str, g: &'a mut Group) -> Summary<&'a Group> {
     Summary {
         name: name.to_string(),
-        wait: percentiles(&mut g.waits),
-        service: percentiles(&mut g.services),
+        wait: g.waits.percentiles(),
+        service: g.services.percentiles(),
         positive_rate: positive_rate(g.positive, g.ratings),
         group: &*g,
     }
@@ -337,15 +343,6 @@ mod tests {
             finished_at: Some(1_764_637_200_000 + 1_260_000),
             rating: None,
         }
-    }
-
-    #[test]
-    fn nearest_rank_percentiles_are_exact_and_none_over_nothing() {
-        let mut v: Vec<u32> = (1..=10).rev().collect();
-        let p = percentiles(&mut v);
-        assert_eq!((p.p50, p.p90, p.max), (Some(5), Some(9), Some(10)));
-        assert_eq!(percentiles(&mut [7]).p90, Some(7));
-        assert_eq!(percentiles(&mut []), Percentiles::default());
     }
 
     #[test]

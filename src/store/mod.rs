@@ -11,6 +11,7 @@
 
 mod batch;
 mod checkpointer;
+pub mod digests;
 mod error;
 mod report;
 mod sqlite;
@@ -19,6 +20,7 @@ mod writer;
 pub use batch::{
     Batch, BookingRow, IdempotencyRecord, OutboxRecord, OutboxStatus, OutboxUpdate, StoredEvent,
 };
+pub use digests::Digests;
 pub use error::{StoreError, StoreErrorKind};
 pub use report::{CaseRow, RatingCount, TicketFact};
 pub use sqlite::Sqlite;
