@@ -6,14 +6,32 @@
 //! the change: a crash after the answer loses none, a refused command makes
 //! none. Delivery happens after, off the command's path.
 
+pub mod sender;
 pub mod worker;
 
 use chrono::{DateTime, Utc};
 
-use crate::engine::new_token;
 use crate::queue::{BookingNotice, EventKind, Hall, Outcome, Status};
 use crate::store::{OutboxRecord, OutboxStatus};
 use crate::wire::{self, Notice};
+
+/// A new message's id: when it was made (milliseconds, 12 hex digits, so
+/// ids sort in the order they were made) and 96 random bits. In that
+/// order a new message goes to the end of the outbox's id index, and so
+/// do the deliveries that record it soon after; a wholly random id
+/// dirtied a page anywhere in that index for every message and every
+/// delivery, and the writer wrote each such page to the journal.
+pub fn message_id(now: DateTime<Utc>) -> String {
+    use base64::Engine as _;
+    use rand::RngCore;
+    let mut b = [0u8; 12];
+    rand::rng().fill_bytes(&mut b);
+    format!(
+        "{:012x}{}",
+        now.timestamp_millis().max(0),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    )
+}
 
 /// The messages a command makes, from the hall after it ran; `reminders`
 /// are the tickets [`Hall::take_reminders`] named for it.
@@ -53,7 +71,7 @@ pub fn messages(
             BookingNotice::Reminder => "appointment_reminder",
             BookingNotice::Missed => "missed",
         };
-        let id = new_token();
+        let id = message_id(now);
         let body = wire::booking_body(spec, a, &id, kind, phone, *notice, now);
         msgs.push(OutboxRecord {
             appointment: Some(a.id),
@@ -64,7 +82,7 @@ pub fn messages(
         let Some(phone) = &t.notify_phone else {
             return;
         };
-        let id = new_token();
+        let id = message_id(now);
         let body = wire::notify_body(hall, t, &id, kind, phone, &notice, now);
         msgs.push(OutboxRecord {
             ticket: Some(t.id),

@@ -3,6 +3,9 @@
 //! commands and never delays one: it reads due messages through the
 //! engine's read connection and records attempts through the writer.
 //!
+//! The POSTs themselves run on [`Sender`]'s thread, below the commands'
+//! priority; reading, deciding and recording stay here.
+//!
 //! At least once: a message is marked delivered only after a 2xx, so a
 //! crash between the answer and the record sends it again (the receiver
 //! deduplicates by `id`, also our `Idempotency-Key`).
@@ -18,6 +21,7 @@ use rand::Rng;
 use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
+use super::sender::{Failure, Post, Sender};
 use crate::engine::Engine;
 use crate::queue::{BookingStatus, Status};
 use crate::store::{OutboxRecord, OutboxStatus, OutboxUpdate};
@@ -64,10 +68,10 @@ fn backoff(attempts: u32) -> Duration {
 
 /// Runs until `stop` is cancelled.
 pub async fn run(engine: Arc<Engine>, stop: CancellationToken) {
-    let client = match reqwest::Client::builder().timeout(TIMEOUT).build() {
-        Ok(c) => c,
+    let client = match Sender::start(TIMEOUT) {
+        Ok(c) => Arc::new(c),
         Err(e) => {
-            tracing::error!(error = %e, "cannot build the webhook client; no messages are delivered");
+            tracing::error!(error = %e, "cannot start the webhook client; no messages are delivered");
             return;
         }
     };
@@ -140,7 +144,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// One try of one message, and what it changed.
-async fn deliver(engine: &Engine, client: &reqwest::Client, m: OutboxRecord) -> OutboxUpdate {
+async fn deliver(engine: &Engine, client: &Sender, m: OutboxRecord) -> OutboxUpdate {
     let now = Utc::now();
     let mut update = OutboxUpdate {
         hall: m.hall.clone(),
@@ -188,25 +192,22 @@ async fn deliver(engine: &Engine, client: &reqwest::Client, m: OutboxRecord) -> 
     }
     let timestamp = now.timestamp();
     let sent = client
-        .post(&notify.webhook_url)
-        .header("content-type", "application/json")
-        .header("idempotency-key", &m.id)
-        .header("x-hallcast-timestamp", timestamp.to_string())
-        .header(
-            "x-hallcast-signature",
-            format!("sha256={}", signature(&notify.secret, timestamp, &m.body)),
-        )
-        .body(m.body.clone())
-        .send()
+        .post(Post {
+            url: notify.webhook_url.clone(),
+            id: m.id.clone(),
+            timestamp,
+            signature: signature(&notify.secret, timestamp, &m.body),
+            body: m.body.clone(),
+        })
         .await;
     update.attempts = m.attempts + 1;
     let error = match sent {
-        Ok(r) if r.status().is_success() => None,
-        Ok(r) => Some(format!("the webhook answered {}", r.status())),
-        // The error names the URL and the cause, never the body (phone).
-        Err(e) if e.is_timeout() => Some("the webhook did not answer within 10 s".to_string()),
-        Err(e) if e.is_connect() => Some("cannot connect to the webhook".to_string()),
-        Err(_) => Some("the webhook connection failed".to_string()),
+        Ok(status) if status.is_success() => None,
+        Ok(status) => Some(format!("the webhook answered {status}")),
+        // The error names the cause, never the body (phone).
+        Err(Failure::Timeout) => Some("the webhook did not answer within 10 s".to_string()),
+        Err(Failure::Connect) => Some("cannot connect to the webhook".to_string()),
+        Err(Failure::Other) => Some("the webhook connection failed".to_string()),
     };
     match error {
         None => {

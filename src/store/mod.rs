@@ -66,6 +66,21 @@ pub trait Backend: Send + 'static {
     /// there first and the whole commit is refused as a
     /// [`StoreErrorKind::Conflict`] — never written over.
     fn commit(&mut self, batches: &[&Batch]) -> Result<(), StoreError>;
+    /// [`Backend::commit`] and [`Backend::update_outbox`] together, in one
+    /// transaction where the store can: deliveries recorded while commands
+    /// queue up then cost no commit of their own. All or nothing, as
+    /// `commit`.
+    fn commit_with_deliveries(
+        &mut self,
+        batches: &[&Batch],
+        deliveries: &[OutboxUpdate],
+    ) -> Result<(), StoreError> {
+        self.commit(batches)?;
+        if deliveries.is_empty() {
+            return Ok(());
+        }
+        self.update_outbox(deliveries)
+    }
     /// Drops what is no longer needed (expired idempotency keys …).
     fn maintain(&mut self, now: DateTime<Utc>) -> Result<(), StoreError>;
     /// Events of a hall (`floor` None) or a floor with sequence > `after`,

@@ -503,6 +503,24 @@ fn write_batch(tx: &Transaction<'_>, b: &Batch) -> Result<(), StoreError> {
     Ok(())
 }
 
+fn record_deliveries(tx: &Transaction<'_>, updates: &[OutboxUpdate]) -> Result<(), StoreError> {
+    for u in updates {
+        tx.prepare_cached(
+            "UPDATE outbox SET status=?3, attempts=?4, last_error=?5, next_attempt_at=?6
+             WHERE hall=?1 AND id=?2",
+        )?
+        .execute(params![
+            u.hall,
+            u.id,
+            u.status.as_str(),
+            u.attempts,
+            u.last_error,
+            ms(u.next_attempt_at)
+        ])?;
+    }
+    Ok(())
+}
+
 const OUTBOX_COLUMNS: &str =
     "id, hall, kind, phone, ticket, body, status, attempts, last_error, created_at, next_attempt_at, \
      appointment";
@@ -1031,10 +1049,19 @@ impl Backend for Sqlite {
     }
 
     fn commit(&mut self, batches: &[&Batch]) -> Result<(), StoreError> {
+        self.commit_with_deliveries(batches, &[])
+    }
+
+    fn commit_with_deliveries(
+        &mut self,
+        batches: &[&Batch],
+        deliveries: &[OutboxUpdate],
+    ) -> Result<(), StoreError> {
         let tx = self.write_tx()?;
         for b in batches {
             write_batch(&tx, b)?;
         }
+        record_deliveries(&tx, deliveries)?;
         tx.commit()?;
         self.committed();
         Ok(())
@@ -1275,20 +1302,7 @@ impl Backend for Sqlite {
 
     fn update_outbox(&mut self, updates: &[OutboxUpdate]) -> Result<(), StoreError> {
         let tx = self.write_tx()?;
-        for u in updates {
-            tx.prepare_cached(
-                "UPDATE outbox SET status=?3, attempts=?4, last_error=?5, next_attempt_at=?6
-                 WHERE hall=?1 AND id=?2",
-            )?
-            .execute(params![
-                u.hall,
-                u.id,
-                u.status.as_str(),
-                u.attempts,
-                u.last_error,
-                ms(u.next_attempt_at)
-            ])?;
-        }
+        record_deliveries(&tx, updates)?;
         tx.commit()?;
         self.committed();
         Ok(())

@@ -92,7 +92,7 @@ impl Writer {
                             Job::Reset(ack) => {
                                 // Refuse what came before the reset first.
                                 if !group.is_empty() {
-                                    Self::commit(&mut *backend, &flag, &mut group);
+                                    Self::commit(&mut *backend, &flag, &mut group, &mut Vec::new());
                                 }
                                 flag.store(false, Ordering::Release);
                                 tracing::info!("store writes resumed after a reload");
@@ -109,19 +109,8 @@ impl Writer {
                             next = rx.try_recv().ok();
                         }
                     }
-                    if !group.is_empty() {
-                        Self::commit(&mut *backend, &flag, &mut group);
-                    }
-                    if !deliveries.is_empty() {
-                        let all: Vec<super::OutboxUpdate> =
-                            deliveries.iter().flat_map(|(u, _)| u.iter().cloned()).collect();
-                        let r = backend.update_outbox(&all);
-                        if let Err(e) = &r {
-                            tracing::warn!(error = %e, "recording outbox deliveries failed; they will be retried");
-                        }
-                        for (_, done) in deliveries.drain(..) {
-                            let _ = done.send(r.clone());
-                        }
+                    if !group.is_empty() || !deliveries.is_empty() {
+                        Self::commit(&mut *backend, &flag, &mut group, &mut deliveries);
                     }
                     if stopping {
                         break;
@@ -132,13 +121,23 @@ impl Writer {
         (Writer { thread }, WriterHandle { tx, failed })
     }
 
-    /// Commits a group and runs its continuations in order.
+    /// Commits a group and runs its continuations in order; with it, in
+    /// the same transaction, the deliveries recorded meanwhile (a commit
+    /// of their own wrote the outbox's pages a second time).
     fn commit(
         backend: &mut dyn Backend,
         flag: &AtomicBool,
         group: &mut Vec<(Batch, Continuation)>,
+        deliveries: &mut Vec<(Vec<super::OutboxUpdate>, OutboxDone)>,
     ) {
-        let result = if flag.load(Ordering::Acquire) {
+        let updates: Vec<super::OutboxUpdate> = deliveries
+            .iter()
+            .flat_map(|(u, _)| u.iter().cloned())
+            .collect();
+        let refused = flag.load(Ordering::Acquire);
+        let result = if group.is_empty() {
+            Ok(())
+        } else if refused {
             Err(StoreError::unavailable(
                 "an earlier commit failed; hallcast is reloading its state from the store, retry in a moment",
             ))
@@ -148,7 +147,7 @@ impl Writer {
             let mut tries = 1;
             let started = std::time::Instant::now();
             loop {
-                match backend.commit(&refs) {
+                match backend.commit_with_deliveries(&refs, &updates) {
                     Ok(()) => {
                         crate::metrics::commit(started);
                         break Ok(());
@@ -171,8 +170,25 @@ impl Writer {
                 tracing::error!(error = %e, "store commit failed; refusing writes until the state is reloaded");
             }
         }
+        let recorded = if group.is_empty() || refused {
+            // Nothing of the commands' to ride with (or they are refused
+            // while the engine reloads): the deliveries alone.
+            if updates.is_empty() {
+                Ok(())
+            } else {
+                backend.update_outbox(&updates)
+            }
+        } else {
+            result.clone()
+        };
+        if let Err(e) = &recorded {
+            tracing::warn!(error = %e, "recording outbox deliveries failed; they will be retried");
+        }
         for (_, k) in group.drain(..) {
             k(result.clone());
+        }
+        for (_, done) in deliveries.drain(..) {
+            let _ = done.send(recorded.clone());
         }
     }
 
@@ -258,6 +274,10 @@ mod tests {
     struct Scripted {
         answers: Arc<Mutex<VecDeque<StoreError>>>,
         commits: Arc<Mutex<u32>>,
+        /// Each write as (batches, delivery records) it carried.
+        writes: Arc<Mutex<Vec<(usize, usize)>>>,
+        /// The first commit waits for this, if set.
+        gate: Option<std::sync::mpsc::Receiver<()>>,
     }
 
     impl Backend for Scripted {
@@ -265,11 +285,30 @@ mod tests {
             Ok(Loaded::default())
         }
         fn commit(&mut self, _: &[&Batch]) -> Result<(), StoreError> {
+            if let Some(gate) = self.gate.take() {
+                let _ = gate.recv();
+            }
             *self.commits.lock().unwrap() += 1;
             match self.answers.lock().unwrap().pop_front() {
                 Some(e) => Err(e),
                 None => Ok(()),
             }
+        }
+        fn commit_with_deliveries(
+            &mut self,
+            batches: &[&Batch],
+            deliveries: &[crate::store::OutboxUpdate],
+        ) -> Result<(), StoreError> {
+            let r = self.commit(batches);
+            self.writes
+                .lock()
+                .unwrap()
+                .push((batches.len(), deliveries.len()));
+            r
+        }
+        fn update_outbox(&mut self, u: &[crate::store::OutboxUpdate]) -> Result<(), StoreError> {
+            self.writes.lock().unwrap().push((0, u.len()));
+            Ok(())
         }
         fn maintain(&mut self, _: DateTime<Utc>) -> Result<(), StoreError> {
             Ok(())
@@ -290,12 +329,72 @@ mod tests {
         let backend = Scripted {
             answers: Arc::new(Mutex::new(script.into())),
             commits: commits.clone(),
+            writes: Arc::default(),
+            gate: None,
         };
         let (w, h) = Writer::start(Box::new(backend));
         (w, h, commits)
     }
 
     fn commit(h: &WriterHandle) -> Result<(), StoreError> {
+        commit_later(h).recv().unwrap()
+    }
+
+    fn delivery() -> crate::store::OutboxUpdate {
+        crate::store::OutboxUpdate {
+            hall: "demo".into(),
+            id: "m1".into(),
+            status: crate::store::OutboxStatus::Delivered,
+            attempts: 1,
+            last_error: None,
+            next_attempt_at: Utc::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn deliveries_recorded_while_commands_queue_ride_in_their_commit() {
+        let (open, gate) = std::sync::mpsc::channel();
+        let writes: Arc<Mutex<Vec<(usize, usize)>>> = Arc::default();
+        let (_w, h) = Writer::start(Box::new(Scripted {
+            answers: Arc::default(),
+            commits: Arc::default(),
+            writes: writes.clone(),
+            gate: Some(gate),
+        }));
+        // The writer holds the first command at the gate while a
+        // delivery and a second command queue behind it.
+        let first = commit_later(&h);
+        let recorded = {
+            let h = h.clone();
+            tokio::spawn(async move { h.outbox(vec![delivery(), delivery()]).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let second = commit_later(&h);
+        open.send(()).unwrap();
+        first.recv().unwrap().unwrap();
+        second.recv().unwrap().unwrap();
+        recorded.await.unwrap().unwrap();
+        assert_eq!(*writes.lock().unwrap(), [(1, 0), (1, 2)]);
+
+        // Deliveries alone are recorded alone.
+        h.outbox(vec![delivery()]).await.unwrap();
+        assert_eq!(writes.lock().unwrap().last(), Some(&(0, 1)));
+    }
+
+    #[tokio::test]
+    async fn while_commands_are_refused_deliveries_are_still_recorded() {
+        let (_w, h, _) = writer(vec![StoreError::conflict("hall demo moved on")]);
+        let h2 = h.clone();
+        tokio::task::spawn_blocking(move || commit(&h2).unwrap_err())
+            .await
+            .unwrap();
+        assert!(h.is_failed());
+        h.outbox(vec![delivery()])
+            .await
+            .expect("a delivery's record does not wait for the reload");
+    }
+
+    fn commit_later(h: &WriterHandle) -> std::sync::mpsc::Receiver<Result<(), StoreError>> {
         let spec = crate::config::parse("demo", crate::demo::CONFIG)
             .unwrap()
             .halls[0]
@@ -307,13 +406,18 @@ mod tests {
             last: 1,
         });
         let (tx, rx) = std::sync::mpsc::channel();
-        h.reserve()?.send(Job::Commit(
-            Box::new(b),
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        ));
-        rx.recv().unwrap()
+        match h.reserve() {
+            Ok(permit) => permit.send(Job::Commit(
+                Box::new(b),
+                Box::new(move |r| {
+                    let _ = tx.send(r);
+                }),
+            )),
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+        }
+        rx
     }
 
     #[test]
