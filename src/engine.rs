@@ -315,12 +315,6 @@ impl Engine {
         }
     }
 
-    /// How many report connections there are: a long report reads as
-    /// many parts at once.
-    pub fn report_connections(&self) -> usize {
-        self.reports.len()
-    }
-
     /// A hall by id.
     pub fn hall(&self, id: &str) -> Option<&HallEngine> {
         self.halls.iter().find(|h| h.spec.id == id)

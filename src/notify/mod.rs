@@ -144,3 +144,25 @@ pub fn messages(
     }
     msgs
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_ids_sort_in_the_order_they_were_made_and_do_not_repeat() {
+        let t = |ms: i64| DateTime::from_timestamp_millis(ms).unwrap();
+        let a = message_id(t(1_796_173_200_000));
+        let b = message_id(t(1_796_173_200_001));
+        let c = message_id(t(1_796_173_260_000));
+        assert!(a < b && b < c, "{a} {b} {c}");
+        assert_eq!(a.len(), 28);
+        assert!(a
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        let same: std::collections::HashSet<String> = (0..1000)
+            .map(|_| message_id(t(1_796_173_200_000)))
+            .collect();
+        assert_eq!(same.len(), 1000, "96 random bits within one millisecond");
+    }
+}

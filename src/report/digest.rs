@@ -298,10 +298,7 @@ mod tests {
         );
         let mut merged = Stats::new(&spec);
         merged.merge(back.stats);
-        assert_eq!(merged.totals(), whole.totals());
-        assert_eq!(merged.by_service(), whole.by_service());
-        assert_eq!(merged.by_window(), whole.by_window());
-        assert_eq!(merged.by_hour(), whole.by_hour());
+        crate::report::stats::assert_same(&mut merged, &mut whole);
     }
 
     #[test]

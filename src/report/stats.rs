@@ -303,6 +303,15 @@ impl Stats {
     }
 }
 
+/// Asserts that two statistics answer the same in every view.
+#[cfg(test)]
+pub(crate) fn assert_same(a: &mut Stats, b: &mut Stats) {
+    assert_eq!(a.totals(), b.totals());
+    assert_eq!(a.by_service(), b.by_service());
+    assert_eq!(a.by_window(), b.by_window());
+    assert_eq!(a.by_hour(), b.by_hour());
+}
+
 fn summarize<'a>(name: &str, g: &'a mut Group) -> Summary<&'a Group> {
     Summary {
         name: name.to_string(),
@@ -397,10 +406,7 @@ mod tests {
         first.add(&facts[0]);
         facts[1..].iter().for_each(|f| second.add(f));
         first.merge(second);
-        assert_eq!(first.totals(), whole.totals());
-        assert_eq!(first.by_service(), whole.by_service());
-        assert_eq!(first.by_window(), whole.by_window());
-        assert_eq!(first.by_hour(), whole.by_hour());
+        assert_same(&mut first, &mut whole);
     }
 
     #[test]
