@@ -276,8 +276,9 @@ mod tests {
         commits: Arc<Mutex<u32>>,
         /// Each write as (batches, delivery records) it carried.
         writes: Arc<Mutex<Vec<(usize, usize)>>>,
-        /// The first commit waits for this, if set.
-        gate: Option<std::sync::mpsc::Receiver<()>>,
+        /// The first commit says it began on the first, then waits for
+        /// the second, if set.
+        gate: Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>,
     }
 
     impl Backend for Scripted {
@@ -285,8 +286,9 @@ mod tests {
             Ok(Loaded::default())
         }
         fn commit(&mut self, _: &[&Batch]) -> Result<(), StoreError> {
-            if let Some(gate) = self.gate.take() {
-                let _ = gate.recv();
+            if let Some((began, open)) = self.gate.take() {
+                let _ = began.send(());
+                let _ = open.recv();
             }
             *self.commits.lock().unwrap() += 1;
             match self.answers.lock().unwrap().pop_front() {
@@ -354,16 +356,18 @@ mod tests {
     #[tokio::test]
     async fn deliveries_recorded_while_commands_queue_ride_in_their_commit() {
         let (open, gate) = std::sync::mpsc::channel();
+        let (began, at_gate) = std::sync::mpsc::channel();
         let writes: Arc<Mutex<Vec<(usize, usize)>>> = Arc::default();
         let (_w, h) = Writer::start(Box::new(Scripted {
             answers: Arc::default(),
             commits: Arc::default(),
             writes: writes.clone(),
-            gate: Some(gate),
+            gate: Some((began, gate)),
         }));
         // The writer holds the first command at the gate while a
         // delivery and a second command queue behind it.
         let first = commit_later(&h);
+        at_gate.recv().unwrap();
         let recorded = {
             let h = h.clone();
             tokio::spawn(async move { h.outbox(vec![delivery(), delivery()]).await })
