@@ -18,4 +18,26 @@ pub struct Args {
     /// Keep state in this directory.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What to do instead of serving (contract §14).
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Create or upgrade the schema of a cluster's PostgreSQL store.
+    Migrate {
+        /// The store: postgres://USER@HOST:PORT/DATABASE.
+        #[arg(long, value_name = "URL")]
+        store: String,
+    },
+    /// Copy a single node's SQLite data dir into an empty PostgreSQL store.
+    Import {
+        /// The node's data dir (stopped, or at least not writing).
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The store: postgres://USER@HOST:PORT/DATABASE.
+        #[arg(long, value_name = "URL")]
+        store: String,
+    },
 }

@@ -19,9 +19,11 @@
 //! - [`api`]: HTTP routes.
 //! - [`announcer`]: spoken announcements.
 //! - [`pages`]: the screens, phone page, console and kiosk (from `displays/`).
-//! - [`server`]: wiring and shutdown order.
+//! - [`server`]: wiring and shutdown order; [`admin`]: `migrate` and
+//!   `import`.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod announcer;
 pub mod api;
 pub mod bus;

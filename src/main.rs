@@ -11,6 +11,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if let Some(command) = args.command.clone() {
+        return hallcast::admin::run(command);
+    }
     // Every screen and phone is a socket: use all the descriptors the
     // system allows this process, not the shell's soft default of 1,024.
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {

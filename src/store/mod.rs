@@ -13,6 +13,7 @@ mod batch;
 mod checkpointer;
 pub mod digests;
 mod error;
+pub mod postgres;
 mod report;
 mod sqlite;
 mod writer;

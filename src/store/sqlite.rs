@@ -27,7 +27,7 @@ use crate::queue::{
 /// 4: `appointments`; `tickets.slot_start` and `reminded`, `outbox.appointment`.
 /// 5: ratings on `tickets` (with `issued_service`, `first_called_at`),
 /// `cases` and `case_steps`.
-const SCHEMA_VERSION: i64 = 5;
+pub(crate) const SCHEMA_VERSION: i64 = 5;
 
 /// Delivered and dropped messages are kept this long (the admin listing);
 /// dead ones until retried or as long.
