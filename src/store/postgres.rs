@@ -284,11 +284,17 @@ pub fn import(client: &mut Client, from: &Path) -> Result<Vec<(String, u64)>, Ad
     let mut tx = client
         .transaction()
         .map_err(failed("cannot begin the import"))?;
+    // One read transaction over every table: a node still running on the
+    // dir cannot make the copy of one table newer than another's.
+    lite.execute_batch("BEGIN")
+        .map_err(lite_error("the store"))?;
     let mut copied = Vec::new();
     for table in TABLES {
         let n = copy_table(&lite, &mut tx, table)?;
         copied.push((table.to_string(), n));
     }
+    lite.execute_batch("COMMIT")
+        .map_err(lite_error("the store"))?;
     tx.commit().map_err(failed("cannot commit the import"))?;
     Ok(copied)
 }
