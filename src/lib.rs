@@ -47,6 +47,12 @@ pub mod wire;
 pub mod demo {
     /// The demo hall's config text.
     pub const CONFIG: &str = include_str!("demo.toml");
+
+    /// The demo hall, parsed (for unit tests).
+    #[cfg(test)]
+    pub(crate) fn spec() -> std::sync::Arc<crate::queue::HallSpec> {
+        crate::config::parse("demo", CONFIG).unwrap().halls[0].clone()
+    }
 }
 
 use std::future::Future;

@@ -239,13 +239,6 @@ fn take_str<'a>(input: &mut &'a [u8]) -> Option<&'a str> {
 mod tests {
     use super::*;
 
-    fn spec() -> std::sync::Arc<HallSpec> {
-        crate::config::parse("demo", crate::demo::CONFIG)
-            .unwrap()
-            .halls[0]
-            .clone()
-    }
-
     /// A ticket of 2026-12-02 in Shanghai, issued at 09:00 plus `minutes`.
     fn fact(status: &'static str, service: &'static str, minutes: i64) -> TicketFact<'static> {
         let at = 1_796_173_200_000 + minutes * 60_000;
@@ -278,7 +271,7 @@ mod tests {
 
     #[test]
     fn a_digest_read_back_counts_what_its_tickets_count() {
-        let spec = spec();
+        let spec = crate::demo::spec();
         let mut day = Day::new(&spec);
         let mut whole = Stats::new(&spec);
         for m in 0..400 {
@@ -303,7 +296,7 @@ mod tests {
 
     #[test]
     fn a_day_settles_once_its_last_ticket_is_out_of_memory_and_not_while_one_is_open() {
-        let spec = spec();
+        let spec = crate::demo::spec();
         let mut day = Day::new(&spec);
         day.add(&fact("done", "business", 0));
         // The day ends at midnight in Shanghai; tickets stay in memory 8
@@ -361,7 +354,7 @@ mod tests {
 
     #[test]
     fn another_version_time_zone_or_broken_bytes_are_no_digest() {
-        let spec = spec();
+        let spec = crate::demo::spec();
         let mut day = Day::new(&spec);
         day.add(&fact("done", "business", 0));
         let bytes = day.encode(&spec);

@@ -326,13 +326,6 @@ fn summarize<'a>(name: &str, g: &'a mut Group) -> Summary<&'a Group> {
 mod tests {
     use super::*;
 
-    fn spec() -> std::sync::Arc<HallSpec> {
-        crate::config::parse("demo", crate::demo::CONFIG)
-            .unwrap()
-            .halls[0]
-            .clone()
-    }
-
     fn fact<'a>(status: &'a str, service: &'a str, issued: &'a str) -> TicketFact<'a> {
         TicketFact {
             day: "2026-12-02",
@@ -356,7 +349,7 @@ mod tests {
 
     #[test]
     fn a_transferred_ticket_is_issued_under_its_first_service_and_served_under_its_last() {
-        let spec = spec();
+        let spec = crate::demo::spec();
         let mut s = Stats::new(&spec);
         let mut t = fact("done", "social", "business");
         t.rating = Some(2);
@@ -388,7 +381,7 @@ mod tests {
 
     #[test]
     fn statistics_read_in_parts_and_merged_are_those_read_whole() {
-        let spec = spec();
+        let spec = crate::demo::spec();
         let facts: Vec<TicketFact<'_>> = [("done", "a"), ("no_show", "business"), ("done", "gone")]
             .iter()
             .enumerate()
@@ -411,7 +404,7 @@ mod tests {
 
     #[test]
     fn only_a_done_ticket_has_a_service_time_and_unknown_names_are_kept() {
-        let spec = spec();
+        let spec = crate::demo::spec();
         let mut s = Stats::new(&spec);
         s.add(&fact("no_show", "gone", "gone"));
         let services = s.by_service();

@@ -261,10 +261,7 @@ mod tests {
 
     #[test]
     fn settled_days_are_read_once_and_then_come_from_their_digests() {
-        let spec = crate::config::parse("demo", crate::demo::CONFIG)
-            .unwrap()
-            .halls[0]
-            .clone();
+        let spec = crate::demo::spec();
         let dir = tempfile::tempdir().unwrap();
         let cache = Digests::open(dir.path()).unwrap();
         let mut store = Days {

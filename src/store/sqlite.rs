@@ -1398,13 +1398,6 @@ impl Backend for Sqlite {
 mod tests {
     use super::*;
 
-    fn demo() -> std::sync::Arc<HallSpec> {
-        crate::config::parse("demo", crate::demo::CONFIG)
-            .unwrap()
-            .halls[0]
-            .clone()
-    }
-
     /// A batch of one event at `seq` on floor 3, computed from `expect`.
     fn one_event(spec: &std::sync::Arc<HallSpec>, expect: u64, seq: u64) -> Batch {
         let mut b = Batch::new(spec.clone(), expect);
@@ -1464,7 +1457,7 @@ mod tests {
     #[test]
     fn a_schema_3_file_is_upgraded_in_place_and_keeps_its_rows() {
         let dir = tempfile::tempdir().unwrap();
-        let spec = demo();
+        let spec = crate::demo::spec();
         {
             // What a schema 3 binary left: no bookings, no slot, no
             // outbox link; one event already written.
@@ -1508,7 +1501,7 @@ mod tests {
     fn a_commit_computed_from_a_stale_seq_is_a_conflict_and_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mut db = Sqlite::open(dir.path()).unwrap();
-        let spec = demo();
+        let spec = crate::demo::spec();
         db.commit(&[&one_event(&spec, 0, 1), &one_event(&spec, 1, 2)])
             .expect("a group of consecutive batches commits");
         // Another writer's view: it still thinks the hall is at seq 1.

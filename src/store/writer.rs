@@ -399,10 +399,7 @@ mod tests {
     }
 
     fn commit_later(h: &WriterHandle) -> std::sync::mpsc::Receiver<Result<(), StoreError>> {
-        let spec = crate::config::parse("demo", crate::demo::CONFIG)
-            .unwrap()
-            .halls[0]
-            .clone();
+        let spec = crate::demo::spec();
         let mut b = Batch::new(spec, 0);
         b.counter = Some(crate::queue::Counter {
             service: 0,
