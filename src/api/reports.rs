@@ -177,8 +177,7 @@ fn export(
         {
             return;
         }
-        let mut day = dates.from;
-        while day <= dates.to {
+        for day in dates.days() {
             let d = day.to_string();
             let mut rows = String::new();
             let read = {
@@ -203,8 +202,6 @@ fn export(
                 }
                 at = end;
             }
-            let Some(next) = day.succ_opt() else { break };
-            day = next;
         }
     });
     let stream = futures_util::stream::poll_fn(move |cx| {

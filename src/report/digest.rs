@@ -129,19 +129,19 @@ impl Day {
         let mut stats = Stats::empty(spec.timezone);
         stats.totals = take_group(input)?;
         for _ in 0..take_count(input)? {
-            let name = take_str(input)?.to_string();
+            let name = take_str(input)?;
             let g = take_group(input)?;
-            stats.push_service(name, g);
+            stats.set_service(name, g);
         }
         for _ in 0..take_count(input)? {
-            let name = take_str(input)?.to_string();
+            let name = take_str(input)?;
             let g = WindowGroup {
                 served: take_varint(input)?,
                 ratings: take_varint(input)?,
                 positive: take_varint(input)?,
                 services: Seconds::read(input)?,
             };
-            stats.push_window(name, g);
+            stats.set_window(name, g);
         }
         for h in &mut stats.by_hour {
             *h = HourGroup {

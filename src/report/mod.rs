@@ -56,6 +56,12 @@ impl Dates {
         parts
     }
 
+    /// The range's dates in order.
+    pub fn days(&self) -> impl Iterator<Item = NaiveDate> {
+        let to = self.to;
+        self.from.iter_days().take_while(move |d| *d <= to)
+    }
+
     /// Never: a range holds its first date.
     pub fn is_empty(&self) -> bool {
         false
@@ -115,6 +121,8 @@ mod tests {
         assert_eq!((parts[0].from, parts[1].to), (year.from, year.to));
         assert_eq!(parts[0].to.succ_opt(), Some(parts[1].from));
         assert_eq!(parts.iter().map(Dates::len).sum::<i64>(), 365);
+        assert_eq!(year.days().count(), 365);
+        assert_eq!(year.days().last(), Some(year.to));
         let day = Dates {
             from: year.from,
             to: year.from,

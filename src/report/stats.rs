@@ -159,15 +159,13 @@ impl Stats {
         }
     }
 
-    /// Appends a service's or window's group read back from a digest.
-    pub(super) fn push_service(&mut self, name: String, g: Group) {
-        self.service_at.insert(name.clone(), self.by_service.len());
-        self.by_service.push((name, g));
+    /// Sets a service's or window's group read back from a digest.
+    pub(super) fn set_service(&mut self, name: &str, g: Group) {
+        *entry(&mut self.by_service, &mut self.service_at, name) = g;
     }
 
-    pub(super) fn push_window(&mut self, name: String, g: WindowGroup) {
-        self.window_at.insert(name.clone(), self.by_window.len());
-        self.by_window.push((name, g));
+    pub(super) fn set_window(&mut self, name: &str, g: WindowGroup) {
+        *entry(&mut self.by_window, &mut self.window_at, name) = g;
     }
 
     /// The hall-local hour of an instant.

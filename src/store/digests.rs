@@ -143,8 +143,7 @@ pub fn stats_between(
     };
     let kept = digests.get(&spec.id, &from, &to);
     let mut fresh = Vec::new();
-    let mut date = dates.from;
-    while date <= dates.to {
+    for date in dates.days() {
         let d = date.to_string();
         match settled(spec, &kept, &d, date, now) {
             Some(day) => stats.merge(day.stats),
@@ -156,10 +155,6 @@ pub fn stats_between(
                 }
                 stats.merge(day.stats);
             }
-        }
-        match date.succ_opt() {
-            Some(next) => date = next,
-            None => break,
         }
     }
     if !fresh.is_empty() {
