@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Client, Server, KIOSK};
+use common::{Client, Server};
 
 const ADMIN_DB: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -155,15 +155,8 @@ fn import_copies_a_nodes_data_dir_and_refuses_a_store_that_has_data() {
         let c = Client::new(&s);
         let mut tokens = Vec::new();
         for _ in 0..3 {
-            let r = c
-                .post(
-                    "/api/v1/halls/demo/tickets",
-                    KIOSK,
-                    r#"{"service":"business"}"#,
-                )
-                .await;
-            assert_eq!(r.status, 201, "{}", r.text);
-            tokens.push(r.json["token"].as_str().unwrap().to_string());
+            let t = c.issue("business").await;
+            tokens.push(t["token"].as_str().unwrap().to_string());
         }
         let r = c.window("3-01", "call", "{}").await;
         assert_eq!(r.status, 200, "{}", r.text);
