@@ -15,6 +15,21 @@ const KIOSK = 'demo-kiosk-lobby-1-token';
 const ADMIN = 'demo-admin-token-0000';
 const win = (id) => `demo-window-${id}-token`;
 
+// The pages run at 10:00 of today in the demo hall's zone, whatever the
+// hour CI starts them: the day's slots, the kiosk's hours and the day's
+// end then never depend on when the suite runs (the last bookable slot of
+// a day starts at 23:30, so a run after that found none). The server's
+// wall clock is shifted by libfaketime, each browser context's by
+// Playwright's clock, by the same offset; both keep ticking.
+const LIBFAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
+const HALL_TZ_OFFSET_MS = 8 * 3_600_000; // Asia/Shanghai, no summer time
+const SHIFT_MS = (() => {
+  const local = new Date(Date.now() + HALL_TZ_OFFSET_MS);
+  const tenAm = Date.UTC(local.getUTCFullYear(), local.getUTCMonth(), local.getUTCDate(), 10) - HALL_TZ_OFFSET_MS;
+  return Math.round((tenAm - Date.now()) / 1000) * 1000;
+})();
+const shifted = () => new Date(Date.now() + SHIFT_MS);
+
 let dataDir;
 let server;
 let base;
@@ -26,7 +41,14 @@ function startServer(listen = '127.0.0.1:0', extra = [], dir = dataDir) {
   return new Promise((resolve, reject) => {
     const proc = spawn(BIN, ['--listen', listen, '--data-dir', dir, ...extra], {
       stdio: ['ignore', 'pipe', 'inherit'],
-      env: { ...process.env, RUST_LOG: 'warn' },
+      env: {
+        ...process.env,
+        RUST_LOG: 'warn',
+        LD_PRELOAD: LIBFAKETIME,
+        FAKETIME: `${SHIFT_MS >= 0 ? '+' : ''}${SHIFT_MS / 1000}`,
+        FAKETIME_DONT_FAKE_MONOTONIC: '1',
+        TZ: 'UTC',
+      },
     });
     const lines = createInterface({ input: proc.stdout });
     const timer = setTimeout(() => reject(new Error('hallcast did not start')), 30_000);
@@ -62,9 +84,16 @@ const issue = async (service, extra = {}) => {
 };
 const act = (w, action, body = {}) => call('POST', `/halls/demo/windows/${w}/${action}`, win(w), body);
 
+/** A browser context whose clock reads what the server's does. */
+async function newContext(options) {
+  const ctx = await browser.newContext({ locale: 'zh-CN', ...options });
+  await ctx.clock.install({ time: shifted() });
+  return ctx;
+}
+
 /** A page that records console errors and uncaught exceptions. */
 async function open(url, { viewport = { width: 1920, height: 1080 }, context, at = null } = {}) {
-  const ctx = context || await browser.newContext({ viewport, locale: 'zh-CN' });
+  const ctx = context || await newContext({ viewport });
   const page = await ctx.newPage();
   page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(`${url}: ${m.text()}`); });
   page.on('pageerror', (e) => consoleErrors.push(`${url}: ${e.message}`));
@@ -127,7 +156,7 @@ test('the floor screen works in portrait and asks for sound when autoplay is blo
   // Headless chromium lets every page autoplay, whatever --autoplay-policy
   // says; a wall screen's browser does not. Make play() refuse as such a
   // browser does until someone taps, and check the page asks and recovers.
-  const ctx = await browser.newContext({ viewport: { width: 1080, height: 1920 }, locale: 'zh-CN' });
+  const ctx = await newContext({ viewport: { width: 1080, height: 1920 } });
   await ctx.addInitScript(() => {
     const play = HTMLMediaElement.prototype.play;
     window.__tapped = false;
@@ -182,7 +211,7 @@ test('a screen survives a server restart without a reload and misses nothing', a
 test('the phone page goes from waiting to the called alert', async () => {
   await issue('fund');
   const mine = await issue('fund');
-  const ctx = await browser.newContext({ viewport: { width: 390, height: 844 }, locale: 'zh-CN', isMobile: true, hasTouch: true });
+  const ctx = await newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
   const page = await open(mine.ticket_url, { context: ctx });
   await page.locator('#number', { hasText: mine.number }).waitFor();
   await page.locator('#status', { hasText: '等候中' }).waitFor();
@@ -428,7 +457,7 @@ test('a booking is cancelled on its page, and its place is free again', async ()
 
 test('where WebSockets cannot connect, the screens and the phone use server-sent events', async () => {
   // A network that refuses every WebSocket: each one fails before opening.
-  const ctx = await browser.newContext({ viewport: { width: 1920, height: 1080 }, locale: 'zh-CN' });
+  const ctx = await newContext({ viewport: { width: 1920, height: 1080 } });
   await ctx.addInitScript(() => {
     class Refused {
       constructor() { this.readyState = 3; setTimeout(() => this.onclose && this.onclose({ code: 1006 }), 5); }
