@@ -28,6 +28,9 @@ pub struct TicketMessage {
 #[derive(Clone, Debug, Default)]
 pub struct Committed {
     pub hall: String,
+    /// The hall's version once this batch committed (a cluster's order;
+    /// 0 where the batch wrote nothing).
+    pub version: u64,
     /// In seq order; each carries both channels' encodings, the bytes the
     /// store journaled, so a replay sends what the first delivery sent.
     pub events: Vec<StoredEvent>,

@@ -18,6 +18,17 @@ pub struct Args {
     /// Keep state in this directory.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Keep state in this PostgreSQL database, shared by the nodes of a
+    /// cluster (postgres://USER@HOST:PORT/DATABASE).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// Carry committed events between the nodes over this NATS server
+    /// (nats://HOST:4222).
+    #[arg(long, value_name = "URL")]
+    pub bus: Option<String>,
+    /// The cluster's name (default: the PostgreSQL database's name).
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }

@@ -45,10 +45,86 @@ pub struct Config {
     pub ping_every: std::time::Duration,
     /// `[server.limits]` (contract §13).
     pub limits: LimitsConfig,
+    /// `[server] store` (contract §14): a cluster's PostgreSQL URL; `None`
+    /// keeps state in SQLite in `data_dir`.
+    pub store: Option<String>,
+    /// `[server] bus`: the cluster's NATS URL; `None` keeps events in the
+    /// process (other nodes of a cluster still read them from PostgreSQL).
+    pub bus: Option<String>,
+    /// `[server] cluster`: the cluster's name; `None` until
+    /// [`Config::check_cluster`] sets the default.
+    pub cluster: Option<String>,
     pub halls: Vec<Arc<HallSpec>>,
 }
 
 impl Config {
+    /// Checks the cluster's settings (contract §14) once the command line
+    /// had its say, and names the cluster after the PostgreSQL database
+    /// when no name was given. `source` names where they came from.
+    pub fn check_cluster(&mut self, source: &str) -> Result<(), ConfigError> {
+        let err = |entry: &str, rule: String| ConfigError {
+            file: source.to_string(),
+            entry: entry.to_string(),
+            rule,
+        };
+        if let Some(store) = &self.store {
+            if !(store.starts_with("postgres://") || store.starts_with("postgresql://")) {
+                return Err(err(
+                    "store",
+                    format!("'{store}' is not a PostgreSQL URL; write postgres://USER@HOST:PORT/DATABASE (or leave store out for SQLite in data_dir)"),
+                ));
+            }
+        }
+        if let Some(bus) = &self.bus {
+            if !bus.starts_with("nats://") {
+                return Err(err(
+                    "bus",
+                    format!("'{bus}' is not a NATS URL; write nats://HOST:4222"),
+                ));
+            }
+            if self.store.is_none() {
+                return Err(err(
+                    "bus",
+                    "a bus joins the nodes of a cluster, which share a PostgreSQL store: give store too".into(),
+                ));
+            }
+        }
+        if self.cluster.is_none() {
+            // The database's name, spelled as a cluster name may be
+            // (`hallcast_city` → `hallcast-city`).
+            self.cluster = self.store.as_deref().map(|s| {
+                let path = s.split('?').next().unwrap_or(s);
+                let db = path.rsplit('/').next().unwrap_or("");
+                let name: String = db
+                    .chars()
+                    .map(|c| match c.to_ascii_lowercase() {
+                        c @ ('a'..='z' | '0'..='9' | '-') => c,
+                        _ => '-',
+                    })
+                    .take(64)
+                    .collect();
+                if name.is_empty() {
+                    "hallcast".to_string()
+                } else {
+                    name
+                }
+            });
+        }
+        if let Some(name) = &self.cluster {
+            let ok = (1..=64).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !ok {
+                return Err(err(
+                    "cluster",
+                    format!("'{name}' is not a cluster name: 1 to 64 of a-z, 0-9 and '-' (the default is the database's name; set cluster when that is not one)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The base URL for links shown to citizens.
     pub fn public_url(&self, listen: SocketAddr) -> String {
         match &self.public_url {
@@ -101,6 +177,9 @@ struct RawServer {
     playback: Option<bool>,
     ping_seconds: Option<u64>,
     limits: Option<RawLimits>,
+    store: Option<String>,
+    bus: Option<String>,
+    cluster: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -399,6 +478,9 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
         playback: raw.server.playback.unwrap_or(false),
         ping_every: std::time::Duration::from_secs(ping_seconds),
         limits,
+        store: raw.server.store,
+        bus: raw.server.bus,
+        cluster: raw.server.cluster,
         halls,
     })
 }

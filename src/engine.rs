@@ -25,7 +25,8 @@ use crate::report::{Dates, Stats, MAX_DATES};
 use crate::store::digests::{self, Digests};
 use crate::store::Job;
 use crate::store::{
-    Backend, Batch, IdempotencyRecord, StoreError, StoredEvent, WriterHandle, IDEMPOTENCY_HOURS,
+    Backend, Batch, Fence, IdempotencyRecord, StoreError, StoreErrorKind, StoredEvent,
+    WriterHandle, IDEMPOTENCY_HOURS,
 };
 use crate::store::{OutboxRecord, OutboxStatus, OutboxUpdate};
 use crate::wire::{self, ApiError, Reply};
@@ -86,6 +87,35 @@ impl From<CommandError> for ApiError {
 pub struct HallCell {
     pub hall: Hall,
     idempotency: HashMap<(CallerId, String), IdempotencyRecord>,
+    /// The hall's version this memory is at, its own queued batches
+    /// counted (a cluster's order of commits; see `store::Batch::version`).
+    version: u64,
+    /// Which memory this is: raised at every reload, so that a refusal
+    /// of a batch of the memory before (`store::Fence`) leaves this one be.
+    generation: u64,
+}
+
+/// Several tries at one command in a cluster: each conflict means another
+/// node committed to the hall first, and each retry runs on its state.
+const CONFLICT_TRIES: u32 = 16;
+
+/// After a reload from the cluster's store failed, the next is tried
+/// no sooner than this: a database that is down must not be asked again
+/// by every read.
+const RELOAD_BACKOFF: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What tells a node in a cluster that its memory of a hall is behind
+/// the database.
+struct Freshness {
+    /// The newest version of the hall the database is known to have (the
+    /// bus and the poll raise it).
+    known: std::sync::atomic::AtomicU64,
+    /// Raised by the writer when a batch of the hall was refused.
+    fence: Arc<Fence>,
+    /// Where the hall is reloaded from (the history connection).
+    store: Arc<Mutex<Box<dyn Backend>>>,
+    /// When a reload last failed.
+    failed_at: Mutex<Option<std::time::Instant>>,
 }
 
 /// Announcement ids are served for this long after their call (contract
@@ -101,14 +131,88 @@ pub struct HallEngine {
     /// these are composed for `GET /announcements/{id}.wav`, so a loop of
     /// made-up ids can neither burn CPU nor evict the cache.
     calls: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// In a cluster: when this node's memory of the hall is behind.
+    cluster: Option<Freshness>,
 }
 
 impl HallEngine {
     /// Locks the hall's state. A poisoned lock means a panic inside a
     /// command; the domain mutates only after its checks, so the state is
-    /// still whole and serving goes on.
+    /// still whole and serving goes on. In a cluster the state is first
+    /// brought up to what the database has, when another node changed it:
+    /// every command and every read sees the cluster's latest state.
     pub fn lock(&self) -> MutexGuard<'_, HallCell> {
-        self.cell.lock().unwrap_or_else(|p| p.into_inner())
+        let mut cell = self.cell.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = &self.cluster {
+            let behind = f.known.load(std::sync::atomic::Ordering::Acquire) > cell.version;
+            if behind || f.fence.floor() > cell.generation {
+                self.reload(f, &mut cell);
+            }
+        }
+        cell
+    }
+
+    /// Reloads the hall from the cluster's store (blocking: off the async
+    /// threads' turn where there is a runtime).
+    fn reload(&self, f: &Freshness, cell: &mut HallCell) {
+        {
+            let failed = f.failed_at.lock().unwrap_or_else(|p| p.into_inner());
+            if failed.is_some_and(|t| t.elapsed() < RELOAD_BACKOFF) {
+                return;
+            }
+        }
+        let now = Utc::now();
+        let load = || {
+            f.store
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .load(&self.spec, now)
+        };
+        let loaded = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(load)
+            }
+            _ => load(),
+        };
+        match loaded {
+            Ok(loaded) => {
+                for e in &loaded.events {
+                    if let Some(id) = wire::announcement_id(&e.floor_msg) {
+                        self.note_call(id, e.at);
+                    }
+                }
+                cell.hall = Hall::restore(self.spec.clone(), loaded.state);
+                cell.idempotency = idempotency_map(loaded.idempotency);
+                cell.version = loaded.version;
+                cell.generation = (cell.generation + 1).max(f.fence.floor());
+                *f.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                tracing::debug!(hall = %self.spec.id, version = cell.version, "hall reloaded from the cluster's store");
+            }
+            Err(e) => {
+                *f.failed_at.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(std::time::Instant::now());
+                tracing::warn!(hall = %self.spec.id, error = %e, "cannot reload the hall from the cluster's store; serving what this node has");
+            }
+        }
+    }
+
+    /// Another node committed the hall at `version` (the bus or the poll
+    /// said so): the next lock reloads it.
+    pub fn saw_version(&self, version: u64) {
+        if let Some(f) = &self.cluster {
+            f.known
+                .fetch_max(version, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
+
+    /// Remembers the calls among events committed on another node, so
+    /// their announcements are served here too.
+    pub fn note_calls(&self, events: &[StoredEvent]) {
+        for e in events {
+            if let Some(id) = wire::announcement_id(&e.floor_msg) {
+                self.note_call(id, e.at);
+            }
+        }
     }
 
     /// This hall made a call announced with this id (and not too long ago).
@@ -224,8 +328,14 @@ impl Engine {
             );
             halls.push(HallEngine {
                 spec: spec.clone(),
-                cell: Mutex::new(HallCell { hall, idempotency }),
+                cell: Mutex::new(HallCell {
+                    hall,
+                    idempotency,
+                    version: loaded.version,
+                    generation: 0,
+                }),
                 calls: Mutex::new(calls),
+                cluster: None,
             });
         }
         let history = Arc::new(Mutex::new(backend));
@@ -240,6 +350,22 @@ impl Engine {
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             announcer,
         })
+    }
+
+    /// One node of a cluster (contract §14): every hall is reloaded from
+    /// the store whenever another node committed to it since, and its
+    /// batches are fenced (see `store::Fence`).
+    pub fn clustered(mut self) -> Engine {
+        for h in &mut self.halls {
+            let version = h.cell.get_mut().map(|c| c.version).unwrap_or(0);
+            h.cluster = Some(Freshness {
+                known: std::sync::atomic::AtomicU64::new(version),
+                fence: Arc::new(Fence::default()),
+                store: self.history.clone(),
+                failed_at: Mutex::new(None),
+            });
+        }
+        self
     }
 
     /// Publishes committed batches to `bus` instead of the local hub (a
@@ -480,14 +606,44 @@ impl Engine {
 
     /// Runs one command: `apply` changes the hall, `render` makes the
     /// answer from the result. With an idempotency key, a repeat by the same
-    /// caller gets the first answer and changes nothing.
+    /// caller gets the first answer and changes nothing. In a cluster a
+    /// command that another node's commit made stale runs again on the
+    /// reloaded hall (so `apply` and `render` may run more than once; only
+    /// the last run's effect is ever journaled).
     pub async fn execute(
         &self,
         h: &HallEngine,
         caller: &str,
         key: Option<&Idempotency>,
-        apply: impl FnOnce(&mut Hall, DateTime<Utc>) -> Result<Outcome, QueueError>,
-        render: impl FnOnce(&Hall, &Result<Outcome, QueueError>) -> Reply,
+        mut apply: impl FnMut(&mut Hall, DateTime<Utc>) -> Result<Outcome, QueueError>,
+        mut render: impl FnMut(&Hall, &Result<Outcome, QueueError>) -> Reply,
+    ) -> Result<Reply, CommandError> {
+        let mut tries = 1;
+        loop {
+            match self
+                .execute_once(h, caller, key, &mut apply, &mut render)
+                .await
+            {
+                Err(CommandError::Store(e))
+                    if e.kind == StoreErrorKind::Conflict
+                        && h.cluster.is_some()
+                        && tries < CONFLICT_TRIES =>
+                {
+                    tracing::debug!(hall = %h.spec.id, tries, "command ran on a stale hall; again");
+                    tries += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn execute_once(
+        &self,
+        h: &HallEngine,
+        caller: &str,
+        key: Option<&Idempotency>,
+        apply: &mut impl FnMut(&mut Hall, DateTime<Utc>) -> Result<Outcome, QueueError>,
+        render: &mut impl FnMut(&Hall, &Result<Outcome, QueueError>) -> Reply,
     ) -> Result<Reply, CommandError> {
         let (tx, rx) = oneshot::channel();
         let reply = {
@@ -542,6 +698,11 @@ impl Engine {
                     }
                 }
                 let mut batch = Batch::new(h.spec.clone(), expect_seq);
+                batch.version = cell.version;
+                batch.fence = h
+                    .cluster
+                    .as_ref()
+                    .map(|f| (f.fence.clone(), cell.generation));
                 let mut tickets = Vec::new();
                 let mut spoken = Vec::new();
                 if let Some(out) = &done {
@@ -572,9 +733,17 @@ impl Engine {
                     // A refusal without a key writes nothing, waits for nothing.
                     return Ok(reply);
                 }
+                if !batch.is_empty() {
+                    cell.version += 1;
+                }
                 let bus = self.bus.clone();
                 let committed = Committed {
                     hall: h.spec.id.clone(),
+                    version: if batch.is_empty() {
+                        0
+                    } else {
+                        batch.version + 1
+                    },
                     events: batch.events.clone(),
                     tickets,
                 };
@@ -758,7 +927,11 @@ impl Engine {
     /// queued before has been refused — so memory is never ahead of the
     /// disk when it serves again. Blocks: run it on the blocking pool.
     pub fn recover(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut cells: Vec<_> = self.halls.iter().map(|h| h.lock()).collect();
+        let mut cells: Vec<_> = self
+            .halls
+            .iter()
+            .map(|h| h.cell.lock().unwrap_or_else(|p| p.into_inner()))
+            .collect();
         let mut fresh = Vec::new();
         {
             let mut b = self.history.lock().unwrap_or_else(|p| p.into_inner());
@@ -770,6 +943,8 @@ impl Engine {
         for ((h, cell), loaded) in self.halls.iter().zip(cells.iter_mut()).zip(fresh) {
             cell.hall = Hall::restore(h.spec.clone(), loaded.state);
             cell.idempotency = idempotency_map(loaded.idempotency);
+            cell.version = loaded.version;
+            cell.generation += 1;
             tracing::info!(hall = %h.spec.id, hall_seq = cell.hall.hall_seq(), "hall reloaded from the store");
         }
         Ok(())

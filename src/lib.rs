@@ -28,6 +28,7 @@ pub mod announcer;
 pub mod api;
 pub mod bus;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod gateway;
@@ -83,6 +84,20 @@ pub async fn run(
     if let Some(d) = args.data_dir {
         config.data_dir = d;
     }
+    let source = match &args.config {
+        Some(path) => path.display().to_string(),
+        None => "<built-in demo hall>".to_string(),
+    };
+    let from_args = args.store.is_some() || args.bus.is_some() || args.cluster.is_some();
+    config.store = args.store.or(config.store);
+    config.bus = args.bus.or(config.bus);
+    config.cluster = args.cluster.or(config.cluster);
+    let source = if from_args {
+        format!("{source} and the command line")
+    } else {
+        source
+    };
+    config.check_cluster(&source)?;
     server::serve(config, demo, shutdown).await?;
     Ok(())
 }

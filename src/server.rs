@@ -17,6 +17,7 @@ use warp::Filter;
 use crate::announcer::clips::ClipBank;
 use crate::announcer::Announcer;
 use crate::api::{self, Api};
+use crate::cluster::{self, ClusterBus};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::gateway;
@@ -24,7 +25,7 @@ use crate::hub::Hub;
 use crate::limits::Limits;
 use crate::listener;
 use crate::pages;
-use crate::store::{Digests, Sqlite, Writer};
+use crate::store::{Backend, Digests, Postgres, Sqlite, Writer};
 
 /// How often expired idempotency keys and idle topics are dropped. Keys
 /// live 24 h; ten minutes of slack costs nothing.
@@ -56,8 +57,10 @@ pub async fn serve(
     crate::metrics::register_halls(&config.halls);
     // Three connections: one loads (and later reads history for
     // catch-up), one belongs to the writer thread, one reads reports.
-    let reader = Box::new(Sqlite::open(dir)?);
-    let (writer, writer_handle) = Writer::start(Box::new(Sqlite::open_writer(dir)?));
+    // PostgreSQL's client blocks: the opening and the first load run off
+    // the async threads' turn.
+    let stores = tokio::task::block_in_place(|| Stores::open(&config))?;
+    let (writer, writer_handle) = Writer::start(stores.writer);
     let hub = Arc::new(Hub::new(config.halls.iter().map(|h| &**h)));
     let bank = match &config.sounds_dir {
         Some(dir) => ClipBank::from_dir(dir)?,
@@ -75,18 +78,22 @@ pub async fn serve(
         anyhow::bail!("playback = true needs hallcast built with --features playback");
     }
     let announcer = Arc::new(announcer);
-    let engine = Arc::new(
+    let engine = tokio::task::block_in_place(|| {
         Engine::load(
             &config.halls,
-            reader,
+            stores.reader,
             writer_handle,
             hub.clone(),
             announcer,
             Utc::now(),
-        )?
-        .with_reports(report_readers(dir)?)
-        .with_digests(Digests::open(dir)?),
-    );
+        )
+    })?
+    .with_reports(stores.reports)
+    .with_digests(Digests::open(dir)?);
+    let engine = match &config.store {
+        None => Arc::new(engine),
+        Some(url) => join_cluster(&config, url, engine, &hub).await?,
+    };
 
     let listener = listen(config.listen).with_context(|| {
         format!(
@@ -231,15 +238,80 @@ pub async fn serve(
     Ok(())
 }
 
-/// One report connection per core (at most four): a year's statistics
-/// read their parts at once.
-fn report_readers(dir: &std::path::Path) -> anyhow::Result<Vec<Box<dyn crate::store::Backend>>> {
-    let n = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    let mut readers: Vec<Box<dyn crate::store::Backend>> = Vec::with_capacity(n);
-    for _ in 0..n {
-        readers.push(Box::new(Sqlite::open_reader(dir)?));
+/// The store's connections: SQLite in the data dir, or the cluster's
+/// PostgreSQL (contract §14).
+struct Stores {
+    /// Loads, then reads history for catch-up (and, in a cluster,
+    /// reloads a hall another node changed).
+    reader: Box<dyn Backend>,
+    /// The writer thread's.
+    writer: Box<dyn Backend>,
+    /// One per core (at most four): a year's statistics read their parts
+    /// at once.
+    reports: Vec<Box<dyn Backend>>,
+}
+
+impl Stores {
+    fn open(config: &Config) -> anyhow::Result<Stores> {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        let dir = &config.data_dir;
+        let Some(url) = &config.store else {
+            let mut reports: Vec<Box<dyn Backend>> = Vec::with_capacity(n);
+            for _ in 0..n {
+                reports.push(Box::new(Sqlite::open_reader(dir)?));
+            }
+            return Ok(Stores {
+                reader: Box::new(Sqlite::open(dir)?),
+                writer: Box::new(Sqlite::open_writer(dir)?),
+                reports,
+            });
+        };
+        // The data dir keeps only the statistics' cache here.
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the data dir {}", dir.display()))?;
+        let mut client = crate::store::postgres::connect(url)?;
+        crate::store::postgres::migrate(&mut client)?;
+        let mut reports: Vec<Box<dyn Backend>> = Vec::with_capacity(n);
+        for _ in 0..n {
+            reports.push(Box::new(Postgres::lazy(url)?));
+        }
+        Ok(Stores {
+            reader: Box::new(Postgres::connect(url)?),
+            writer: Box::new(Postgres::connect(url)?),
+            reports,
+        })
     }
-    Ok(readers)
+}
+
+/// Makes the engine one node of the cluster on `url`: reloads of halls
+/// other nodes changed, fenced batches, and the bus between the nodes
+/// (NATS when `[server] bus` is set, and PostgreSQL's heads every second
+/// in any case).
+async fn join_cluster(
+    config: &Config,
+    url: &str,
+    engine: Engine,
+    hub: &Arc<Hub>,
+) -> anyhow::Result<Arc<Engine>> {
+    let name = config.cluster.as_deref().unwrap_or("hallcast");
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let nats = match &config.bus {
+        Some(bus) => Some(
+            cluster::connect_nats(bus, wake.clone())
+                .await
+                .map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
+    };
+    let bus = ClusterBus::new(hub.clone(), name, &config.halls, nats.as_ref(), wake);
+    let engine = Arc::new(engine.clustered().with_bus(bus.clone()));
+    bus.start(&engine, nats, Postgres::lazy(url)?);
+    tracing::info!(
+        cluster = name,
+        nats = config.bus.is_some(),
+        "joined the cluster"
+    );
+    Ok(engine)
 }
 
 /// Kernel send buffer of every connection. Fixed rather than autotuned (up

@@ -55,7 +55,7 @@ pub fn slots(api: &Api, req: &Request<'_>, hall: &str, service: &str) -> Result<
 }
 
 /// The answer of a command about a booking: the booking, or the refusal.
-fn booking_reply(status: u16) -> impl FnOnce(&Hall, &Result<Outcome, QueueError>) -> Reply {
+fn booking_reply(status: u16) -> impl FnMut(&Hall, &Result<Outcome, QueueError>) -> Reply {
     move |hall, result| match result {
         Ok(out) => {
             let a = hall
@@ -80,7 +80,7 @@ pub async fn book(api: &Api, req: &Request<'_>, hall: &str) -> Result<Answer, Ap
             h,
             &req.anonymous_caller(),
             key.as_ref(),
-            move |hall, now| hall.book(booking, now),
+            move |hall, now| hall.book(booking.clone(), now),
             booking_reply(201),
         )
         .await?;
@@ -167,7 +167,9 @@ pub async fn act(
                     h,
                     &caller,
                     key.as_ref(),
-                    move |hall, now| hall.check_in(BookingRef::Token(token), ticket_token, now),
+                    move |hall, now| {
+                        hall.check_in(BookingRef::Token(token.clone()), ticket_token.clone(), now)
+                    },
                     ticket_reply(201),
                 )
                 .await?
@@ -195,7 +197,9 @@ pub async fn check_in(api: &Api, req: &Request<'_>, hall: &str) -> Result<Answer
             h,
             &who.id(&h.spec),
             key.as_ref(),
-            move |hall, now| hall.check_in(BookingRef::Code(code), ticket_token, now),
+            move |hall, now| {
+                hall.check_in(BookingRef::Code(code.clone()), ticket_token.clone(), now)
+            },
             ticket_reply(201),
         )
         .await?;

@@ -46,7 +46,7 @@ pub async fn by_phone(api: &Api, req: &Request<'_>, token: &str) -> Result<Answe
             h,
             &caller,
             key.as_ref(),
-            move |hall, now| hall.rate(from, body.level, body.comment, now),
+            move |hall, now| hall.rate(from.clone(), body.level, body.comment.clone(), now),
             rating_reply,
         )
         .await?;
@@ -170,7 +170,7 @@ pub async fn step(api: &Api, req: &Request<'_>, hall: &str, id: &str) -> Result<
             h,
             "admin",
             key.as_ref(),
-            move |hall, now| hall.step_case(id, to, note, now),
+            move |hall, now| hall.step_case(id, to, note.clone(), now),
             |hall, result| match result {
                 Ok(out) => {
                     let c = hall

@@ -45,7 +45,7 @@ pub async fn issue(api: &Api, req: &Request<'_>, hall: &str) -> Result<Answer, A
             h,
             &caller,
             key.as_ref(),
-            move |hall, now| hall.issue(issue, token, now),
+            move |hall, now| hall.issue(issue.clone(), token.clone(), now),
             ticket_reply(201),
         )
         .await?;
@@ -126,7 +126,7 @@ pub async fn cancel(api: &Api, req: &Request<'_>, token: &str) -> Result<Answer,
 /// print — or the refusal.
 pub(super) fn ticket_reply(
     status: u16,
-) -> impl FnOnce(&Hall, &Result<Outcome, QueueError>) -> Reply {
+) -> impl FnMut(&Hall, &Result<Outcome, QueueError>) -> Reply {
     move |hall, result| match result {
         Ok(out) => {
             let t = hall

@@ -37,7 +37,7 @@ pub fn show(api: &Api, req: &Request<'_>, hall: &str, window: &str) -> Result<An
 }
 
 type Apply =
-    Box<dyn FnOnce(&mut Hall, chrono::DateTime<chrono::Utc>) -> Result<Outcome, QueueError> + Send>;
+    Box<dyn FnMut(&mut Hall, chrono::DateTime<chrono::Utc>) -> Result<Outcome, QueueError> + Send>;
 
 /// `POST /halls/{hall}/windows/{window}/{action}`
 pub async fn act(

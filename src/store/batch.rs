@@ -44,6 +44,16 @@ pub struct Batch {
     /// when the batch commits, or another writer changed the hall
     /// meanwhile (a conflict, see [`super::Backend::commit`]).
     pub expect_seq: u64,
+    /// The hall's version the command ran on, in a cluster: one more for
+    /// every batch that writes anything. PostgreSQL refuses the batch as
+    /// a conflict when another node moved the hall first (SQLite, a
+    /// single writer, leaves it alone).
+    pub version: u64,
+    /// In a cluster: the hall's fence and the generation of the memory
+    /// this batch was computed from. A batch of a generation below the
+    /// fence is refused unwritten: an earlier batch of that memory was
+    /// refused, so this one builds on a change the database never got.
+    pub fence: Option<(Arc<Fence>, u64)>,
     pub tickets: Vec<Ticket>,
     pub appointments: Vec<Appointment>,
     /// Follow-up cases opened or stepped (§10).
@@ -64,6 +74,8 @@ impl Batch {
         Batch {
             hall,
             expect_seq,
+            version: 0,
+            fence: None,
             tickets: Vec::new(),
             appointments: Vec::new(),
             cases: Vec::new(),
@@ -89,6 +101,27 @@ impl Batch {
             && self.events.is_empty()
             && self.idempotency.is_none()
             && self.outbox.is_empty()
+    }
+}
+
+/// A hall's lowest generation of memory whose batches may still commit
+/// (contract §14): raised by the writer when a batch of the hall was
+/// refused, so that every batch computed after it from the same memory
+/// is refused too, and the engine reloads the hall before it runs
+/// another command.
+#[derive(Debug, Default)]
+pub struct Fence(std::sync::atomic::AtomicU64);
+
+impl Fence {
+    /// The lowest generation that may commit.
+    pub fn floor(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Refuses every generation up to and including `generation`.
+    pub fn refuse_through(&self, generation: u64) {
+        self.0
+            .fetch_max(generation + 1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 

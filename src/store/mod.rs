@@ -13,16 +13,19 @@ mod batch;
 mod checkpointer;
 pub mod digests;
 mod error;
+pub mod pg_backend;
 pub mod postgres;
 mod report;
 mod sqlite;
 mod writer;
 
 pub use batch::{
-    Batch, BookingRow, IdempotencyRecord, OutboxRecord, OutboxStatus, OutboxUpdate, StoredEvent,
+    Batch, BookingRow, Fence, IdempotencyRecord, OutboxRecord, OutboxStatus, OutboxUpdate,
+    StoredEvent,
 };
 pub use digests::Digests;
 pub use error::{StoreError, StoreErrorKind};
+pub use pg_backend::Postgres;
 pub use report::{CaseRow, RatingCount, TicketFact};
 pub use sqlite::Sqlite;
 pub use writer::{Job, Writer, WriterHandle, WRITE_QUEUE};
@@ -55,6 +58,8 @@ pub struct Loaded {
     pub events: Vec<StoredEvent>,
     /// Idempotency records younger than [`IDEMPOTENCY_HOURS`].
     pub idempotency: Vec<IdempotencyRecord>,
+    /// The hall's version (a cluster's order of commits; 0 in SQLite).
+    pub version: u64,
 }
 
 /// A durable home for hall state.

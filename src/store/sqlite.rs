@@ -31,11 +31,11 @@ pub(crate) const SCHEMA_VERSION: i64 = 5;
 
 /// Delivered and dropped messages are kept this long (the admin listing);
 /// dead ones until retried or as long.
-const OUTBOX_KEPT_DAYS: i64 = 30;
+pub(super) const OUTBOX_KEPT_DAYS: i64 = 30;
 
 /// Bookings whose slot started this long ago are still loaded (with every
 /// open one): the citizen's link to last week's booking still answers.
-const APPOINTMENTS_LOADED_DAYS: i64 = 7;
+pub(super) const APPOINTMENTS_LOADED_DAYS: i64 = 7;
 
 /// How much of the file the reports' connection maps (SQLite maps what it
 /// reads, up to this).
@@ -43,15 +43,15 @@ const REPORT_MMAP: i64 = 1 << 30;
 
 /// Recent calls kept per floor in the store: enough to rebuild the list of
 /// ten even when the newest entries repeat numbers (recalls).
-const RECENT_KEPT: i64 = 100;
+pub(super) const RECENT_KEPT: i64 = 100;
 
 /// Events kept per channel (hall and floor) beyond the newest: what the
 /// longest store replay asks for (`gateway::channel::MAX_STORE_REPLAY`).
-const EVENTS_KEPT: i64 = 10_000;
+pub(super) const EVENTS_KEPT: i64 = 10_000;
 
 /// Events deleted per maintenance pass at most (one pass every ten
 /// minutes keeps up with 80 events a second).
-const PRUNE_BATCH: i64 = 50_000;
+pub(super) const PRUNE_BATCH: i64 = 50_000;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -264,19 +264,19 @@ impl Sqlite {
     }
 }
 
-fn ms(t: DateTime<Utc>) -> i64 {
+pub(super) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-fn day_str(d: NaiveDate) -> String {
+pub(super) fn day_str(d: NaiveDate) -> String {
     d.format("%Y-%m-%d").to_string()
 }
 
-fn parse_day(s: &str) -> Option<NaiveDate> {
+pub(super) fn parse_day(s: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
 }
 
-fn floor_scope(floor: i32) -> String {
+pub(super) fn floor_scope(floor: i32) -> String {
     format!("floor:{floor}")
 }
 
@@ -555,36 +555,36 @@ fn outbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<OutboxRecord, St
 /// the program does not know is corruption, refused with its table, row
 /// and value, never read as a default (an unknown status read as
 /// `waiting` would be called).
-struct RawTicket {
-    id: i64,
-    token: String,
-    number: String,
-    day: String,
-    service: String,
-    priority: String,
-    channel: String,
-    status: String,
+pub(super) struct RawTicket {
+    pub(super) id: i64,
+    pub(super) token: String,
+    pub(super) number: String,
+    pub(super) day: String,
+    pub(super) service: String,
+    pub(super) priority: String,
+    pub(super) channel: String,
+    pub(super) status: String,
     /// Resolved against the config by the caller.
-    window: Option<String>,
-    recall: u32,
-    line_pos: i64,
-    created_at: i64,
-    called_at: Option<i64>,
-    started_at: Option<i64>,
-    finished_at: Option<i64>,
-    last_call: Option<CallMark>,
-    notify_phone: Option<String>,
-    slot_start: Option<i64>,
+    pub(super) window: Option<String>,
+    pub(super) recall: u32,
+    pub(super) line_pos: i64,
+    pub(super) created_at: i64,
+    pub(super) called_at: Option<i64>,
+    pub(super) started_at: Option<i64>,
+    pub(super) finished_at: Option<i64>,
+    pub(super) last_call: Option<CallMark>,
+    pub(super) notify_phone: Option<String>,
+    pub(super) slot_start: Option<i64>,
     /// NULL in rows written before schema 4: not reminded.
-    reminded: Option<bool>,
+    pub(super) reminded: Option<bool>,
     /// NULL in rows written before schema 5: the current service.
-    issued_service: Option<String>,
-    first_called_at: Option<i64>,
-    rating: Option<(u8, Option<String>, i64)>,
+    pub(super) issued_service: Option<String>,
+    pub(super) first_called_at: Option<i64>,
+    pub(super) rating: Option<(u8, Option<String>, i64)>,
 }
 
 impl RawTicket {
-    fn into_ticket(self, hall: &str) -> Result<Ticket, StoreError> {
+    pub(super) fn into_ticket(self, hall: &str) -> Result<Ticket, StoreError> {
         let bad = |column: &str, value: &str, what: &str| {
             StoreError::corrupt(format!(
                 "the store is corrupt: tickets row (hall {hall}, id {}): {column} '{value}' is not {what}; \

@@ -135,6 +135,18 @@ impl Writer {
             .flat_map(|(u, _)| u.iter().cloned())
             .collect();
         let refused = flag.load(Ordering::Acquire);
+        // A cluster's batches computed from memory that an earlier refusal
+        // made stale never reach the database (`Fence`).
+        let (stale, fresh): (Vec<_>, Vec<_>) = std::mem::take(group)
+            .into_iter()
+            .partition(|(b, _)| b.fence.as_ref().is_some_and(|(f, g)| *g < f.floor()));
+        *group = fresh;
+        for (b, k) in stale {
+            k(Err(StoreError::conflict(format!(
+                "hall {} changed on another node while this command waited; running it again",
+                b.hall.id
+            ))));
+        }
         let result = if group.is_empty() {
             Ok(())
         } else if refused {
@@ -162,7 +174,25 @@ impl Writer {
                 }
             }
         };
-        if let Err(e) = &result {
+        let clustered = !group.is_empty() && group.iter().all(|(b, _)| b.fence.is_some());
+        if let (Err(e), true) = (&result, clustered) {
+            if e.kind == super::StoreErrorKind::Conflict {
+                // Another node moved a hall first: only the halls of this
+                // group are stale. Their fences refuse what was computed
+                // after these batches; the engine reloads them and runs
+                // the commands again. Other halls write on.
+                for (b, _) in group.iter() {
+                    if let Some((fence, generation)) = &b.fence {
+                        fence.refuse_through(*generation);
+                    }
+                }
+            }
+        }
+        let conflict_only = clustered
+            && result
+                .as_ref()
+                .is_err_and(|e| e.kind == super::StoreErrorKind::Conflict);
+        if let (Err(e), false) = (&result, conflict_only) {
             // Memory now holds changes the disk does not: refuse every
             // further write until the engine has reloaded the truth from
             // the store and sent `Job::Reset`.

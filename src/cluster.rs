@@ -1,0 +1,421 @@
+//! One node of a cluster (contract §14): the bus between nodes.
+//!
+//! PostgreSQL orders every hall's commits (`store::pg_backend`); this
+//! module carries what each node committed to the others and feeds this
+//! node's hub, in hall-seq order, without a gap:
+//!
+//! - a node's own commits are handed over by the writer as on a single
+//!   node, and published on NATS (`hallcast.{cluster}.events.{hall}`)
+//!   from a task of their own, so the writer never waits for the network;
+//! - every hall has an [`Order`]: the hall seq delivered so far and what
+//!   arrived ahead of a gap. Events are delivered to the hub only in
+//!   order; one ahead of a gap waits while the gap is read from
+//!   PostgreSQL (it was committed before, or its seq would not be lower);
+//! - once a second, and whenever a gap opens or NATS reconnects, the
+//!   heads of every hall are read from PostgreSQL (one query): a node
+//!   whose bus is down still delivers every call, in order, within about
+//!   a second, and learns which halls another node changed;
+//! - a hall another node committed to is reloaded by the engine the next
+//!   time it is locked (`HallEngine::saw_version`); a phone followed on
+//!   this node gets its ticket's messages rendered here, from the
+//!   reloaded hall, since the node that ran the command does not know it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, Notify};
+
+use crate::bus::{Bus, Committed, TicketMessage};
+use crate::engine::{Engine, HallEngine};
+use crate::hub::Hub;
+use crate::store::{Backend, Postgres, StoredEvent};
+use crate::wire;
+
+/// How often the heads of every hall are read from PostgreSQL: the
+/// contract's "at least once a second" while the bus is down, and the
+/// safety net while it is up.
+const POLL_EVERY: Duration = Duration::from_secs(1);
+
+/// Events read from PostgreSQL per hall per pass at most; a longer gap
+/// takes further passes (at once, not a second later).
+const FILL_PAGE: usize = 1000;
+
+/// Batches waiting to be published on NATS. A publish is a few
+/// microseconds while NATS is up; this is seconds of calls. When NATS is
+/// down and the client's own buffer is full, further batches are dropped
+/// here: the other nodes read them from PostgreSQL within a second.
+const OUTGOING: usize = 4096;
+
+/// A hall's delivery order on this node.
+#[derive(Default)]
+struct Order {
+    /// The hall seq delivered to the hub so far.
+    last: u64,
+    /// Events that arrived ahead of a gap, by hall seq.
+    pending: BTreeMap<u64, StoredEvent>,
+}
+
+/// A committed batch as it travels between nodes (not the contract: only
+/// hallcast nodes of the same version read it).
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    node: String,
+    hall: String,
+    version: u64,
+    events: Vec<WireEvent>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireEvent {
+    floor: i32,
+    floor_seq: u64,
+    hall_seq: u64,
+    at_ms: i64,
+    floor_msg: String,
+    hall_msg: String,
+}
+
+/// The bus of one node of a cluster.
+pub struct ClusterBus {
+    hub: Arc<Hub>,
+    /// This node, so that it skips its own batches coming back from NATS.
+    node: String,
+    /// The cluster's NATS subject prefix: `hallcast.{cluster}.events`.
+    subjects: String,
+    engine: OnceLock<Weak<Engine>>,
+    orders: HashMap<String, Mutex<Order>>,
+    outgoing: Option<mpsc::Sender<(String, Bytes)>>,
+    /// Wakes the poller (a gap opened, NATS reconnected).
+    wake: Arc<Notify>,
+    /// The last ticket message rendered here per followed token: a
+    /// message is sent again only when it changed.
+    sent: Mutex<HashMap<String, Bytes>>,
+}
+
+impl ClusterBus {
+    /// A bus for the cluster `name`, publishing on NATS when `nats` is
+    /// given (else the nodes learn of each other's commits from the poll
+    /// alone). Call [`ClusterBus::start`] once the engine exists.
+    pub fn new(
+        hub: Arc<Hub>,
+        name: &str,
+        halls: &[Arc<crate::queue::HallSpec>],
+        nats: Option<&async_nats::Client>,
+        wake: Arc<Notify>,
+    ) -> Arc<ClusterBus> {
+        let outgoing = nats.map(|client| {
+            let (tx, mut rx) = mpsc::channel::<(String, Bytes)>(OUTGOING);
+            let client = client.clone();
+            tokio::spawn(async move {
+                while let Some((subject, payload)) = rx.recv().await {
+                    if let Err(e) = client.publish(subject, payload).await {
+                        tracing::debug!(error = %e, "publishing on NATS failed; the others poll");
+                    }
+                }
+            });
+            tx
+        });
+        Arc::new(ClusterBus {
+            hub,
+            node: crate::engine::new_token(),
+            subjects: format!("hallcast.{name}.events"),
+            engine: OnceLock::new(),
+            orders: halls
+                .iter()
+                .map(|h| (h.id.clone(), Mutex::new(Order::default())))
+                .collect(),
+            outgoing,
+            wake,
+            sent: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Starts delivering: every hall from the seq the engine loaded, the
+    /// NATS subscription (if any) and the poller over `store`.
+    pub fn start(
+        self: &Arc<Self>,
+        engine: &Arc<Engine>,
+        nats: Option<async_nats::Client>,
+        store: Postgres,
+    ) {
+        let _ = self.engine.set(Arc::downgrade(engine));
+        for h in engine.halls() {
+            if let Some(o) = self.orders.get(&h.spec.id) {
+                lock(o).last = h.read(|hall| hall.hall_seq());
+            }
+        }
+        if let Some(client) = nats {
+            let bus = self.clone();
+            tokio::spawn(async move { bus.listen(client).await });
+        }
+        let bus = self.clone();
+        tokio::spawn(async move { bus.poll(store).await });
+    }
+
+    fn engine(&self) -> Option<Arc<Engine>> {
+        self.engine.get().and_then(Weak::upgrade)
+    }
+
+    /// Delivers a hall's events in seq order, each once; what is ahead
+    /// of a gap waits for it. Returns what was delivered.
+    fn deliver(
+        &self,
+        hall: &str,
+        events: &[StoredEvent],
+        tickets: &[TicketMessage],
+    ) -> Vec<StoredEvent> {
+        let Some(o) = self.orders.get(hall) else {
+            return Vec::new();
+        };
+        let mut o = lock(o);
+        for e in events {
+            if e.hall_seq > o.last {
+                o.pending.insert(e.hall_seq, e.clone());
+            }
+        }
+        let mut out = Vec::new();
+        loop {
+            let next = o.last + 1;
+            let Some(e) = o.pending.remove(&next) else {
+                break;
+            };
+            o.last = next;
+            out.push(e);
+        }
+        // Under the order's lock: the hub gets each hall's batches in
+        // order whichever thread delivers them.
+        if !out.is_empty() || !tickets.is_empty() {
+            self.hub.publish(hall, &out, tickets);
+        }
+        if !o.pending.is_empty() {
+            self.wake.notify_one();
+        }
+        out
+    }
+
+    /// Events another node committed (from NATS or PostgreSQL): the hall
+    /// is marked behind, the events delivered, their calls made
+    /// servable here, and this node's phones of the hall told.
+    fn arrived(&self, hall: &str, version: u64, events: &[StoredEvent]) {
+        let Some(engine) = self.engine() else {
+            return;
+        };
+        let Some(h) = engine.hall(hall) else {
+            return;
+        };
+        h.saw_version(version);
+        let delivered = self.deliver(hall, events, &[]);
+        if delivered.is_empty() {
+            return;
+        }
+        h.note_calls(&delivered);
+        self.tell_phones(h, &delivered);
+    }
+
+    /// Ticket messages for the phones that follow a hall's tickets on
+    /// this node, rendered from the hall as the database has it now.
+    fn tell_phones(&self, h: &HallEngine, delivered: &[StoredEvent]) {
+        let followed = self.hub.followed_tickets(&h.spec.id);
+        if followed.is_empty() {
+            return;
+        }
+        let msgs = {
+            let cell = h.lock();
+            let hall = &cell.hall;
+            let seq = hall.hall_seq();
+            let mut sent = lock(&self.sent);
+            sent.retain(|token, _| followed.contains(token));
+            let mut msgs = Vec::new();
+            for token in followed {
+                let Some(t) = hall.ticket_by_token(&token) else {
+                    continue;
+                };
+                let msg = wire::ticket_message(hall, t);
+                if sent.get(&token) != Some(&msg) {
+                    sent.insert(token.clone(), msg.clone());
+                    msgs.push(TicketMessage {
+                        token: token.clone(),
+                        seq,
+                        msg,
+                    });
+                }
+                let called_now = t.last_call.is_some_and(|c| {
+                    delivered
+                        .iter()
+                        .any(|e| e.floor == c.floor && e.floor_seq == c.seq)
+                });
+                if called_now {
+                    if let Some(msg) = wire::ticket_called_message(hall, t) {
+                        msgs.push(TicketMessage { token, seq, msg });
+                    }
+                }
+            }
+            msgs
+        };
+        if !msgs.is_empty() {
+            self.deliver(&h.spec.id, &[], &msgs);
+        }
+    }
+
+    /// Reads other nodes' batches from NATS until the process ends; the
+    /// client reconnects by itself.
+    async fn listen(self: Arc<Self>, client: async_nats::Client) {
+        let subject = format!("{}.*", self.subjects);
+        let mut sub = match client.subscribe(subject.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, %subject, "cannot subscribe on NATS; this node learns of other nodes' calls from PostgreSQL only");
+                return;
+            }
+        };
+        while let Some(msg) = sub.next().await {
+            let Ok(w) = serde_json::from_slice::<Wire>(&msg.payload) else {
+                tracing::warn!(subject = %msg.subject, "a message on the cluster's subject does not read; ignored");
+                continue;
+            };
+            if w.node == self.node {
+                continue;
+            }
+            let events: Vec<StoredEvent> = w
+                .events
+                .into_iter()
+                .map(|e| StoredEvent {
+                    floor: e.floor,
+                    floor_seq: e.floor_seq,
+                    hall_seq: e.hall_seq,
+                    at: crate::store::from_ms(e.at_ms),
+                    floor_msg: Bytes::from(e.floor_msg),
+                    hall_msg: Bytes::from(e.hall_msg),
+                })
+                .collect();
+            let bus = self.clone();
+            // Telling the phones may reload the hall (blocking I/O).
+            let _ =
+                tokio::task::spawn_blocking(move || bus.arrived(&w.hall, w.version, &events)).await;
+        }
+    }
+
+    /// Once a second (and when woken): every hall's head from PostgreSQL;
+    /// what this node has not delivered yet is read and delivered.
+    async fn poll(self: Arc<Self>, store: Postgres) {
+        let store = Arc::new(Mutex::new(store));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(POLL_EVERY) => {}
+                _ = self.wake.notified() => {}
+            }
+            let bus = self.clone();
+            let store = store.clone();
+            let pass = tokio::task::spawn_blocking(move || bus.catch_up(&mut *lock(&store))).await;
+            if let Ok(Err(e)) = pass {
+                tracing::warn!(error = %e, "cannot read the cluster's heads from PostgreSQL; trying again in a second");
+            }
+        }
+    }
+
+    /// One pass of the poll (blocking).
+    fn catch_up(&self, store: &mut Postgres) -> Result<(), crate::store::StoreError> {
+        for (hall, version, head) in store.heads()? {
+            let Some(o) = self.orders.get(&hall) else {
+                continue;
+            };
+            loop {
+                let last = lock(o).last;
+                if head <= last {
+                    break;
+                }
+                let events = store.events_after(&hall, None, last, FILL_PAGE)?;
+                if events.is_empty() {
+                    break;
+                }
+                self.arrived(&hall, version, &events);
+                if lock(o).last == last {
+                    break;
+                }
+            }
+            if let Some(h) = self.engine().as_ref().and_then(|e| e.hall(&hall)) {
+                h.saw_version(version);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Bus for ClusterBus {
+    fn publish(&self, c: &Committed) {
+        self.deliver(&c.hall, &c.events, &c.tickets);
+        let (Some(out), false) = (&self.outgoing, c.events.is_empty() && c.version == 0) else {
+            return;
+        };
+        let w = Wire {
+            node: self.node.clone(),
+            hall: c.hall.clone(),
+            version: c.version,
+            events: c
+                .events
+                .iter()
+                .map(|e| WireEvent {
+                    floor: e.floor,
+                    floor_seq: e.floor_seq,
+                    hall_seq: e.hall_seq,
+                    at_ms: e.at.timestamp_millis(),
+                    floor_msg: String::from_utf8_lossy(&e.floor_msg).into_owned(),
+                    hall_msg: String::from_utf8_lossy(&e.hall_msg).into_owned(),
+                })
+                .collect(),
+        };
+        let Ok(payload) = serde_json::to_vec(&w) else {
+            return;
+        };
+        if out
+            .try_send((
+                format!("{}.{}", self.subjects, c.hall),
+                Bytes::from(payload),
+            ))
+            .is_err()
+        {
+            tracing::debug!(hall = %c.hall, "NATS is behind; the other nodes read this batch from PostgreSQL");
+        }
+    }
+
+    fn followed_tickets(&self, hall: &str) -> Vec<String> {
+        self.hub.followed_tickets(hall)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Connects to NATS at `url`, retrying in the background while it is
+/// down; `reconnected` is woken at every (re)connection, so the node reads
+/// what it missed from PostgreSQL at once.
+pub async fn connect_nats(
+    url: &str,
+    reconnected: Arc<Notify>,
+) -> Result<async_nats::Client, String> {
+    async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .event_callback(move |event| {
+            let reconnected = reconnected.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        tracing::info!("connected to NATS");
+                        reconnected.notify_one();
+                    }
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!("NATS disconnected; reading other nodes' calls from PostgreSQL every second until it is back")
+                    }
+                    _ => {}
+                }
+            }
+        })
+        .connect(url)
+        .await
+        .map_err(|e| format!("cannot connect to NATS at {url}: {e}"))
+}
