@@ -6,56 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Client, Server};
-
-const ADMIN_DB: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-/// A fresh database, dropped with its last connection when this goes.
-struct Db {
-    name: String,
-}
-
-impl Db {
-    fn new(tag: &str) -> Db {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!("hallcast_{tag}_{}_{nanos}", std::process::id());
-        let mut admin = postgres::Client::connect(ADMIN_DB, postgres::NoTls)
-            .expect("this machine's PostgreSQL at 127.0.0.1:5432");
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap();
-        Db { name }
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
-    }
-
-    fn client(&self) -> postgres::Client {
-        postgres::Client::connect(&self.url(), postgres::NoTls).unwrap()
-    }
-
-    fn count(&self, table: &str) -> i64 {
-        self.client()
-            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-            .unwrap()
-            .get(0)
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = postgres::Client::connect(ADMIN_DB, postgres::NoTls) {
-            let _ = admin.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
-}
+use common::{Client, Db, Server};
 
 /// Runs the binary with `args`: exit code, stdout, stderr.
 fn hallcast(args: &[&str]) -> (i32, String, String) {

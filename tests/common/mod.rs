@@ -32,6 +32,8 @@ pub struct Server {
     _tmp: Option<Arc<tempfile::TempDir>>,
     /// Environment the binary was started with, kept for restarts.
     env: Vec<(String, String)>,
+    /// Further arguments (a cluster's `--store`, `--bus`), kept for restarts.
+    args: Vec<String>,
 }
 
 impl Server {
@@ -57,8 +59,19 @@ impl Server {
 
     /// Starts the binary; waits for its "listening on" line.
     pub fn spawn(dir: &Path, config: Option<&Path>, env: &[(&str, &str)]) -> Server {
+        Server::spawn_with(dir, config, env, &[])
+    }
+
+    /// [`Server::spawn`] with further arguments.
+    pub fn spawn_with(
+        dir: &Path,
+        config: Option<&Path>,
+        env: &[(&str, &str)],
+        args: &[String],
+    ) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hallcast"));
         cmd.args(["--listen", "127.0.0.1:0", "--data-dir"]).arg(dir);
+        cmd.args(args);
         if let Some(c) = config {
             cmd.arg("--config").arg(c);
         }
@@ -121,6 +134,7 @@ impl Server {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            args: args.to_vec(),
         }
     }
 
@@ -137,7 +151,7 @@ impl Server {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let mut next = Server::spawn(&self.dir, self.config.as_deref(), &env);
+        let mut next = Server::spawn_with(&self.dir, self.config.as_deref(), &env, &self.args);
         next._tmp = self._tmp.take();
         *self = next;
     }
@@ -553,5 +567,73 @@ where
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// This machine's PostgreSQL (127.0.0.1:5432, trust auth): the database
+/// every test database is made from.
+pub const ADMIN_DB: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// Runs PostgreSQL's blocking client: off the async threads' turn inside
+/// a (multi-threaded) test runtime, where it may not start its own.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => tokio::task::block_in_place(f),
+        Err(_) => f(),
+    }
+}
+
+/// A fresh database on this machine's PostgreSQL, dropped (with its last
+/// connections) when this goes.
+pub struct Db {
+    pub name: String,
+}
+
+impl Db {
+    pub fn new(tag: &str) -> Db {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!("hallcast_{tag}_{}_{nanos}", std::process::id());
+        blocking(|| {
+            let mut admin = postgres::Client::connect(ADMIN_DB, postgres::NoTls)
+                .expect("this machine's PostgreSQL at 127.0.0.1:5432");
+            admin
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .unwrap();
+        });
+        Db { name }
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
+    }
+
+    /// A connection; use it inside [`blocking`] in an async test.
+    pub fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url(), postgres::NoTls).unwrap()
+    }
+
+    /// The first column of the first row of a query.
+    pub fn one(&self, sql: &str) -> i64 {
+        blocking(|| self.client().query_one(sql, &[]).unwrap().get(0))
+    }
+
+    pub fn count(&self, table: &str) -> i64 {
+        self.one(&format!("SELECT count(*) FROM {table}"))
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        blocking(|| {
+            if let Ok(mut admin) = postgres::Client::connect(ADMIN_DB, postgres::NoTls) {
+                let _ = admin.batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                ));
+            }
+        })
     }
 }

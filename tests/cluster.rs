@@ -1,0 +1,378 @@
+//! §14 on this machine's PostgreSQL (127.0.0.1:5432, a database per test)
+//! and NATS with JetStream (127.0.0.1:4222, a cluster name per test, so
+//! the tests never see each other's events): several nodes of the real
+//! binary, each on its own port, one store and one bus.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{eventually, Client, Db, Server, Ws};
+use serde_json::Value;
+
+const NATS: &str = "nats://127.0.0.1:4222";
+const FLOOR_3: &str = "/ws/v1/halls/demo/floors/3";
+
+/// `n` nodes of one cluster on `db`, over the bus at `bus`.
+struct Cluster {
+    nodes: Vec<Server>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(db: &Db, bus: &str, n: usize) -> Cluster {
+        let tmp = tempfile::tempdir().unwrap();
+        let args = vec![
+            "--store".to_string(),
+            db.url(),
+            "--bus".to_string(),
+            bus.to_string(),
+            "--cluster".to_string(),
+            db.name.replace('_', "-"),
+        ];
+        let nodes = (0..n)
+            .map(|i| Server::spawn_with(&tmp.path().join(format!("node{i}")), None, &[], &args))
+            .collect();
+        Cluster { nodes, _tmp: tmp }
+    }
+
+    fn client(&self, i: usize) -> Client {
+        Client::new(&self.nodes[i % self.nodes.len()])
+    }
+}
+
+/// Messages of a floor channel up to and including the `n`th `called`.
+async fn calls(ws: &mut Ws, n: usize) -> Vec<Value> {
+    let mut got = Vec::new();
+    let mut seen = 0;
+    while seen < n {
+        let m = ws.next().await;
+        if m["type"] == "called" {
+            seen += 1;
+        }
+        got.push(m);
+    }
+    got
+}
+
+/// The called numbers among messages, in order.
+fn numbers(msgs: &[Value]) -> Vec<String> {
+    msgs.iter()
+        .filter(|m| m["type"] == "called")
+        .map(|m| m["number"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Each message's seq is one more than the one before.
+fn assert_gapless(msgs: &[Value], after: u64) {
+    let mut expect = after + 1;
+    for m in msgs {
+        assert_eq!(m["seq"].as_u64(), Some(expect), "gap or repeat at {m}");
+        expect += 1;
+    }
+}
+
+/// A floor subscriber from its snapshot: the channel and the snapshot's seq.
+async fn screen(node: &Server) -> (Ws, u64) {
+    let mut ws = Ws::connect(&node.ws(FLOOR_3)).await;
+    let snap = ws.next().await;
+    assert_eq!(snap["type"], "snapshot");
+    (ws, snap["seq"].as_u64().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_numbers_are_consecutive_and_every_node_shows_every_call_in_order() {
+    let db = Db::new("rr");
+    let c = Cluster::start(&db, NATS, 3);
+    let mut screens = Vec::new();
+    for n in &c.nodes {
+        screens.push(screen(n).await);
+    }
+    for i in 0..9 {
+        let t = c.client(i).issue("business").await;
+        assert_eq!(
+            t["number"],
+            format!("A{:03}", i + 1),
+            "issued on node {}",
+            i % 3
+        );
+    }
+    for i in 0..9 {
+        let w = format!("3-{:02}", i + 1);
+        let r = c.client(i).window(&w, "call", "{}").await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let mut seen: Vec<Vec<Value>> = Vec::new();
+    for (ws, after) in &mut screens {
+        let msgs = calls(ws, 9).await;
+        assert_gapless(&msgs, *after);
+        seen.push(msgs);
+    }
+    // The same messages, with the same seqs, on every node.
+    assert_eq!(seen[0], seen[1]);
+    assert_eq!(seen[0], seen[2]);
+    let expect: Vec<String> = (1..=9).map(|i| format!("A{i:03}")).collect();
+    assert_eq!(numbers(&seen[0]), expect);
+    // Every node's board reads the same state.
+    let mut boards: Vec<Value> = Vec::new();
+    for i in 0..3 {
+        boards.push(c.client(i).floor(3).await);
+    }
+    assert_eq!(boards[0]["seq"], boards[1]["seq"]);
+    assert_eq!(boards[0]["seq"], boards[2]["seq"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_on_two_nodes_never_share_a_ticket() {
+    let db = Db::new("calls");
+    let c = Cluster::start(&db, NATS, 2);
+    let mut issued = BTreeSet::new();
+    for i in 0..24 {
+        let t = c.client(i).issue("business").await;
+        assert!(issued.insert(t["number"].as_str().unwrap().to_string()));
+    }
+    let answers = futures_util::future::join_all((0..24).map(|i| {
+        let client = c.client(i);
+        async move {
+            client
+                .window(&format!("3-{:02}", i + 1), "call", "{}")
+                .await
+        }
+    }))
+    .await;
+    let mut called = BTreeSet::new();
+    for r in &answers {
+        assert_eq!(r.status, 200, "{}", r.text);
+        let n = r.json["ticket"]["number"].as_str().unwrap().to_string();
+        assert!(called.insert(n.clone()), "{n} was called by two windows");
+    }
+    assert_eq!(called, issued);
+    let at_windows =
+        db.one("SELECT count(DISTINCT \"window\") FROM tickets WHERE status = 'called'");
+    assert_eq!(at_windows, 24);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_screen_resumes_on_another_node_and_a_phone_follows_from_any_node() {
+    let db = Db::new("resume");
+    let c = Cluster::start(&db, NATS, 3);
+    let mine = c.client(0).issue("business").await;
+    for i in 0..5 {
+        c.client(i).issue("business").await;
+    }
+    // The citizen's phone is on node 2; the ticket was issued on node 0.
+    let token = mine["token"].as_str().unwrap();
+    let mut phone = Ws::connect(&c.nodes[2].ws(&format!("/ws/v1/tickets/{token}"))).await;
+    assert_eq!(phone.next().await["status"], "waiting");
+
+    let (mut ws, after) = screen(&c.nodes[0]).await;
+    c.client(1).window("3-01", "call", "{}").await;
+    c.client(2).window("3-02", "call", "{}").await;
+    let first = calls(&mut ws, 2).await;
+    assert_gapless(&first, after);
+    let last = first.last().unwrap()["seq"].as_u64().unwrap();
+    drop(ws);
+    // Node 0's screen is gone; calls go on elsewhere.
+    for i in 3..6 {
+        c.client(i).window(&format!("3-0{i}"), "call", "{}").await;
+    }
+    let mut again = Ws::connect(&c.nodes[1].ws(&format!("{FLOOR_3}?after={last}"))).await;
+    let rest = calls(&mut again, 3).await;
+    assert_gapless(&rest, last);
+    assert_eq!(
+        numbers(&[first, rest].concat()),
+        ["A001", "A002", "A003", "A004", "A005"]
+    );
+    // Called on node 1, told on node 2.
+    let r = c.client(1).window("3-09", "call", "{}").await;
+    assert_eq!(r.json["ticket"]["number"], "A006", "{}", r.text);
+    let got = phone.until(|m| m["type"] == "called").await;
+    assert_eq!(got.last().unwrap()["number"], mine["number"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_holds_across_nodes() {
+    let db = Db::new("idem");
+    let c = Cluster::start(&db, NATS, 2);
+    let path = "/api/v1/halls/demo/tickets";
+    let body = r#"{"service":"fund"}"#;
+    let kiosk = "demo-kiosk-lobby-1-token";
+    let first = c.client(0).keyed(path, kiosk, body, "k-1").await;
+    assert_eq!(first.status, 201);
+    let again = c.client(1).keyed(path, kiosk, body, "k-1").await;
+    assert_eq!(again.status, 201);
+    assert_eq!(again.json, first.json);
+    let other = c
+        .client(1)
+        .keyed(path, kiosk, r#"{"service":"tax"}"#, "k-1")
+        .await;
+    assert_eq!(other.status, 422);
+    assert_eq!(db.count("tickets"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_a_node_under_load_loses_no_call_on_any_screen() {
+    let db = Db::new("kill");
+    let mut c = Cluster::start(&db, NATS, 3);
+    for i in 0..30 {
+        c.client(i).issue("business").await;
+    }
+    let (mut on_c, after_c) = screen(&c.nodes[2]).await;
+    let (mut on_a, after_a) = screen(&c.nodes[0]).await;
+    // Calls through nodes 0 and 1; node 0 dies after ten of them.
+    let mut answered = 0;
+    for i in 0..30 {
+        if i == 10 {
+            c.nodes[0].kill9();
+        }
+        let node = if i < 10 { i % 2 } else { 1 };
+        let w = format!("3-{:02}", i % 25 + 1);
+        let r = c.client(node).window(&w, "call", "{}").await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        answered += 1;
+    }
+    assert_eq!(answered, 30);
+    let all = calls(&mut on_c, 30).await;
+    assert_gapless(&all, after_c);
+    // Node 0's screen saw some, and catches up on node 1 with ?after.
+    let mut seen = Vec::new();
+    while let Ok(m) = on_a.next_or_end(Duration::from_secs(2)).await {
+        seen.push(m);
+    }
+    assert_gapless(&seen, after_a);
+    let last = seen.last().map_or(after_a, |m| m["seq"].as_u64().unwrap());
+    let mut back = Ws::connect(&c.nodes[1].ws(&format!("{FLOOR_3}?after={last}"))).await;
+    let missed = numbers(&all).len() - numbers(&seen).len();
+    let rest = calls(&mut back, missed).await;
+    assert_gapless(&rest, last);
+    assert_eq!(numbers(&[seen, rest].concat()), numbers(&all));
+}
+
+/// A NATS server of the test's own on a free port, so that it can be
+/// stopped without disturbing anyone else; ended on drop.
+struct OwnNats {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl OwnNats {
+    fn start() -> OwnNats {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut n = OwnNats { port, child: None };
+        n.resume();
+        n
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn resume(&mut self) {
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server (Debian's nats-server, on this machine)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nats-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnNats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_nats_down_every_call_still_reaches_every_node_in_order() {
+    let db = Db::new("natsdown");
+    let mut nats = OwnNats::start();
+    let c = Cluster::start(&db, &nats.url(), 2);
+    for i in 0..6 {
+        c.client(i).issue("business").await;
+    }
+    let (mut ws, after) = screen(&c.nodes[1]).await;
+    c.client(0).window("3-01", "call", "{}").await;
+    let before = calls(&mut ws, 1).await;
+
+    nats.stop();
+    for w in ["3-02", "3-03"] {
+        let r = c.client(0).window(w, "call", "{}").await;
+        assert_eq!(r.status, 200, "commands go on without the bus: {}", r.text);
+    }
+    let ready = c.client(1).get("/readyz").await;
+    assert_eq!(ready.status, 200, "the bus is not the store");
+    // Read from PostgreSQL by node 1 (at least once a second).
+    let during = calls(&mut ws, 2).await;
+
+    nats.resume();
+    let back = c.client(0).window("3-04", "call", "{}").await;
+    assert_eq!(back.status, 200);
+    let after_back = calls(&mut ws, 1).await;
+    let all = [before, during, after_back].concat();
+    assert_gapless(&all, after);
+    assert_eq!(numbers(&all), ["A001", "A002", "A003", "A004"]);
+    // And the node reconnects to the bus: its own calls reach node 0 too.
+    let (mut on_0, after_0) = screen(&c.nodes[0]).await;
+    c.client(1).window("3-05", "call", "{}").await;
+    let got = calls(&mut on_0, 1).await;
+    assert_gapless(&got, after_0);
+    eventually(10, "node 1 ready", || async {
+        (Client::new(&c.nodes[1]).get("/readyz").await.status == 200).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_cluster_name_or_store_url_is_refused_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hallcast"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(tmp.path())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, err) = run(&[
+        "--store",
+        "postgres://postgres@127.0.0.1/test",
+        "--cluster",
+        "Bad_Name",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cluster") && err.contains("a-z"), "{err}");
+    let (code, err) = run(&["--store", "mysql://x"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("postgres://"), "{err}");
+    let (code, err) = run(&["--bus", NATS]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("store"), "{err}");
+}
