@@ -256,6 +256,9 @@ pub struct Engine {
     /// Told when a commit wrote messages to the outbox.
     outbox_wake: Arc<tokio::sync::Notify>,
     announcer: Arc<Announcer>,
+    /// In a cluster: the last look at PostgreSQL failed (contract §14:
+    /// `/readyz` is 503 while it is unreachable, commands or not).
+    store_unreachable: std::sync::atomic::AtomicBool,
 }
 
 /// Idempotency records as the engine looks them up: by caller and key.
@@ -349,6 +352,7 @@ impl Engine {
             hub,
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             announcer,
+            store_unreachable: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -464,6 +468,15 @@ impl Engine {
     /// State is loaded and the store takes writes.
     pub fn is_ready(&self) -> bool {
         !self.writer.is_failed()
+            && !self
+                .store_unreachable
+                .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// What the cluster's last look at its store found.
+    pub fn store_reachable(&self, reachable: bool) {
+        self.store_unreachable
+            .store(!reachable, std::sync::atomic::Ordering::Release);
     }
 
     /// Has the outbox looked at now (a message was made pending again).

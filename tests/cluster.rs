@@ -376,3 +376,148 @@ async fn a_bad_cluster_name_or_store_url_is_refused_at_start() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("store"), "{err}");
 }
+
+/// A PostgreSQL server of the test's own (Debian's binaries, a fresh data
+/// dir, a free port), so that it can be stopped and started without
+/// touching the machine's; stopped on drop.
+struct OwnPostgres {
+    dir: tempfile::TempDir,
+    port: u16,
+    bin: std::path::PathBuf,
+}
+
+impl OwnPostgres {
+    fn start() -> OwnPostgres {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("Debian's PostgreSQL under /usr/lib/postgresql")
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin"))
+            .max()
+            .expect("a PostgreSQL version");
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // The server refuses to run as root: its files are postgres's.
+        let ok = Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(dir.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "chown of the data dir");
+        let pg = OwnPostgres { dir, port, bin };
+        pg.run(
+            "initdb",
+            &["-A", "trust", "-U", "postgres", "--no-sync", "-D"],
+            true,
+        );
+        pg.resume();
+        pg
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    fn run(&self, tool: &str, args: &[&str], with_data: bool) {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", "postgres", "--"])
+            .arg(self.bin.join(tool))
+            .args(args);
+        if with_data {
+            cmd.arg(self.data());
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{tool} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn resume(&self) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &["start", "-w", "-l", &log, "-o", &opts, "-D"],
+            true,
+        );
+    }
+
+    fn stop(&self) {
+        self.run("pg_ctl", &["stop", "-w", "-m", "fast", "-D"], true);
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args(["stop", "-m", "immediate", "-D", &self.data()])
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_means_not_ready_and_503_and_back_means_serving_without_a_restart() {
+    let pg = OwnPostgres::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Server::spawn_with(
+        &tmp.path().join("node"),
+        None,
+        &[],
+        &["--store".into(), pg.url()],
+    );
+    let client = Client::new(&node);
+    assert_eq!(client.issue("business").await["number"], "A001");
+    common::blocking(|| pg.stop());
+
+    eventually(10, "/readyz 503 with PostgreSQL down", || async {
+        (client.get("/readyz").await.status == 503).then_some(())
+    })
+    .await;
+    let kiosk = "demo-kiosk-lobby-1-token";
+    for _ in 0..3 {
+        let r = client
+            .post(
+                "/api/v1/halls/demo/tickets",
+                kiosk,
+                r#"{"service":"business"}"#,
+            )
+            .await;
+        assert_eq!(r.status, 503, "{}", r.text);
+        assert_eq!(r.code(), "unavailable");
+    }
+
+    common::blocking(|| pg.resume());
+    eventually(10, "/readyz 200 with PostgreSQL back", || async {
+        (client.get("/readyz").await.status == 200).then_some(())
+    })
+    .await;
+    let t = eventually(10, "a ticket with PostgreSQL back", || async {
+        let r = client
+            .post(
+                "/api/v1/halls/demo/tickets",
+                kiosk,
+                r#"{"service":"business"}"#,
+            )
+            .await;
+        (r.status == 201).then_some(r.json)
+    })
+    .await;
+    // The refused commands changed nothing: numbering goes on.
+    assert_eq!(t["number"], "A002");
+}
