@@ -8,10 +8,11 @@
 //!
 //! - [`queue`]: the pure domain — halls, tickets, windows, call rules.
 //! - [`config`]: config file → validated hall specs; [`demo`] is built in.
-//! - [`store`]: durable journal (SQLite) with a group-committing writer.
+//! - [`store`]: durable journal (SQLite; PostgreSQL for a cluster) with a
+//!   group-committing writer.
 //! - [`engine`]: runs commands against the domain, journals them, publishes.
 //! - [`bus`]: carries committed batches to the subscribers (the hub on
-//!   one node).
+//!   one node); [`cluster`]: the bus between the nodes of a cluster.
 //! - [`hub`]: topic fan-out with per-floor rings for catch-up.
 //! - [`wire`]: the contract's shapes — every JSON body and message, the
 //!   error body, the HTTP reply; [`api`] and [`gateway`] build on it.

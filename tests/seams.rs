@@ -111,7 +111,7 @@ async fn issue_of(e: &Engine, service: &str) -> Reply {
             h,
             "admin",
             None,
-            move |hall, now| hall.issue(req, token, now),
+            move |hall, now| hall.issue(req.clone(), token.clone(), now),
             |hall, result| match result {
                 Ok(out) => {
                     let t = hall.ticket(out.ticket.unwrap()).unwrap();

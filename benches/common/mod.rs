@@ -26,7 +26,9 @@ impl Drop for Server {
 ///
 /// `HALLCAST_BENCH_SERVER` replaces the binary with another command (split
 /// on spaces) that takes the same arguments: a reference server, to
-/// compare on the same machine at the same moment.
+/// compare on the same machine at the same moment. `HALLCAST_BENCH_ARGS`
+/// adds arguments (split on spaces) to hallcast's: `--store
+/// postgres://…` benches a cluster's node on PostgreSQL.
 /// The bench server pings every this many seconds (the default is 25), so
 /// a bench sees the ping path within its run.
 pub const PING_SECONDS: u64 = 5;
@@ -91,6 +93,11 @@ pub fn start_server_with(
         .arg(&config)
         .arg("--data-dir")
         .arg(dir.path().join("data"))
+        .args(
+            std::env::var("HALLCAST_BENCH_ARGS")
+                .unwrap_or_default()
+                .split_whitespace(),
+        )
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());

@@ -968,3 +968,79 @@ mod properties {
         }
     }
 }
+
+/// What a command wrote, as the store would hand it to another node.
+fn images(hall: &Hall, out: &Outcome) -> Restored {
+    let mut d = Restored {
+        tickets: out
+            .tickets
+            .iter()
+            .filter_map(|id| hall.ticket(*id).cloned())
+            .collect(),
+        windows: out
+            .windows
+            .iter()
+            .map(|w| (*w, hall.window(*w).clone()))
+            .collect(),
+        counters: out.counter.into_iter().collect(),
+        clocks: out.clocks.iter().map(|s| (*s, hall.clock(*s))).collect(),
+        recent: out.recent.clone(),
+        hall_seq: out.events.iter().map(|e| e.hall_seq).max().unwrap_or(0),
+        ..Restored::default()
+    };
+    for e in &out.events {
+        d.floor_seqs.push((e.floor, e.floor_seq));
+    }
+    d
+}
+
+#[test]
+fn a_hall_that_absorbs_another_nodes_writes_is_that_node_s_hall() {
+    // Node A runs the commands; node B started from the same state and
+    // only takes in what A's commands wrote (contract §14).
+    let mut a = Fixture::new();
+    let mut b = a.hall.clone();
+    let mut step =
+        |a: &mut Fixture,
+         b: &mut Hall,
+         f: &dyn Fn(&mut Hall, DateTime<Utc>) -> Result<Outcome, QueueError>| {
+            a.tick(7);
+            if let Ok(out) = f(&mut a.hall, a.now) {
+                b.absorb(images(&a.hall, &out));
+            }
+            assert_eq!(*b, a.hall);
+        };
+    let issue = |service: &'static str, p: Priority, token: &'static str| {
+        move |h: &mut Hall, now| {
+            h.issue(
+                IssueRequest {
+                    service: service.into(),
+                    priority: p,
+                    channel: Channel::Kiosk,
+                    notify_phone: None,
+                    outside_hours: false,
+                    slot: None,
+                },
+                token.into(),
+                now,
+            )
+        }
+    };
+    step(&mut a, &mut b, &issue("a", Priority::Normal, "t1"));
+    step(&mut a, &mut b, &issue("b", Priority::Normal, "t2"));
+    step(&mut a, &mut b, &issue("a", Priority::Priority, "t3"));
+    step(&mut a, &mut b, &issue("c", Priority::Normal, "t4"));
+    step(&mut a, &mut b, &|h, now| h.call(W1, None, now));
+    step(&mut a, &mut b, &|h, now| h.start(W1, now));
+    step(&mut a, &mut b, &|h, now| h.call(W2, None, now));
+    step(&mut a, &mut b, &|h, now| h.transfer(W2, "a", now));
+    step(&mut a, &mut b, &|h, now| h.call(W1, None, now));
+    step(&mut a, &mut b, &|h, now| h.recall(W1, now));
+    step(&mut a, &mut b, &|h, now| h.no_show(W1, now));
+    step(&mut a, &mut b, &|h, now| h.pause(WA, now));
+    step(&mut a, &mut b, &|h, now| h.call(WC, None, now));
+    step(&mut a, &mut b, &|h, now| h.complete(WC, now));
+    step(&mut a, &mut b, &|h, now| h.cancel("t2", now));
+    step(&mut a, &mut b, &|h, now| h.resume(WA, now));
+    step(&mut a, &mut b, &|h, now| h.call(WA, None, now));
+}

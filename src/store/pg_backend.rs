@@ -43,6 +43,10 @@ use crate::queue::{
 /// keeps retrying, and each try must end well inside the contract's 10 s.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How long a node's claim on an outbox message it is sending lasts:
+/// well past a delivery's 10 s timeout and the wait for a free sender.
+const OUTBOX_LEASE: Duration = Duration::seconds(60);
+
 /// The scope of the row in `sequences` that holds a hall's version.
 const VERSION_SCOPE: &str = "version";
 
@@ -1026,17 +1030,26 @@ impl Backend for Postgres {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<OutboxRecord>, StoreError> {
+        // Every node's worker reads the outbox: each message due is
+        // claimed by one of them (its next try moved a lease ahead, rows
+        // another node is claiming skipped), so it is sent once, and again
+        // by any node if the claimer died before recording the try.
         self.with(|c, _| {
-            c.query(
-                &format!(
-                    "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status='pending' AND next_attempt_at <= $1
-                     ORDER BY next_attempt_at LIMIT $2"
-                ),
-                &[&ms(now), &(limit as i64)],
-            )?
-            .iter()
-            .map(outbox_row)
-            .collect()
+            let mut due: Vec<OutboxRecord> = c
+                .query(
+                    &format!(
+                        "UPDATE outbox SET next_attempt_at = $3 WHERE id IN (
+                           SELECT id FROM outbox WHERE status='pending' AND next_attempt_at <= $1
+                           ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+                         RETURNING {OUTBOX_COLUMNS}"
+                    ),
+                    &[&ms(now), &(limit as i64), &ms(now + OUTBOX_LEASE)],
+                )?
+                .iter()
+                .map(outbox_row)
+                .collect::<Result<_, _>>()?;
+            due.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+            Ok(due)
         })
     }
 

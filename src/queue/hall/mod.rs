@@ -366,6 +366,79 @@ impl Hall {
         hall
     }
 
+    /// Takes in what other nodes of a cluster changed (contract §14): the
+    /// after-images of every record their commands wrote since this hall
+    /// was last at one with the store, as the store has them now. The hall
+    /// is then what [`Hall::restore`] from the store would make of it,
+    /// without reading what did not change.
+    pub fn absorb(&mut self, d: Restored) {
+        for (floor, seq) in d.floor_seqs {
+            let s = self.floor_seqs.entry(floor).or_insert(0);
+            *s = (*s).max(seq);
+        }
+        self.hall_seq = self.hall_seq.max(d.hall_seq);
+        self.next_ticket_id = self.next_ticket_id.max(d.max_ticket_id + 1);
+        self.next_line_pos = self.next_line_pos.max(d.max_line_pos + 1);
+        self.next_appointment_id = self.next_appointment_id.max(d.max_appointment_id + 1);
+        self.next_case_id = self.next_case_id.max(d.max_case_id + 1);
+        for c in d.counters {
+            let last = self.counters.entry((c.service, c.day)).or_insert(0);
+            *last = (*last).max(c.last);
+        }
+        for (s, clock) in d.clocks {
+            if s < self.clocks.len() {
+                self.clocks[s] = clock;
+            }
+        }
+        for t in d.tickets {
+            if t.service >= self.spec.services.len() {
+                continue;
+            }
+            if self
+                .tickets
+                .get(&t.id)
+                .is_some_and(|old| old.status == Status::Waiting)
+            {
+                self.dequeue(t.id);
+            }
+            self.next_ticket_id = self.next_ticket_id.max(t.id + 1);
+            self.next_line_pos = self.next_line_pos.max(t.line_pos + 1);
+            let (id, waiting) = (t.id, t.status == Status::Waiting);
+            self.by_token.insert(t.token.clone(), t.id);
+            self.by_number.insert((t.day, t.number.clone()), t.id);
+            self.tickets.insert(id, t);
+            if waiting {
+                self.enqueue(id);
+            }
+        }
+        for a in d.appointments {
+            if a.service >= self.spec.services.len() {
+                continue;
+            }
+            if let Some(old) = self.appointments.get(&a.id) {
+                if old.status.holds_place() {
+                    if let Some(n) = self.places.get_mut(&(old.service, old.start)) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+            }
+            self.next_appointment_id = self.next_appointment_id.max(a.id + 1);
+            self.index_appointment(a);
+        }
+        for c in d.cases {
+            self.next_case_id = self.next_case_id.max(c.id + 1);
+            self.cases.insert(c.id, c);
+        }
+        for (w, state) in d.windows {
+            if w < self.windows.len() {
+                self.windows[w] = state;
+            }
+        }
+        for call in d.recent {
+            self.push_recent(call);
+        }
+    }
+
     // ----- reading -----
 
     /// The hall's static shape.
