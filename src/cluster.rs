@@ -310,7 +310,7 @@ impl ClusterBus {
             }
             let bus = self.clone();
             let store = store.clone();
-            let pass = tokio::task::spawn_blocking(move || bus.catch_up(&mut *lock(&store))).await;
+            let pass = tokio::task::spawn_blocking(move || bus.catch_up(&mut lock(&store))).await;
             let reachable = !matches!(pass, Ok(Err(_)));
             if let Ok(Err(e)) = pass {
                 tracing::warn!(error = %e, "cannot read the cluster's heads from PostgreSQL; trying again in a second");

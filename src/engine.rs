@@ -133,6 +133,10 @@ pub struct HallEngine {
     calls: Mutex<HashMap<String, DateTime<Utc>>>,
     /// In a cluster: when this node's memory of the hall is behind.
     cluster: Option<Freshness>,
+    /// This node's batches of the hall queued and not yet committed or
+    /// refused: while there are any, memory is ahead of the store, and
+    /// only a whole reload brings it to what the store has.
+    in_flight: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl HallEngine {
@@ -162,11 +166,21 @@ impl HallEngine {
             }
         }
         let now = Utc::now();
+        // Only what other nodes wrote since, when memory is exactly the
+        // store at its version (nothing of its own in flight, no refusal
+        // since): a line of thousands of tickets is not read again for
+        // each call another node makes.
+        let delta = f.fence.floor() <= cell.generation
+            && self.in_flight.load(std::sync::atomic::Ordering::Acquire) == 0;
+        let since = cell.version;
         let load = || {
-            f.store
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .load(&self.spec, now)
+            let mut store = f.store.lock().unwrap_or_else(|p| p.into_inner());
+            if delta {
+                if let Some(d) = store.load_since(&self.spec, since)? {
+                    return Ok((d, true));
+                }
+            }
+            store.load(&self.spec, now).map(|l| (l, false))
         };
         let loaded = match tokio::runtime::Handle::try_current() {
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
@@ -175,7 +189,17 @@ impl HallEngine {
             _ => load(),
         };
         match loaded {
-            Ok(loaded) => {
+            Ok((d, true)) => {
+                cell.hall.absorb(d.state);
+                for r in d.idempotency {
+                    cell.idempotency
+                        .insert((r.caller.clone(), r.key.clone()), r);
+                }
+                cell.version = cell.version.max(d.version);
+                *f.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                tracing::debug!(hall = %self.spec.id, version = cell.version, "took in other nodes' changes");
+            }
+            Ok((loaded, false)) => {
                 for e in &loaded.events {
                     if let Some(id) = wire::announcement_id(&e.floor_msg) {
                         self.note_call(id, e.at);
@@ -339,6 +363,7 @@ impl Engine {
                 }),
                 calls: Mutex::new(calls),
                 cluster: None,
+                in_flight: Arc::default(),
             });
         }
         let history = Arc::new(Mutex::new(backend));
@@ -746,9 +771,12 @@ impl Engine {
                     // A refusal without a key writes nothing, waits for nothing.
                     return Ok(reply);
                 }
-                if !batch.is_empty() {
+                let in_flight = (!batch.is_empty()).then(|| {
                     cell.version += 1;
-                }
+                    h.in_flight
+                        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                    h.in_flight.clone()
+                });
                 let bus = self.bus.clone();
                 let committed = Committed {
                     hall: h.spec.id.clone(),
@@ -765,6 +793,9 @@ impl Engine {
                 permit.send(Job::Commit(
                     Box::new(batch),
                     Box::new(move |r| {
+                        if let Some(n) = in_flight {
+                            n.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                        }
                         if r.is_ok() {
                             bus.publish(&committed);
                             if let Some(w) = &wake {

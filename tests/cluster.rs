@@ -68,10 +68,8 @@ fn numbers(msgs: &[Value]) -> Vec<String> {
 
 /// Each message's seq is one more than the one before.
 fn assert_gapless(msgs: &[Value], after: u64) {
-    let mut expect = after + 1;
-    for m in msgs {
+    for (expect, m) in (after + 1..).zip(msgs) {
         assert_eq!(m["seq"].as_u64(), Some(expect), "gap or repeat at {m}");
-        expect += 1;
     }
 }
 
@@ -123,6 +121,14 @@ async fn round_robin_numbers_are_consecutive_and_every_node_shows_every_call_in_
     }
     assert_eq!(boards[0]["seq"], boards[1]["seq"]);
     assert_eq!(boards[0]["seq"], boards[2]["seq"]);
+    // A node took in the others' writes, not the whole hall each time.
+    for n in &c.nodes {
+        assert!(
+            n.logs().contains("took in other nodes' changes"),
+            "{}",
+            n.logs()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

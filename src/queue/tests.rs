@@ -969,6 +969,9 @@ mod properties {
     }
 }
 
+/// A command on a hall, as the tests run it.
+type Command = dyn Fn(&mut Hall, DateTime<Utc>) -> Result<Outcome, QueueError>;
+
 /// What a command wrote, as the store would hand it to another node.
 fn images(hall: &Hall, out: &Outcome) -> Restored {
     let mut d = Restored {
@@ -1000,16 +1003,13 @@ fn a_hall_that_absorbs_another_nodes_writes_is_that_node_s_hall() {
     // only takes in what A's commands wrote (contract §14).
     let mut a = Fixture::new();
     let mut b = a.hall.clone();
-    let mut step =
-        |a: &mut Fixture,
-         b: &mut Hall,
-         f: &dyn Fn(&mut Hall, DateTime<Utc>) -> Result<Outcome, QueueError>| {
-            a.tick(7);
-            if let Ok(out) = f(&mut a.hall, a.now) {
-                b.absorb(images(&a.hall, &out));
-            }
-            assert_eq!(*b, a.hall);
-        };
+    let step = |a: &mut Fixture, b: &mut Hall, f: &Command| {
+        a.tick(7);
+        if let Ok(out) = f(&mut a.hall, a.now) {
+            b.absorb(images(&a.hall, &out));
+        }
+        assert_eq!(*b, a.hall);
+    };
     let issue = |service: &'static str, p: Priority, token: &'static str| {
         move |h: &mut Hall, now| {
             h.issue(

@@ -66,6 +66,16 @@ pub struct Loaded {
 pub trait Backend: Send + 'static {
     /// Loads what is kept of a hall, as of `now`.
     fn load(&mut self, spec: &HallSpec, now: DateTime<Utc>) -> Result<Loaded, StoreError>;
+    /// What other writers changed of a hall after `version`: the records
+    /// they wrote (for `Hall::absorb`), the sequences and the version now;
+    /// no events. `None` where the store cannot tell (then load it all).
+    fn load_since(
+        &mut self,
+        _spec: &HallSpec,
+        _version: u64,
+    ) -> Result<Option<Loaded>, StoreError> {
+        Ok(None)
+    }
     /// Commits all batches atomically and durably, or none of them. Each
     /// batch carries the hall sequence it was computed from
     /// ([`Batch::expect_seq`]); if the store's differs, another writer got

@@ -247,6 +247,7 @@ const TICKET_COLUMNS: &[&str] = &[
     "rating",
     "rating_comment",
     "rated_at",
+    "version",
 ];
 
 /// Writes one batch's after-images (the caller checked its version).
@@ -257,6 +258,8 @@ fn write_batch(
 ) -> Result<(), StoreError> {
     let hall = &b.hall.id;
     let spec = &b.hall;
+    // Every row says which of the hall's versions wrote it.
+    let version = &(b.version as i64 + 1);
     if !b.tickets.is_empty() {
         let st = prepared(
             tx,
@@ -264,7 +267,7 @@ fn write_batch(
             &upsert("tickets", TICKET_COLUMNS, &["hall", "id"]),
         )?;
         for t in &b.tickets {
-            let values: [&(dyn ToSql + Sync); 27] = [
+            let values: [&(dyn ToSql + Sync); 28] = [
                 hall,
                 &(t.id as i64),
                 &t.token,
@@ -292,6 +295,7 @@ fn write_batch(
                 &t.rating.as_ref().map(|r| i64::from(r.level)),
                 &t.rating.as_ref().and_then(|r| r.comment.as_deref()),
                 &t.rating.as_ref().map(|r| ms(r.at)),
+                version,
             ];
             tx.execute(&st, &values)?;
         }
@@ -316,6 +320,7 @@ fn write_batch(
                     "reminded",
                     "created_at",
                     "updated_at",
+                    "version",
                 ],
                 &["hall", "id"],
             ),
@@ -337,6 +342,7 @@ fn write_batch(
                     &i64::from(a.reminded),
                     &ms(a.created_at),
                     &ms(a.updated_at),
+                    version,
                 ],
             )?;
         }
@@ -360,6 +366,7 @@ fn write_batch(
                     "opened_at",
                     "due_at",
                     "updated_at",
+                    "version",
                 ],
                 &["hall", "id"],
             ),
@@ -379,6 +386,7 @@ fn write_batch(
                 &ms(c.opened_at),
                 &ms(c.due_at),
                 &ms(c.updated_at()),
+                version,
             ],
         )?;
         // Steps are only ever appended: those already written stay.
@@ -415,7 +423,7 @@ fn write_batch(
             cache,
             &upsert(
                 "windows",
-                &["hall", "id", "paused", "current"],
+                &["hall", "id", "paused", "current", "version"],
                 &["hall", "id"],
             ),
         )?;
@@ -426,6 +434,7 @@ fn write_batch(
                 &spec.windows[*w].id,
                 &i64::from(state.paused),
                 &state.current.map(|c| c as i64),
+                version,
             ],
         )?;
     }
@@ -435,7 +444,7 @@ fn write_batch(
             cache,
             &upsert(
                 "counters",
-                &["hall", "service", "day", "last"],
+                &["hall", "service", "day", "last", "version"],
                 &["hall", "service", "day"],
             ),
         )?;
@@ -446,6 +455,7 @@ fn write_batch(
                 &spec.services[c.service].id,
                 &day_str(c.day),
                 &i64::from(c.last),
+                version,
             ],
         )?;
     }
@@ -455,11 +465,14 @@ fn write_batch(
             cache,
             &upsert(
                 "clocks",
-                &["hall", "service", "avg_ms"],
+                &["hall", "service", "avg_ms", "version"],
                 &["hall", "service"],
             ),
         )?;
-        tx.execute(&st, &[hall, &spec.services[*s].id, &(clock.avg_ms as i64)])?;
+        tx.execute(
+            &st,
+            &[hall, &spec.services[*s].id, &(clock.avg_ms as i64), version],
+        )?;
     }
     for r in &b.recent {
         let st = prepared(
@@ -467,7 +480,7 @@ fn write_batch(
             cache,
             &upsert(
                 "recent_calls",
-                &["hall", "floor", "seq", "number", "window", "at"],
+                &["hall", "floor", "seq", "number", "window", "at", "version"],
                 &["hall", "floor", "seq"],
             ),
         )?;
@@ -480,6 +493,7 @@ fn write_batch(
                 &r.number,
                 &spec.windows[r.window].id,
                 &ms(r.at),
+                version,
             ],
         )?;
     }
@@ -553,6 +567,7 @@ fn write_batch(
                     "status",
                     "body",
                     "request",
+                    "version",
                 ],
                 &["hall", "caller", "key"],
             ),
@@ -567,6 +582,7 @@ fn write_batch(
                 &i64::from(i.status),
                 &&i.body[..],
                 &i.request.as_ref().map(|r| &r[..]),
+                version,
             ],
         )?;
     }
@@ -673,26 +689,48 @@ fn case_steps(
     Ok(history)
 }
 
-/// Everything of a hall's state the node keeps in memory.
+/// Which of a hall's rows a load reads.
+#[derive(Clone, Copy)]
+enum Scope {
+    /// Everything the node keeps in memory, as of this instant.
+    All(DateTime<Utc>),
+    /// Only the rows other nodes wrote after this version of the hall
+    /// (`Hall::absorb` takes them in).
+    Since(u64),
+}
+
+/// A hall's state as the store has it (see [`Scope`]).
 fn load_state(
     c: &mut impl GenericClient,
     spec: &HallSpec,
-    now: DateTime<Utc>,
+    scope: Scope,
 ) -> Result<Loaded, StoreError> {
     let hall = spec.id.as_str();
     let mut loaded = Loaded::default();
     let st: &mut Restored = &mut loaded.state;
+    // Each query's second parameter and the condition that uses it.
+    let since = |all: &'static str, v: i64| match scope {
+        Scope::All(_) => (all, v),
+        Scope::Since(version) => ("version > $2", version as i64),
+    };
+    let now = match scope {
+        Scope::All(now) => now,
+        Scope::Since(_) => DateTime::<Utc>::UNIX_EPOCH,
+    };
 
-    let cutoff = ms(now - spec.ratings.finished_kept());
+    let (cond, p) = since(
+        "(status IN ('waiting','called','serving') OR created_at >= $2)",
+        ms(now - spec.ratings.finished_kept()),
+    );
     let rows = c.query(
-        "SELECT id, token, number, day, service, priority, channel, status, \"window\", recall,
-                line_pos, created_at, called_at, started_at, finished_at, call_floor,
-                call_seq, call_at, notify_phone, slot_start, reminded,
-                issued_service, first_called_at, rating, rating_comment, rated_at
-         FROM tickets WHERE hall=$1
-           AND (status IN ('waiting','called','serving') OR created_at >= $2)
-         ORDER BY id",
-        &[&hall, &cutoff],
+        &format!(
+            "SELECT id, token, number, day, service, priority, channel, status, \"window\", recall,
+                    line_pos, created_at, called_at, started_at, finished_at, call_floor,
+                    call_seq, call_at, notify_phone, slot_start, reminded,
+                    issued_service, first_called_at, rating, rating_comment, rated_at
+             FROM tickets WHERE hall=$1 AND {cond} ORDER BY id"
+        ),
+        &[&hall, &p],
     )?;
     for r in &rows {
         let call: (Option<i64>, Option<i64>, Option<i64>) = (r.get(15), r.get(16), r.get(17));
@@ -748,29 +786,36 @@ fn load_state(
         t.window = window;
         st.tickets.push(t);
     }
-    let r = c.query_one(
-        "SELECT COALESCE(MAX(id),0), COALESCE(MAX(line_pos),0) FROM tickets WHERE hall=$1",
-        &[&hall],
-    )?;
-    st.max_ticket_id = r.get::<_, i64>(0) as u64;
-    st.max_line_pos = r.get::<_, i64>(1) as u64;
+    if let Scope::All(_) = scope {
+        let r = c.query_one(
+            "SELECT COALESCE(MAX(id),0), COALESCE(MAX(line_pos),0) FROM tickets WHERE hall=$1",
+            &[&hall],
+        )?;
+        st.max_ticket_id = r.get::<_, i64>(0) as u64;
+        st.max_line_pos = r.get::<_, i64>(1) as u64;
 
-    let recent = ms(now - Duration::days(3));
-    for r in c.query(
-        "SELECT day, number FROM tickets WHERE hall=$1 AND created_at >= $2",
-        &[&hall, &recent],
-    )? {
-        if let Some(day) = parse_day(r.get(0)) {
-            st.issued.push((day, r.get(1)));
+        let recent = ms(now - Duration::days(3));
+        for r in c.query(
+            "SELECT day, number FROM tickets WHERE hall=$1 AND created_at >= $2",
+            &[&hall, &recent],
+        )? {
+            if let Some(day) = parse_day(r.get(0)) {
+                st.issued.push((day, r.get(1)));
+            }
         }
     }
 
-    let since = ms(now - Duration::days(APPOINTMENTS_LOADED_DAYS));
+    let (cond, p) = since(
+        "(status='booked' OR start >= $2)",
+        ms(now - Duration::days(APPOINTMENTS_LOADED_DAYS)),
+    );
     for r in c.query(
-        "SELECT id, code, token, service, start, \"end\", status, phone, ticket, reminded,
-                created_at, updated_at
-         FROM appointments WHERE hall=$1 AND (status='booked' OR start >= $2) ORDER BY id",
-        &[&hall, &since],
+        &format!(
+            "SELECT id, code, token, service, start, \"end\", status, phone, ticket, reminded,
+                    created_at, updated_at
+             FROM appointments WHERE hall=$1 AND {cond} ORDER BY id"
+        ),
+        &[&hall, &p],
     )? {
         let id = r.get::<_, i64>(0) as u64;
         let status: String = r.get(6);
@@ -805,11 +850,16 @@ fn load_state(
         )?
         .get::<_, i64>(0) as u64;
 
-    let since = ms(now - Duration::days(CASES_KEPT_DAYS));
+    let (cond, p) = since(
+        "(status != 'closed' OR updated_at >= $2)",
+        ms(now - Duration::days(CASES_KEPT_DAYS)),
+    );
     let cases = c.query(
-        "SELECT id, ticket, number, service, \"window\", level, comment, opened_at, due_at
-         FROM cases WHERE hall=$1 AND (status != 'closed' OR updated_at >= $2) ORDER BY id",
-        &[&hall, &since],
+        &format!(
+            "SELECT id, ticket, number, service, \"window\", level, comment, opened_at, due_at
+             FROM cases WHERE hall=$1 AND {cond} ORDER BY id"
+        ),
+        &[&hall, &p],
     )?;
     for r in &cases {
         let id: i64 = r.get(0);
@@ -837,9 +887,10 @@ fn load_state(
         )?
         .get::<_, i64>(0) as u64;
 
+    let (cond, p) = since("$2::BIGINT = 0", 0);
     for r in c.query(
-        "SELECT id, paused, current FROM windows WHERE hall=$1",
-        &[&hall],
+        &format!("SELECT id, paused, current FROM windows WHERE hall=$1 AND {cond}"),
+        &[&hall, &p],
     )? {
         if let Some(w) = spec.window_index(r.get(0)) {
             st.windows.push((
@@ -853,10 +904,17 @@ fn load_state(
     }
 
     let oldest_day = day_str((now - Duration::days(2)).date_naive());
-    for r in c.query(
-        "SELECT service, day, last FROM counters WHERE hall=$1 AND day >= $2",
-        &[&hall, &oldest_day],
-    )? {
+    let counters = match scope {
+        Scope::All(_) => c.query(
+            "SELECT service, day, last FROM counters WHERE hall=$1 AND day >= $2",
+            &[&hall, &oldest_day],
+        )?,
+        Scope::Since(v) => c.query(
+            "SELECT service, day, last FROM counters WHERE hall=$1 AND version > $2",
+            &[&hall, &(v as i64)],
+        )?,
+    };
+    for r in counters {
         if let (Some(service), Some(day)) = (spec.service_index(r.get(0)), parse_day(r.get(1))) {
             st.counters.push(Counter {
                 service,
@@ -878,7 +936,11 @@ fn load_state(
         }
     }
 
-    for r in c.query("SELECT service, avg_ms FROM clocks WHERE hall=$1", &[&hall])? {
+    let (cond, p) = since("$2::BIGINT = 0", 0);
+    for r in c.query(
+        &format!("SELECT service, avg_ms FROM clocks WHERE hall=$1 AND {cond}"),
+        &[&hall, &p],
+    )? {
         if let Some(s) = spec.service_index(r.get(0)) {
             st.clocks.push((
                 s,
@@ -889,11 +951,14 @@ fn load_state(
         }
     }
 
+    let (cond, p) = since("n <= $2", RECENT_KEPT);
     for r in c.query(
-        "SELECT floor, seq, number, \"window\", at FROM (
-           SELECT *, ROW_NUMBER() OVER (PARTITION BY floor ORDER BY seq DESC) AS n
-           FROM recent_calls WHERE hall=$1) r WHERE n <= $2 ORDER BY floor, seq",
-        &[&hall, &RECENT_KEPT],
+        &format!(
+            "SELECT floor, seq, number, \"window\", at FROM (
+               SELECT *, ROW_NUMBER() OVER (PARTITION BY floor ORDER BY seq DESC) AS n
+               FROM recent_calls WHERE hall=$1) r WHERE {cond} ORDER BY seq"
+        ),
+        &[&hall, &p],
     )? {
         if let Some(window) = spec.window_index(r.get(3)) {
             st.recent.push(RecentCall {
@@ -906,7 +971,34 @@ fn load_state(
         }
     }
 
+    let (cond, p) = since(
+        "created_at >= $2",
+        ms(now - Duration::hours(IDEMPOTENCY_HOURS)),
+    );
+    for r in c.query(
+        &format!(
+            "SELECT caller, key, created_at, status, body, request FROM idempotency
+             WHERE hall=$1 AND {cond}"
+        ),
+        &[&hall, &p],
+    )? {
+        let request: Option<Vec<u8>> = r.get(5);
+        loaded.idempotency.push(IdempotencyRecord {
+            caller: r.get(0),
+            key: r.get(1),
+            request: request.and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok()),
+            created_at: at(r.get(2)),
+            status: r.get::<_, i64>(3) as u16,
+            body: Bytes::from(r.get::<_, Vec<u8>>(4)),
+        });
+    }
+    if let Scope::Since(_) = scope {
+        // The channels' events reach the node over the bus.
+        return Ok(loaded);
+    }
+
     // The newest events of the hall channel and of every floor channel.
+    let st = &loaded.state;
     let ring = EVENT_RING as i64;
     let mut events = BTreeMap::new();
     for r in c.query(
@@ -928,23 +1020,6 @@ fn load_state(
         }
     }
     loaded.events = events.into_values().collect();
-
-    let since = ms(now - Duration::hours(IDEMPOTENCY_HOURS));
-    for r in c.query(
-        "SELECT caller, key, created_at, status, body, request FROM idempotency
-         WHERE hall=$1 AND created_at >= $2",
-        &[&hall, &since],
-    )? {
-        let request: Option<Vec<u8>> = r.get(5);
-        loaded.idempotency.push(IdempotencyRecord {
-            caller: r.get(0),
-            key: r.get(1),
-            request: request.and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok()),
-            created_at: at(r.get(2)),
-            status: r.get::<_, i64>(3) as u16,
-            body: Bytes::from(r.get::<_, Vec<u8>>(4)),
-        });
-    }
     Ok(loaded)
 }
 
@@ -959,9 +1034,22 @@ impl Backend for Postgres {
                 .isolation_level(postgres::IsolationLevel::RepeatableRead)
                 .read_only(true)
                 .start()?;
-            let loaded = load_state(&mut tx, spec, now)?;
+            let loaded = load_state(&mut tx, spec, Scope::All(now))?;
             tx.commit()?;
             Ok(loaded)
+        })
+    }
+
+    fn load_since(&mut self, spec: &HallSpec, version: u64) -> Result<Option<Loaded>, StoreError> {
+        self.with(|c, _| {
+            let mut tx = c
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
+            let loaded = load_state(&mut tx, spec, Scope::Since(version))?;
+            tx.commit()?;
+            Ok(Some(loaded))
         })
     }
 

@@ -16,7 +16,10 @@ use postgres::{Client, NoTls};
 use rusqlite::OpenFlags;
 
 /// Bumped when the PostgreSQL schema changes; a node refuses a newer one.
-pub const SCHEMA_VERSION: i64 = 1;
+/// 2: a `version` column on every table a command writes a hall's state
+/// to: the hall's version that wrote the row, so a node reads only what
+/// other nodes changed since it last looked (`Backend::load_since`).
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The advisory lock every schema change holds ("hallcast" in ASCII).
 const MIGRATE_LOCK: i64 = 0x6861_6c6c_6361_7374;
@@ -113,6 +116,18 @@ CREATE TABLE IF NOT EXISTS case_steps(
   hall TEXT NOT NULL, case_id BIGINT NOT NULL, n BIGINT NOT NULL,
   status TEXT NOT NULL, note TEXT, at BIGINT NOT NULL,
   PRIMARY KEY(hall, case_id, n));
+ALTER TABLE tickets ADD COLUMN IF NOT EXISTS version BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE appointments ADD COLUMN IF NOT EXISTS version BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE cases ADD COLUMN IF NOT EXISTS version BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE windows ADD COLUMN IF NOT EXISTS version BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE counters ADD COLUMN IF NOT EXISTS version BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE clocks ADD COLUMN IF NOT EXISTS version BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE recent_calls ADD COLUMN IF NOT EXISTS version BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE idempotency ADD COLUMN IF NOT EXISTS version BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS tickets_version ON tickets(hall, version);
+CREATE INDEX IF NOT EXISTS appointments_version ON appointments(hall, version);
+CREATE INDEX IF NOT EXISTS cases_version ON cases(hall, version);
+CREATE INDEX IF NOT EXISTS idempotency_version ON idempotency(hall, version);
 "#;
 
 /// Why a `migrate` or an `import` did not happen.
