@@ -77,6 +77,22 @@ impl From<postgres::Error> for StoreError {
     }
 }
 
+/// The blocking client closes its connection on drop by blocking on a
+/// runtime of its own, which may not start on an async thread (the engine
+/// and its connections end on one at shutdown): such a connection is
+/// closed on a thread of its own.
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                let _ = std::thread::Builder::new()
+                    .name("hallcast-pg-close".into())
+                    .spawn(move || drop(client));
+            }
+        }
+    }
+}
+
 /// A Unix-millisecond column as a time.
 fn at(v: i64) -> DateTime<Utc> {
     from_ms(v)
@@ -185,410 +201,537 @@ fn prepared(
     Ok(s)
 }
 
-/// `INSERT … ON CONFLICT (key) DO UPDATE` of every other column: the
-/// SQLite store's `INSERT OR REPLACE`.
-fn upsert(table: &str, columns: &[&str], key: &[&str]) -> String {
-    let quote = |c: &&str| {
-        if matches!(*c, "window" | "end") {
-            format!("\"{c}\"")
-        } else {
-            c.to_string()
-        }
-    };
-    let cols: Vec<String> = columns.iter().map(quote).collect();
-    let params: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
-    let keys: Vec<String> = key.iter().map(quote).collect();
-    let sets: Vec<String> = columns
-        .iter()
-        .filter(|c| !key.contains(c))
-        .map(|c| {
-            let q = quote(c);
-            format!("{q} = EXCLUDED.{q}")
-        })
-        .collect();
-    let action = if sets.is_empty() {
-        "DO NOTHING".to_string()
-    } else {
-        format!("DO UPDATE SET {}", sets.join(", "))
-    };
-    format!(
-        "INSERT INTO {table}({}) VALUES({}) ON CONFLICT ({}) {action}",
-        cols.join(", "),
-        params.join(", "),
-        keys.join(", ")
-    )
+/// One value of a row, as its column's type.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum V {
+    I(Option<i64>),
+    T(Option<String>),
+    B(Option<Vec<u8>>),
 }
 
-const TICKET_COLUMNS: &[&str] = &[
-    "hall",
-    "id",
-    "token",
-    "number",
-    "day",
-    "service",
-    "priority",
-    "channel",
-    "status",
-    "window",
-    "recall",
-    "line_pos",
-    "created_at",
-    "called_at",
-    "started_at",
-    "finished_at",
-    "call_floor",
-    "call_seq",
-    "call_at",
-    "notify_phone",
-    "slot_start",
-    "reminded",
-    "issued_service",
-    "first_called_at",
-    "rating",
-    "rating_comment",
-    "rated_at",
-    "version",
-];
+fn int(v: impl Into<i64>) -> V {
+    V::I(Some(v.into()))
+}
 
-/// Writes one batch's after-images (the caller checked its version).
-fn write_batch(
-    tx: &mut Transaction<'_>,
-    cache: &mut HashMap<String, Statement>,
-    b: &Batch,
-) -> Result<(), StoreError> {
-    let hall = &b.hall.id;
-    let spec = &b.hall;
-    // Every row says which of the hall's versions wrote it.
-    let version = &(b.version as i64 + 1);
-    if !b.tickets.is_empty() {
-        let st = prepared(
-            tx,
-            cache,
-            &upsert("tickets", TICKET_COLUMNS, &["hall", "id"]),
-        )?;
-        for t in &b.tickets {
-            let values: [&(dyn ToSql + Sync); 28] = [
-                hall,
-                &(t.id as i64),
-                &t.token,
-                &t.number,
-                &day_str(t.day),
-                &spec.services[t.service].id,
-                &t.priority.as_str(),
-                &t.channel.as_str(),
-                &t.status.as_str(),
-                &t.window.map(|w| spec.windows[w].id.as_str()),
-                &i64::from(t.recall),
-                &(t.line_pos as i64),
-                &ms(t.created_at),
-                &t.called_at.map(ms),
-                &t.started_at.map(ms),
-                &t.finished_at.map(ms),
-                &t.last_call.map(|c| i64::from(c.floor)),
-                &t.last_call.map(|c| c.seq as i64),
-                &t.last_call.map(|c| ms(c.at)),
-                &t.notify_phone,
-                &t.slot.map(ms),
-                &i64::from(t.reminded),
-                &spec.services[t.issued_service].id,
-                &t.first_called_at.map(ms),
-                &t.rating.as_ref().map(|r| i64::from(r.level)),
-                &t.rating.as_ref().and_then(|r| r.comment.as_deref()),
-                &t.rating.as_ref().map(|r| ms(r.at)),
-                version,
-            ];
-            tx.execute(&st, &values)?;
+fn text(v: impl Into<String>) -> V {
+    V::T(Some(v.into()))
+}
+
+/// A column of a group's rows, sent as one array parameter.
+enum Column {
+    I(Vec<Option<i64>>),
+    T(Vec<Option<String>>),
+    B(Vec<Option<Vec<u8>>>),
+}
+
+impl Column {
+    fn sql_type(&self) -> &'static str {
+        match self {
+            Column::I(_) => "BIGINT[]",
+            Column::T(_) => "TEXT[]",
+            Column::B(_) => "BYTEA[]",
         }
     }
-    if !b.appointments.is_empty() {
-        let st = prepared(
-            tx,
-            cache,
-            &upsert(
-                "appointments",
-                &[
-                    "hall",
-                    "id",
-                    "code",
-                    "token",
-                    "service",
-                    "start",
-                    "end",
-                    "status",
-                    "phone",
-                    "ticket",
-                    "reminded",
-                    "created_at",
-                    "updated_at",
-                    "version",
-                ],
-                &["hall", "id"],
-            ),
-        )?;
+
+    fn as_sql(&self) -> &(dyn ToSql + Sync) {
+        match self {
+            Column::I(v) => v,
+            Column::T(v) => v,
+            Column::B(v) => v,
+        }
+    }
+}
+
+/// What to do with a row whose key is already there.
+#[derive(Clone, Copy)]
+enum OnConflict {
+    /// Write the new image over it (SQLite's `INSERT OR REPLACE`).
+    Replace,
+    /// Keep the row there (steps are only ever appended).
+    Keep,
+    /// There must be none (events, messages).
+    Refuse,
+}
+
+/// A table's rows of one group: written with one statement of arrays
+/// (`INSERT … SELECT * FROM UNNEST(…)`), so a group of hundreds of
+/// commands costs a dozen round trips, not thousands. Several images of
+/// one row in a group (a ticket issued and called) leave the last.
+struct Rows {
+    table: &'static str,
+    /// Column names, the key's first.
+    columns: &'static [&'static str],
+    key: usize,
+    conflict: OnConflict,
+    rows: Vec<Vec<V>>,
+}
+
+impl Rows {
+    fn new(
+        table: &'static str,
+        columns: &'static [&'static str],
+        key: usize,
+        conflict: OnConflict,
+    ) -> Rows {
+        Rows {
+            table,
+            columns,
+            key,
+            conflict,
+            rows: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, row: Vec<V>) {
+        debug_assert_eq!(row.len(), self.columns.len(), "a row of {}", self.table);
+        self.rows.push(row);
+    }
+
+    fn write(
+        self,
+        tx: &mut Transaction<'_>,
+        cache: &mut HashMap<String, Statement>,
+    ) -> Result<(), StoreError> {
+        let Some(first) = self.rows.first() else {
+            return Ok(());
+        };
+        let mut columns: Vec<Column> = first
+            .iter()
+            .map(|v| match v {
+                V::I(_) => Column::I(Vec::new()),
+                V::T(_) => Column::T(Vec::new()),
+                V::B(_) => Column::B(Vec::new()),
+            })
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        let mut kept: Vec<&Vec<V>> = self
+            .rows
+            .iter()
+            .rev()
+            .filter(|r| seen.insert(&r[..self.key]))
+            .collect();
+        kept.reverse();
+        for row in kept {
+            for (c, v) in columns.iter_mut().zip(row) {
+                match (c, v) {
+                    (Column::I(c), V::I(v)) => c.push(*v),
+                    (Column::T(c), V::T(v)) => c.push(v.clone()),
+                    (Column::B(c), V::B(v)) => c.push(v.clone()),
+                    _ => {
+                        return Err(StoreError::unavailable(format!(
+                            "a row of {} mixes column types (a bug)",
+                            self.table
+                        )))
+                    }
+                }
+            }
+        }
+        let quote = |c: &&str| {
+            if matches!(*c, "window" | "end") {
+                format!("\"{c}\"")
+            } else {
+                c.to_string()
+            }
+        };
+        let names: Vec<String> = self.columns.iter().map(quote).collect();
+        let arrays: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("${}::{}", i + 1, c.sql_type()))
+            .collect();
+        let key = names[..self.key].join(", ");
+        let action = match self.conflict {
+            OnConflict::Refuse => String::new(),
+            OnConflict::Keep => format!(" ON CONFLICT ({key}) DO NOTHING"),
+            OnConflict::Replace => {
+                let sets: Vec<String> = names[self.key..]
+                    .iter()
+                    .map(|n| format!("{n} = EXCLUDED.{n}"))
+                    .collect();
+                format!(" ON CONFLICT ({key}) DO UPDATE SET {}", sets.join(", "))
+            }
+        };
+        let sql = format!(
+            "INSERT INTO {}({}) SELECT * FROM UNNEST({}){action}",
+            self.table,
+            names.join(", "),
+            arrays.join(", ")
+        );
+        let st = prepared(tx, cache, &sql)?;
+        let params: Vec<&(dyn ToSql + Sync)> = columns.iter().map(Column::as_sql).collect();
+        tx.execute(&st, &params)?;
+        Ok(())
+    }
+}
+
+/// The after-images of a group of batches, table by table (the caller
+/// checked their versions).
+struct Group {
+    tables: Vec<Rows>,
+}
+
+const TICKETS: usize = 0;
+const APPOINTMENTS: usize = 1;
+const CASES: usize = 2;
+const CASE_STEPS: usize = 3;
+const WINDOWS: usize = 4;
+const COUNTERS: usize = 5;
+const CLOCKS: usize = 6;
+const RECENT: usize = 7;
+const EVENTS: usize = 8;
+const SEQUENCES: usize = 9;
+const OUTBOX: usize = 10;
+const IDEMPOTENCY: usize = 11;
+
+impl Group {
+    fn new() -> Group {
+        use OnConflict::*;
+        Group {
+            tables: vec![
+                Rows::new(
+                    "tickets",
+                    &[
+                        "hall",
+                        "id",
+                        "token",
+                        "number",
+                        "day",
+                        "service",
+                        "priority",
+                        "channel",
+                        "status",
+                        "window",
+                        "recall",
+                        "line_pos",
+                        "created_at",
+                        "called_at",
+                        "started_at",
+                        "finished_at",
+                        "call_floor",
+                        "call_seq",
+                        "call_at",
+                        "notify_phone",
+                        "slot_start",
+                        "reminded",
+                        "issued_service",
+                        "first_called_at",
+                        "rating",
+                        "rating_comment",
+                        "rated_at",
+                        "version",
+                    ],
+                    2,
+                    Replace,
+                ),
+                Rows::new(
+                    "appointments",
+                    &[
+                        "hall",
+                        "id",
+                        "code",
+                        "token",
+                        "service",
+                        "start",
+                        "end",
+                        "status",
+                        "phone",
+                        "ticket",
+                        "reminded",
+                        "created_at",
+                        "updated_at",
+                        "version",
+                    ],
+                    2,
+                    Replace,
+                ),
+                Rows::new(
+                    "cases",
+                    &[
+                        "hall",
+                        "id",
+                        "ticket",
+                        "number",
+                        "service",
+                        "window",
+                        "level",
+                        "comment",
+                        "status",
+                        "opened_at",
+                        "due_at",
+                        "updated_at",
+                        "version",
+                    ],
+                    2,
+                    Replace,
+                ),
+                Rows::new(
+                    "case_steps",
+                    &["hall", "case_id", "n", "status", "note", "at"],
+                    3,
+                    Keep,
+                ),
+                Rows::new(
+                    "windows",
+                    &["hall", "id", "paused", "current", "version"],
+                    2,
+                    Replace,
+                ),
+                Rows::new(
+                    "counters",
+                    &["hall", "service", "day", "last", "version"],
+                    3,
+                    Replace,
+                ),
+                Rows::new(
+                    "clocks",
+                    &["hall", "service", "avg_ms", "version"],
+                    2,
+                    Replace,
+                ),
+                Rows::new(
+                    "recent_calls",
+                    &["hall", "floor", "seq", "number", "window", "at", "version"],
+                    3,
+                    Replace,
+                ),
+                Rows::new(
+                    "events",
+                    &[
+                        "hall",
+                        "hall_seq",
+                        "floor",
+                        "floor_seq",
+                        "at",
+                        "floor_msg",
+                        "hall_msg",
+                    ],
+                    2,
+                    Refuse,
+                ),
+                Rows::new("sequences", &["hall", "scope", "seq"], 2, Replace),
+                Rows::new(
+                    "outbox",
+                    &[
+                        "id",
+                        "hall",
+                        "kind",
+                        "phone",
+                        "ticket",
+                        "body",
+                        "status",
+                        "attempts",
+                        "last_error",
+                        "created_at",
+                        "next_attempt_at",
+                        "appointment",
+                    ],
+                    1,
+                    Refuse,
+                ),
+                Rows::new(
+                    "idempotency",
+                    &[
+                        "hall",
+                        "caller",
+                        "key",
+                        "created_at",
+                        "status",
+                        "body",
+                        "request",
+                        "version",
+                    ],
+                    3,
+                    Replace,
+                ),
+            ],
+        }
+    }
+
+    /// Adds one batch's after-images.
+    fn add(&mut self, b: &Batch) {
+        let hall = || text(b.hall.id.as_str());
+        let spec = &b.hall;
+        // Every row says which of the hall's versions wrote it.
+        let version = || int(b.version as i64 + 1);
+        let service = |s: usize| text(spec.services[s].id.as_str());
+        let window = |w: Option<usize>| V::T(w.map(|w| spec.windows[w].id.clone()));
+        let t = &mut self.tables;
+        for x in &b.tickets {
+            t[TICKETS].push(vec![
+                hall(),
+                int(x.id as i64),
+                text(x.token.as_str()),
+                text(x.number.as_str()),
+                text(day_str(x.day)),
+                service(x.service),
+                text(x.priority.as_str()),
+                text(x.channel.as_str()),
+                text(x.status.as_str()),
+                window(x.window),
+                int(x.recall),
+                int(x.line_pos as i64),
+                int(ms(x.created_at)),
+                V::I(x.called_at.map(ms)),
+                V::I(x.started_at.map(ms)),
+                V::I(x.finished_at.map(ms)),
+                V::I(x.last_call.map(|c| i64::from(c.floor))),
+                V::I(x.last_call.map(|c| c.seq as i64)),
+                V::I(x.last_call.map(|c| ms(c.at))),
+                V::T(x.notify_phone.clone()),
+                V::I(x.slot.map(ms)),
+                int(x.reminded),
+                service(x.issued_service),
+                V::I(x.first_called_at.map(ms)),
+                V::I(x.rating.as_ref().map(|r| i64::from(r.level))),
+                V::T(x.rating.as_ref().and_then(|r| r.comment.clone())),
+                V::I(x.rating.as_ref().map(|r| ms(r.at))),
+                version(),
+            ]);
+        }
         for a in &b.appointments {
-            tx.execute(
-                &st,
-                &[
-                    hall,
-                    &(a.id as i64),
-                    &a.code,
-                    &a.token,
-                    &spec.services[a.service].id,
-                    &ms(a.start),
-                    &ms(a.end),
-                    &a.status.as_str(),
-                    &a.phone,
-                    &a.ticket.map(|t| t as i64),
-                    &i64::from(a.reminded),
-                    &ms(a.created_at),
-                    &ms(a.updated_at),
-                    version,
-                ],
-            )?;
+            t[APPOINTMENTS].push(vec![
+                hall(),
+                int(a.id as i64),
+                text(a.code.as_str()),
+                text(a.token.as_str()),
+                service(a.service),
+                int(ms(a.start)),
+                int(ms(a.end)),
+                text(a.status.as_str()),
+                V::T(a.phone.clone()),
+                V::I(a.ticket.map(|t| t as i64)),
+                int(a.reminded),
+                int(ms(a.created_at)),
+                int(ms(a.updated_at)),
+                version(),
+            ]);
         }
-    }
-    for c in &b.cases {
-        let st = prepared(
-            tx,
-            cache,
-            &upsert(
-                "cases",
-                &[
-                    "hall",
-                    "id",
-                    "ticket",
-                    "number",
-                    "service",
-                    "window",
-                    "level",
-                    "comment",
-                    "status",
-                    "opened_at",
-                    "due_at",
-                    "updated_at",
-                    "version",
-                ],
-                &["hall", "id"],
-            ),
-        )?;
-        tx.execute(
-            &st,
-            &[
-                hall,
-                &(c.id as i64),
-                &(c.ticket as i64),
-                &c.number,
-                &spec.services[c.service].id,
-                &c.window.map(|w| spec.windows[w].id.as_str()),
-                &i64::from(c.level),
-                &c.comment,
-                &c.status().as_str(),
-                &ms(c.opened_at),
-                &ms(c.due_at),
-                &ms(c.updated_at()),
-                version,
-            ],
-        )?;
-        // Steps are only ever appended: those already written stay.
-        let st = prepared(
-            tx,
-            cache,
-            &upsert(
-                "case_steps",
-                &["hall", "case_id", "n", "status", "note", "at"],
-                &["hall", "case_id", "n", "status", "note", "at"],
-            )
-            .replace(
-                "ON CONFLICT (hall, case_id, n, status, note, at)",
-                "ON CONFLICT (hall, case_id, n)",
-            ),
-        )?;
-        for (n, step) in c.history.iter().enumerate() {
-            tx.execute(
-                &st,
-                &[
-                    hall,
-                    &(c.id as i64),
-                    &(n as i64),
-                    &step.status.as_str(),
-                    &step.note,
-                    &ms(step.at),
-                ],
-            )?;
+        for c in &b.cases {
+            t[CASES].push(vec![
+                hall(),
+                int(c.id as i64),
+                int(c.ticket as i64),
+                text(c.number.as_str()),
+                service(c.service),
+                window(c.window),
+                int(c.level),
+                V::T(c.comment.clone()),
+                text(c.status().as_str()),
+                int(ms(c.opened_at)),
+                int(ms(c.due_at)),
+                int(ms(c.updated_at())),
+                version(),
+            ]);
+            for (n, step) in c.history.iter().enumerate() {
+                t[CASE_STEPS].push(vec![
+                    hall(),
+                    int(c.id as i64),
+                    int(n as i64),
+                    text(step.status.as_str()),
+                    V::T(step.note.clone()),
+                    int(ms(step.at)),
+                ]);
+            }
         }
-    }
-    for (w, state) in &b.windows {
-        let st = prepared(
-            tx,
-            cache,
-            &upsert(
-                "windows",
-                &["hall", "id", "paused", "current", "version"],
-                &["hall", "id"],
-            ),
-        )?;
-        tx.execute(
-            &st,
-            &[
-                hall,
-                &spec.windows[*w].id,
-                &i64::from(state.paused),
-                &state.current.map(|c| c as i64),
-                version,
-            ],
-        )?;
-    }
-    if let Some(c) = &b.counter {
-        let st = prepared(
-            tx,
-            cache,
-            &upsert(
-                "counters",
-                &["hall", "service", "day", "last", "version"],
-                &["hall", "service", "day"],
-            ),
-        )?;
-        tx.execute(
-            &st,
-            &[
-                hall,
-                &spec.services[c.service].id,
-                &day_str(c.day),
-                &i64::from(c.last),
-                version,
-            ],
-        )?;
-    }
-    for (s, clock) in &b.clocks {
-        let st = prepared(
-            tx,
-            cache,
-            &upsert(
-                "clocks",
-                &["hall", "service", "avg_ms", "version"],
-                &["hall", "service"],
-            ),
-        )?;
-        tx.execute(
-            &st,
-            &[hall, &spec.services[*s].id, &(clock.avg_ms as i64), version],
-        )?;
-    }
-    for r in &b.recent {
-        let st = prepared(
-            tx,
-            cache,
-            &upsert(
-                "recent_calls",
-                &["hall", "floor", "seq", "number", "window", "at", "version"],
-                &["hall", "floor", "seq"],
-            ),
-        )?;
-        tx.execute(
-            &st,
-            &[
-                hall,
-                &i64::from(r.floor),
-                &(r.seq as i64),
-                &r.number,
-                &spec.windows[r.window].id,
-                &ms(r.at),
-                version,
-            ],
-        )?;
-    }
-    if !b.events.is_empty() {
-        let ev = prepared(
-            tx,
-            cache,
-            "INSERT INTO events(hall, hall_seq, floor, floor_seq, at, floor_msg, hall_msg)
-             VALUES($1,$2,$3,$4,$5,$6,$7)",
-        )?;
-        let seq = prepared(
-            tx,
-            cache,
-            &upsert("sequences", &["hall", "scope", "seq"], &["hall", "scope"]),
-        )?;
+        for (w, state) in &b.windows {
+            t[WINDOWS].push(vec![
+                hall(),
+                text(spec.windows[*w].id.as_str()),
+                int(state.paused),
+                V::I(state.current.map(|c| c as i64)),
+                version(),
+            ]);
+        }
+        if let Some(c) = &b.counter {
+            t[COUNTERS].push(vec![
+                hall(),
+                service(c.service),
+                text(day_str(c.day)),
+                int(c.last),
+                version(),
+            ]);
+        }
+        for (s, clock) in &b.clocks {
+            t[CLOCKS].push(vec![
+                hall(),
+                service(*s),
+                int(clock.avg_ms as i64),
+                version(),
+            ]);
+        }
+        for r in &b.recent {
+            t[RECENT].push(vec![
+                hall(),
+                int(r.floor),
+                int(r.seq as i64),
+                text(r.number.as_str()),
+                text(spec.windows[r.window].id.as_str()),
+                int(ms(r.at)),
+                version(),
+            ]);
+        }
         for e in &b.events {
-            tx.execute(
-                &ev,
-                &[
-                    hall,
-                    &(e.hall_seq as i64),
-                    &i64::from(e.floor),
-                    &(e.floor_seq as i64),
-                    &ms(e.at),
-                    &std::str::from_utf8(&e.floor_msg).unwrap_or_default(),
-                    &std::str::from_utf8(&e.hall_msg).unwrap_or_default(),
-                ],
-            )?;
-            tx.execute(&seq, &[hall, &floor_scope(e.floor), &(e.floor_seq as i64)])?;
+            t[EVENTS].push(vec![
+                hall(),
+                int(e.hall_seq as i64),
+                int(e.floor),
+                int(e.floor_seq as i64),
+                int(ms(e.at)),
+                text(String::from_utf8_lossy(&e.floor_msg)),
+                text(String::from_utf8_lossy(&e.hall_msg)),
+            ]);
+            t[SEQUENCES].push(vec![
+                hall(),
+                text(floor_scope(e.floor)),
+                int(e.floor_seq as i64),
+            ]);
         }
-        let last = b.events.last().map(|e| e.hall_seq as i64);
-        tx.execute(&seq, &[hall, &"hall", &last])?;
+        if let Some(last) = b.events.last() {
+            t[SEQUENCES].push(vec![hall(), text("hall"), int(last.hall_seq as i64)]);
+        }
+        for m in &b.outbox {
+            t[OUTBOX].push(vec![
+                text(m.id.as_str()),
+                text(m.hall.as_str()),
+                text(m.kind.as_str()),
+                text(m.phone.as_str()),
+                V::I(m.ticket.map(|t| t as i64)),
+                V::B(Some(m.body.to_vec())),
+                text(m.status.as_str()),
+                int(m.attempts),
+                V::T(m.last_error.clone()),
+                int(ms(m.created_at)),
+                int(ms(m.next_attempt_at)),
+                V::I(m.appointment.map(|a| a as i64)),
+            ]);
+        }
+        if let Some(i) = &b.idempotency {
+            t[IDEMPOTENCY].push(vec![
+                hall(),
+                text(i.caller.as_str()),
+                text(i.key.as_str()),
+                int(ms(i.created_at)),
+                int(i.status),
+                V::B(Some(i.body.to_vec())),
+                V::B(i.request.map(|r| r.to_vec())),
+                version(),
+            ]);
+        }
     }
-    for m in &b.outbox {
-        let st = prepared(
-            tx,
-            cache,
-            "INSERT INTO outbox(id, hall, kind, phone, ticket, body, status, attempts, last_error,
-               created_at, next_attempt_at, appointment)
-             VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
-        )?;
-        tx.execute(
-            &st,
-            &[
-                &m.id,
-                &m.hall,
-                &m.kind,
-                &m.phone,
-                &m.ticket.map(|t| t as i64),
-                &&m.body[..],
-                &m.status.as_str(),
-                &i64::from(m.attempts),
-                &m.last_error,
-                &ms(m.created_at),
-                &ms(m.next_attempt_at),
-                &m.appointment.map(|a| a as i64),
-            ],
-        )?;
+
+    fn write(
+        self,
+        tx: &mut Transaction<'_>,
+        cache: &mut HashMap<String, Statement>,
+    ) -> Result<(), StoreError> {
+        for rows in self.tables {
+            rows.write(tx, cache)?;
+        }
+        Ok(())
     }
-    if let Some(i) = &b.idempotency {
-        let st = prepared(
-            tx,
-            cache,
-            &upsert(
-                "idempotency",
-                &[
-                    "hall",
-                    "caller",
-                    "key",
-                    "created_at",
-                    "status",
-                    "body",
-                    "request",
-                    "version",
-                ],
-                &["hall", "caller", "key"],
-            ),
-        )?;
-        tx.execute(
-            &st,
-            &[
-                hall,
-                &i.caller,
-                &i.key,
-                &ms(i.created_at),
-                &i64::from(i.status),
-                &&i.body[..],
-                &i.request.as_ref().map(|r| &r[..]),
-                version,
-            ],
-        )?;
-    }
-    Ok(())
 }
 
+/// Records what deliveries did, all in one statement.
 fn record_deliveries(
     tx: &mut Transaction<'_>,
     cache: &mut HashMap<String, Statement>,
@@ -600,22 +743,25 @@ fn record_deliveries(
     let st = prepared(
         tx,
         cache,
-        "UPDATE outbox SET status=$3, attempts=$4, last_error=$5, next_attempt_at=$6
-         WHERE hall=$1 AND id=$2",
+        "UPDATE outbox o SET status = u.status, attempts = u.attempts,
+           last_error = u.last_error, next_attempt_at = u.next_attempt_at
+         FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[], $6::BIGINT[])
+           AS u(hall, id, status, attempts, last_error, next_attempt_at)
+         WHERE o.hall = u.hall AND o.id = u.id",
     )?;
+    // The last record of a message wins, as when written one by one.
+    let mut last: HashMap<(&str, &str), &OutboxUpdate> = HashMap::new();
     for u in updates {
-        tx.execute(
-            &st,
-            &[
-                &u.hall,
-                &u.id,
-                &u.status.as_str(),
-                &i64::from(u.attempts),
-                &u.last_error,
-                &ms(u.next_attempt_at),
-            ],
-        )?;
+        last.insert((u.hall.as_str(), u.id.as_str()), u);
     }
+    let us: Vec<&OutboxUpdate> = last.into_values().collect();
+    let halls: Vec<&str> = us.iter().map(|u| u.hall.as_str()).collect();
+    let ids: Vec<&str> = us.iter().map(|u| u.id.as_str()).collect();
+    let statuses: Vec<&str> = us.iter().map(|u| u.status.as_str()).collect();
+    let attempts: Vec<i64> = us.iter().map(|u| i64::from(u.attempts)).collect();
+    let errors: Vec<Option<&str>> = us.iter().map(|u| u.last_error.as_deref()).collect();
+    let next: Vec<i64> = us.iter().map(|u| ms(u.next_attempt_at)).collect();
+    tx.execute(&st, &[&halls, &ids, &statuses, &attempts, &errors, &next])?;
     Ok(())
 }
 
@@ -1085,6 +1231,7 @@ impl Backend for Postgres {
                 tx.execute(&ensure, &[hall])?;
                 *v = tx.query_one(&lock, &[hall])?.get::<_, i64>(0) as u64;
             }
+            let mut group = Group::new();
             for b in batches.iter().filter(|b| !b.is_empty()) {
                 let v = versions
                     .get_mut(b.hall.id.as_str())
@@ -1097,8 +1244,9 @@ impl Backend for Postgres {
                     )));
                 }
                 *v += 1;
-                write_batch(&mut tx, cache, b)?;
+                group.add(b);
             }
+            group.write(&mut tx, cache)?;
             let set = prepared(
                 &mut tx,
                 cache,

@@ -34,6 +34,9 @@ pub struct Server {
     env: Vec<(String, String)>,
     /// Further arguments (a cluster's `--store`, `--bus`), kept for restarts.
     args: Vec<String>,
+    /// The PostgreSQL database of a suite run on PostgreSQL (see
+    /// [`Server::spawn_with`]), kept for restarts.
+    db: Option<Arc<Db>>,
 }
 
 impl Server {
@@ -69,9 +72,22 @@ impl Server {
         env: &[(&str, &str)],
         args: &[String],
     ) -> Server {
+        // `HALLCAST_TEST_STORE=postgres` runs a suite's servers on this
+        // machine's PostgreSQL, a database each (contract §14: the two
+        // stores pass the same tests; tests/run does it for the suites
+        // about the store's contents).
+        let mut args = args.to_vec();
+        let mut db = None;
+        if std::env::var("HALLCAST_TEST_STORE").as_deref() == Ok("postgres")
+            && !args.iter().any(|a| a == "--store")
+        {
+            let d = Arc::new(Db::new("suite"));
+            args.extend(["--store".to_string(), d.url()]);
+            db = Some(d);
+        }
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hallcast"));
         cmd.args(["--listen", "127.0.0.1:0", "--data-dir"]).arg(dir);
-        cmd.args(args);
+        cmd.args(&args);
         if let Some(c) = config {
             cmd.arg("--config").arg(c);
         }
@@ -134,7 +150,8 @@ impl Server {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            args: args.to_vec(),
+            args,
+            db,
         }
     }
 
@@ -153,6 +170,7 @@ impl Server {
             .collect();
         let mut next = Server::spawn_with(&self.dir, self.config.as_deref(), &env, &self.args);
         next._tmp = self._tmp.take();
+        next.db = self.db.take();
         *self = next;
     }
 
@@ -574,13 +592,10 @@ where
 /// every test database is made from.
 pub const ADMIN_DB: &str = "postgres://postgres@127.0.0.1:5432/test";
 
-/// Runs PostgreSQL's blocking client: off the async threads' turn inside
-/// a (multi-threaded) test runtime, where it may not start its own.
-pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(_) => tokio::task::block_in_place(f),
-        Err(_) => f(),
-    }
+/// Runs PostgreSQL's blocking client on a thread of its own: inside a
+/// test's async runtime it may not start the runtime it blocks on.
+pub fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(f).join().expect("a PostgreSQL call panicked"))
 }
 
 /// A fresh database on this machine's PostgreSQL, dropped (with its last
