@@ -1216,20 +1216,26 @@ impl Backend for Postgres {
             for b in batches.iter().filter(|b| !b.is_empty()) {
                 versions.insert(b.hall.id.as_str(), 0);
             }
-            let ensure = prepared(
-                &mut tx,
-                cache,
-                "INSERT INTO sequences(hall, scope, seq) VALUES($1, 'version', 0)
-                 ON CONFLICT (hall, scope) DO NOTHING",
-            )?;
             let lock = prepared(
                 &mut tx,
                 cache,
                 "SELECT seq FROM sequences WHERE hall=$1 AND scope='version' FOR UPDATE",
             )?;
             for (hall, v) in versions.iter_mut() {
-                tx.execute(&ensure, &[hall])?;
-                *v = tx.query_one(&lock, &[hall])?.get::<_, i64>(0) as u64;
+                *v = match tx.query_opt(&lock, &[hall])? {
+                    Some(r) => r.get::<_, i64>(0) as u64,
+                    None => {
+                        // The hall's first commit: its row, then its lock.
+                        let ensure = prepared(
+                            &mut tx,
+                            cache,
+                            "INSERT INTO sequences(hall, scope, seq) VALUES($1, 'version', 0)
+                             ON CONFLICT (hall, scope) DO NOTHING",
+                        )?;
+                        tx.execute(&ensure, &[hall])?;
+                        tx.query_one(&lock, &[hall])?.get::<_, i64>(0) as u64
+                    }
+                };
             }
             let mut group = Group::new();
             for b in batches.iter().filter(|b| !b.is_empty()) {
@@ -1246,15 +1252,15 @@ impl Backend for Postgres {
                 *v += 1;
                 group.add(b);
             }
-            group.write(&mut tx, cache)?;
-            let set = prepared(
-                &mut tx,
-                cache,
-                "UPDATE sequences SET seq=$2 WHERE hall=$1 AND scope='version'",
-            )?;
+            // The new versions ride with the sequences' rows.
             for (hall, v) in &versions {
-                tx.execute(&set, &[hall, &(*v as i64)])?;
+                group.tables[SEQUENCES].push(vec![
+                    text(*hall),
+                    text(VERSION_SCOPE),
+                    int(*v as i64),
+                ]);
             }
+            group.write(&mut tx, cache)?;
             record_deliveries(&mut tx, cache, deliveries)?;
             tx.commit()?;
             Ok(())
