@@ -8,6 +8,11 @@
 //!     cargo bench --bench fanout -- --subs 10000 --scenario storm
 //!     cargo bench --bench fanout -- --subs 19900 --scenario idle
 //!
+//! `--nodes K` starts K servers (give them one cluster with
+//! `HALLCAST_BENCH_ARGS="--store postgres://… --bus nats://…"`), spreads
+//! the subscribers over them round-robin and publishes through the first:
+//! time-to-last is then across every node of the cluster.
+//!
 //! `--spin` keeps the reader thread polling without ever sleeping (on
 //! loopback the sender's core pays for waking a sleeping receiver, a cost
 //! remote screens never put on the server; the generator then shows 100 %
@@ -62,6 +67,8 @@ struct Opts {
     max_rate: f64,
     /// Keep the generator's thread from ever sleeping (see `--spin`).
     spin: bool,
+    /// Servers started (one cluster: see `--nodes`).
+    nodes: usize,
 }
 
 fn opts() -> Opts {
@@ -76,6 +83,7 @@ fn opts() -> Opts {
         floor: 3,
         max_rate: 0.0,
         spin: false,
+        nodes: 1,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -91,6 +99,7 @@ fn opts() -> Opts {
             "--server-cpu" => o.server_cpu = Some(v),
             "--floor" => o.floor = v.parse().expect("--floor N"),
             "--max-rate" => o.max_rate = v.parse().expect("--max-rate CALLS_PER_S"),
+            "--nodes" => o.nodes = v.parse().expect("--nodes K"),
             "--spin" => {
                 o.spin = true;
                 i += 1;
@@ -207,7 +216,7 @@ async fn join(addr: SocketAddr, i: usize, path: &str) -> Joined {
     unreachable!()
 }
 
-async fn fleet(addr: SocketAddr, o: &Opts, n: usize, stalled_every: Option<usize>) -> Fleet {
+async fn fleet(addrs: &[SocketAddr], o: &Opts, n: usize, stalled_every: Option<usize>) -> Fleet {
     let shared = Arc::new(Shared::default());
     *shared.seen.lock().unwrap() = vec![Seen::default(); n];
     let stall = Arc::new(AtomicBool::new(false));
@@ -227,7 +236,8 @@ async fn fleet(addr: SocketAddr, o: &Opts, n: usize, stalled_every: Option<usize
     // Connect in waves of 500 so the accept queue is never the test.
     for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
         let joined =
-            futures_util::future::join_all(chunk.iter().map(|&i| join(addr, i, &path))).await;
+            futures_util::future::join_all(chunk.iter().map(|&i| join(addrs[i % addrs.len()], i, &path)))
+                .await;
         for j in joined {
             tx.send(j).unwrap();
         }
@@ -501,8 +511,12 @@ async fn run(o: Opts) {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let t0 = Instant::now();
     let phase = |name: &str| eprintln!("[{:6.1} s] {name}", t0.elapsed().as_secs_f64());
-    let s = common::start_server(o.server_cpu.as_deref());
-    let pid = server_pid(&s);
+    let servers: Vec<Server> = (0..o.nodes.max(1))
+        .map(|_| common::start_server(o.server_cpu.as_deref()))
+        .collect();
+    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+    let s = &servers[0];
+    let pid = server_pid(s);
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()
@@ -519,7 +533,7 @@ async fn run(o: Opts) {
     phase("tickets issued");
     let rss_before = rss_kib(&pid);
     let stalled_every = (o.scenario == "stall").then_some(100);
-    let f = fleet(s.addr, &o, o.subs, stalled_every).await;
+    let f = fleet(&addrs, &o, o.subs, stalled_every).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_after = rss_kib(&pid);
     println!(
