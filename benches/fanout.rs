@@ -11,7 +11,17 @@
 //! `--nodes K` starts K servers (give them one cluster with
 //! `HALLCAST_BENCH_ARGS="--store postgres://… --bus nats://…"`), spreads
 //! the subscribers over them round-robin and publishes through the first:
-//! time-to-last is then across every node of the cluster.
+//! time-to-last is then across every node of the cluster, and each node's
+//! own figures follow.
+//!
+//! `--procs P` holds the subscribers in P child processes of the generator
+//! (each process may open about 19,900 sockets here): 59,700 subscribers
+//! over three nodes is `--nodes 3 --procs 3 --subs 59700`. Children stamp
+//! receipts on the wall clock, as the parent does its calls. With
+//! `--scenario failover` (needs `--procs`) the last node is killed with
+//! SIGKILL halfway through the calls; its subscribers reconnect with
+//! `?after` to the next live node, and the report says how long that took
+//! and what was missed.
 //!
 //! `--spin` keeps the reader thread polling without ever sleeping (on
 //! loopback the sender's core pays for waking a sleeping receiver, a cost
@@ -29,6 +39,7 @@
 //! generator's own CPU, flagging when the generator is the bottleneck.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -41,6 +52,8 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
+#[path = "fanout/procs.rs"]
+mod procs;
 #[path = "fanout/reader.rs"]
 mod reader;
 use common::Server;
@@ -69,6 +82,12 @@ struct Opts {
     spin: bool,
     /// Servers started (one cluster: see `--nodes`).
     nodes: usize,
+    /// Generator processes holding the subscribers (see `--procs`).
+    procs: usize,
+    /// Set in a generator's child: the subscribers it holds.
+    child: Option<(usize, usize)>,
+    /// A child's servers.
+    addrs: Vec<SocketAddr>,
 }
 
 fn opts() -> Opts {
@@ -84,6 +103,9 @@ fn opts() -> Opts {
         max_rate: 0.0,
         spin: false,
         nodes: 1,
+        procs: 1,
+        child: None,
+        addrs: Vec::new(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -100,6 +122,14 @@ fn opts() -> Opts {
             "--floor" => o.floor = v.parse().expect("--floor N"),
             "--max-rate" => o.max_rate = v.parse().expect("--max-rate CALLS_PER_S"),
             "--nodes" => o.nodes = v.parse().expect("--nodes K"),
+            "--procs" => o.procs = v.parse().expect("--procs P"),
+            "--addrs" => {
+                o.addrs = v.split(',').map(|a| a.parse().expect("--addrs A,B")).collect()
+            }
+            "--child" => {
+                let (a, b) = v.split_once("..").expect("--child FROM..TO");
+                o.child = Some((a.parse().unwrap(), b.parse().unwrap()));
+            }
             "--spin" => {
                 o.spin = true;
                 i += 1;
@@ -141,6 +171,11 @@ fn server_pid(s: &Server) -> String {
     s.child.id().to_string()
 }
 
+/// CPU seconds of every server of the run.
+fn servers_cpu(servers: &[Server]) -> f64 {
+    servers.iter().map(|s| cpu_seconds(&server_pid(s))).sum()
+}
+
 // ----- subscribers -----
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
@@ -163,6 +198,8 @@ struct Fleet {
     stalled: Vec<usize>,
     stop: Arc<AtomicBool>,
     reader: std::thread::JoinHandle<()>,
+    /// To the reader: sockets that replace ended ones.
+    joined: std::sync::mpsc::Sender<Joined>,
 }
 
 impl Fleet {
@@ -180,43 +217,55 @@ impl Fleet {
 /// Connects and upgrades; the socket comes back past the upgrade's answer,
 /// with whatever arrived after it.
 async fn join(addr: SocketAddr, i: usize, path: &str) -> Joined {
+    for attempt in 0..20 {
+        if let Some(j) = try_join(addr, i, path).await {
+            return j;
+        }
+        tokio::time::sleep(Duration::from_millis(50 * (attempt + 1))).await;
+    }
+    panic!("subscriber {i} cannot connect");
+}
+
+/// One attempt of [`join`]: `None` when the server is not there or the
+/// connection broke before the upgrade's answer.
+async fn try_join(addr: SocketAddr, i: usize, path: &str) -> Option<Joined> {
     let src = Ipv4Addr::new(127, 0, 0, 2 + (i % SOURCE_IPS as usize) as u8);
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
-    for attempt in 0..20 {
-        let sock = TcpSocket::new_v4().unwrap();
-        sock.bind(SocketAddr::new(src.into(), 0)).unwrap();
-        if let Ok(mut tcp) = sock.connect(addr).await {
-            if tcp.write_all(request.as_bytes()).await.is_ok() {
-                let mut got = Vec::new();
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = tcp.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    got.extend_from_slice(&buf[..n]);
-                    if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-                        assert!(got.starts_with(b"HTTP/1.1 101"), "upgrade refused");
-                        return Joined {
-                            index: i,
-                            socket: tcp.into_std().unwrap(),
-                            early: got[end + 4..].to_vec(),
-                        };
-                    }
-                }
-            }
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(src.into(), 0)).unwrap();
+    let mut tcp = sock.connect(addr).await.ok()?;
+    tcp.write_all(request.as_bytes()).await.ok()?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tcp.read(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
         }
-        if attempt == 19 {
-            panic!("subscriber {i} cannot connect");
+        got.extend_from_slice(&buf[..n]);
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            assert!(got.starts_with(b"HTTP/1.1 101"), "upgrade refused");
+            return Some(Joined {
+                index: i,
+                socket: tcp.into_std().unwrap(),
+                early: got[end + 4..].to_vec(),
+            });
         }
-        tokio::time::sleep(Duration::from_millis(50 * (attempt + 1))).await;
     }
-    unreachable!()
 }
 
-async fn fleet(addrs: &[SocketAddr], o: &Opts, n: usize, stalled_every: Option<usize>) -> Fleet {
+/// `n` subscribers, the `first`-th of the run's first: subscriber `k` of the
+/// run is on server `k % addrs.len()`.
+async fn fleet(
+    addrs: &[SocketAddr],
+    o: &Opts,
+    first: usize,
+    n: usize,
+    stalled_every: Option<usize>,
+) -> Fleet {
     let shared = Arc::new(Shared::default());
     *shared.seen.lock().unwrap() = vec![Seen::default(); n];
     let stall = Arc::new(AtomicBool::new(false));
@@ -235,10 +284,13 @@ async fn fleet(addrs: &[SocketAddr], o: &Opts, n: usize, stalled_every: Option<u
     let path = format!("/ws/v1/halls/demo/floors/{}", o.floor);
     // Connect in waves of 500 so the accept queue is never the test.
     for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
-        let joined =
-            futures_util::future::join_all(chunk.iter().map(|&i| join(addrs[i % addrs.len()], i, &path)))
-                .await;
-        for j in joined {
+        let joined = futures_util::future::join_all(chunk.iter().map(|&i| {
+            let k = first + i;
+            join(addrs[k % addrs.len()], k, &path)
+        }))
+        .await;
+        for (mut j, &i) in joined.into_iter().zip(chunk) {
+            j.index = i;
             tx.send(j).unwrap();
         }
     }
@@ -248,12 +300,69 @@ async fn fleet(addrs: &[SocketAddr], o: &Opts, n: usize, stalled_every: Option<u
         stalled,
         stop,
         reader,
+        joined: tx,
     };
     // Every subscriber has its snapshot before anything is published.
     while f.seen().iter().filter(|s| s.started).count() < n {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     f
+}
+
+// ----- one clock for every process -----
+
+/// Nanoseconds since the Unix epoch at `at`: the generator's children and
+/// the parent stamp on this one timeline (the wall clock, read once per
+/// process and advanced by the monotonic clock, so a step of the wall
+/// clock during a run does not bend it).
+fn wall_ns(at: Instant) -> u64 {
+    static ANCHOR: std::sync::OnceLock<(Instant, u64)> = std::sync::OnceLock::new();
+    let (i0, w0) = *ANCHOR.get_or_init(|| {
+        let w = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        (Instant::now(), w.as_nanos() as u64)
+    });
+    match at.checked_duration_since(i0) {
+        Some(d) => w0 + d.as_nanos() as u64,
+        None => w0 - i0.duration_since(at).as_nanos() as u64,
+    }
+}
+
+/// What the subscribers saw, wherever they were held.
+#[derive(Default)]
+struct Gathered {
+    /// (subscriber, number, [`wall_ns`]) of every `called` received.
+    receipts: Vec<(u32, u32, u64)>,
+    messages: u64,
+    gaps: u64,
+    /// Subscribers whose socket ended and stayed ended.
+    ended: usize,
+    own_cpu: f64,
+    /// Failover: subscribers moved to another node, the [`wall_ns`] of
+    /// the last one's upgrade answer.
+    moved: usize,
+    moved_by: u64,
+}
+
+impl Gathered {
+    fn of(f: &Fleet) -> Gathered {
+        let seen = f.seen();
+        Gathered {
+            receipts: f
+                .shared
+                .receipts
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|&(i, n, at)| (i, n, wall_ns(at)))
+                .collect(),
+            messages: seen.iter().map(|s| s.messages).sum(),
+            gaps: seen.iter().map(|s| s.gaps).sum(),
+            ended: seen.iter().filter(|s| s.ended).count(),
+            ..Gathered::default()
+        }
+    }
 }
 
 // ----- publishing -----
@@ -289,9 +398,9 @@ async fn call(
     http: &reqwest::Client,
     base: &str,
     window: &str,
-    published: &Mutex<Vec<Option<Instant>>>,
+    published: &Mutex<Vec<Option<u64>>>,
 ) -> Option<u32> {
-    let t = Instant::now();
+    let t = wall_ns(Instant::now());
     let r = http
         .post(format!("{base}/api/v1/halls/demo/windows/{window}/call"))
         .header("authorization", ADMIN)
@@ -319,6 +428,8 @@ struct Report {
     elapsed: f64,
     latency: Histogram<u64>,
     to_last: Histogram<u64>,
+    /// Per node (only printed for several).
+    nodes: Vec<(Histogram<u64>, Histogram<u64>)>,
     lost: u64,
     gaps: u64,
     server_cpu: f64,
@@ -351,6 +462,19 @@ fn report(name: &str, o: &Opts, r: &Report) {
         ms(&r.to_last, 0.99),
         r.to_last.max() as f64 / 1000.0
     );
+    if r.nodes.len() > 1 {
+        for (k, (lat, last)) in r.nodes.iter().enumerate() {
+            println!(
+                "  node {k}{}: latency p50 {:.2} p99 {:.2}; time to last p50 {:.2} p99 {:.2} ms ({} receipts)",
+                if k == 0 { " (publishes)" } else { "" },
+                ms(lat, 0.5),
+                ms(lat, 0.99),
+                ms(last, 0.5),
+                ms(last, 0.99),
+                lat.len()
+            );
+        }
+    }
     let per = if r.deliveries > 0 {
         r.server_cpu * 1e6 / r.deliveries as f64
     } else {
@@ -395,49 +519,71 @@ fn report(name: &str, o: &Opts, r: &Report) {
     }
 }
 
+/// Latency and time-to-last, over all and per node.
+struct Collected {
+    latency: Histogram<u64>,
+    to_last: Histogram<u64>,
+    /// Per node: latency, time-to-last of that node's subscribers.
+    nodes: Vec<(Histogram<u64>, Histogram<u64>)>,
+    lost: u64,
+}
+
+/// `skip[i]`: subscriber `i` is not expected to have every call; `subs`
+/// of the run, subscriber `i` on node `i % nodes`.
 fn collect(
-    f: &Fleet,
-    published: &[Option<Instant>],
+    g: &Gathered,
+    published: &[Option<u64>],
     calls: &[u32],
     skip: &[bool],
-) -> (Histogram<u64>, Histogram<u64>, u64, u64, u64) {
-    let mut lat = Histogram::<u64>::new(3).unwrap();
-    let mut to_last = Histogram::<u64>::new(3).unwrap();
-    let mut last_rx: Vec<Option<Instant>> = vec![None; published.len()];
+    subs: usize,
+    nodes: usize,
+) -> Collected {
+    let hist = || Histogram::<u64>::new(3).unwrap();
+    let mut c = Collected {
+        latency: hist(),
+        to_last: hist(),
+        nodes: (0..nodes).map(|_| (hist(), hist())).collect(),
+        lost: 0,
+    };
+    // Per node, per call: the last receipt.
+    let mut last_rx: Vec<Vec<Option<u64>>> = vec![vec![None; published.len()]; nodes];
     let mut received: Vec<u64> = vec![0; published.len()];
-    let seen = f.seen();
-    let deliveries = seen.iter().map(|s| s.messages).sum();
-    let gaps = seen.iter().map(|s| s.gaps).sum();
-    for &(i, n, at) in f.shared.receipts.lock().unwrap().iter() {
+    for &(i, n, at) in &g.receipts {
         if skip.get(i as usize).copied().unwrap_or(false) {
             continue;
         }
         let n = n as usize;
         if let Some(Some(p)) = published.get(n) {
-            lat.record(at.saturating_duration_since(*p).as_micros() as u64)
-                .unwrap();
+            let us = at.saturating_sub(*p) / 1000;
+            c.latency.record(us).unwrap();
+            let node = i as usize % nodes;
+            c.nodes[node].0.record(us).unwrap();
             received[n] += 1;
-            if last_rx[n].is_none_or(|l| at > l) {
-                last_rx[n] = Some(at);
+            let l = &mut last_rx[node][n];
+            if l.is_none_or(|l| at > l) {
+                *l = Some(at);
             }
         }
     }
-    let healthy = skip
-        .iter()
-        .filter(|s| !**s)
-        .count()
-        .max(seen.len() - skip.len()) as u64;
-    let mut lost = 0;
+    let healthy = (subs - skip.iter().filter(|s| **s).count()) as u64;
     for &n in calls {
         let n = n as usize;
-        lost += healthy.saturating_sub(received[n]);
-        if let (Some(Some(p)), Some(l)) = (published.get(n), last_rx[n]) {
-            to_last
-                .record(l.saturating_duration_since(*p).as_micros() as u64)
-                .unwrap();
+        c.lost += healthy.saturating_sub(received[n]);
+        let Some(Some(p)) = published.get(n) else {
+            continue;
+        };
+        let mut last = None;
+        for (node, rx) in last_rx.iter().enumerate() {
+            if let Some(l) = rx[n] {
+                c.nodes[node].1.record(l.saturating_sub(*p) / 1000).unwrap();
+                last = last.max(Some(l));
+            }
+        }
+        if let Some(l) = last {
+            c.to_last.record(l.saturating_sub(*p) / 1000).unwrap();
         }
     }
-    (lat, to_last, deliveries, gaps, lost)
+    c
 }
 
 // ----- scenarios -----
@@ -447,7 +593,9 @@ async fn publish_phase(
     s: &Server,
     http: &reqwest::Client,
     steady: bool,
-) -> (Vec<u32>, Arc<Mutex<Vec<Option<Instant>>>>, f64) {
+    victim: Option<&Server>,
+) -> (Vec<u32>, Arc<Mutex<Vec<Option<u64>>>>, f64, Option<u64>) {
+    let mut killed = None;
     let published = Arc::new(Mutex::new(Vec::new()));
     let start = Instant::now();
     let mut calls = Vec::new();
@@ -457,6 +605,12 @@ async fn publish_phase(
             let window = format!("3-{:02}", i % 25 + 1);
             if let Some(n) = call(http, &s.base, &window, &published).await {
                 calls.push(n);
+            }
+            if let Some(v) = victim.filter(|_| i + 1 == o.calls / 2) {
+                // SIGKILL: no goodbye to its subscribers, as a power cut.
+                let pid = server_pid(v);
+                killed = Some(wall_ns(Instant::now()));
+                Command::new("kill").args(["-9", &pid]).status().unwrap();
             }
             tokio::time::sleep_until((start + gap * (i as u32 + 1)).into()).await;
         }
@@ -491,7 +645,7 @@ async fn publish_phase(
             calls.extend(t.await.unwrap());
         }
     }
-    (calls, published, start.elapsed().as_secs_f64())
+    (calls, published, start.elapsed().as_secs_f64(), killed)
 }
 
 /// Waits until deliveries stop growing (everyone caught up).
@@ -524,16 +678,23 @@ async fn run(o: Opts) {
     // Tickets first: issuing with 10k screens connected would itself be a
     // fan-out of one waiting event per ticket.
     let need = match o.scenario.as_str() {
-        "latency" | "storm" => o.calls + 40,
+        "latency" | "storm" | "failover" => o.calls + 40,
         // Enough for the calls made while they idle.
         "idle" => 8,
         _ => 20_000,
     };
     issue_tickets(&http, &s.base, need).await;
     phase("tickets issued");
+    if o.procs > 1 || o.scenario == "failover" {
+        assert!(
+            matches!(o.scenario.as_str(), "latency" | "failover"),
+            "--procs runs the latency and failover scenarios"
+        );
+        return procs::run(&o, &servers, &http).await;
+    }
     let rss_before = rss_kib(&pid);
     let stalled_every = (o.scenario == "stall").then_some(100);
-    let f = fleet(&addrs, &o, o.subs, stalled_every).await;
+    let f = fleet(&addrs, &o, 0, o.subs, stalled_every).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_after = rss_kib(&pid);
     println!(
@@ -577,32 +738,34 @@ async fn run(o: Opts) {
     if o.scenario == "stall" {
         f.stall.store(true, Ordering::Relaxed);
     }
-    let cpu0 = cpu_seconds(&pid);
+    let cpu0 = servers_cpu(&servers);
     let own0 = cpu_seconds("self");
     let steady = o.scenario == "latency";
-    let (calls, published, elapsed) = publish_phase(&o, &s, &http, steady).await;
+    let (calls, published, elapsed, _) = publish_phase(&o, s, &http, steady, None).await;
     phase("published");
     settle(&f).await;
     phase("delivered");
-    let server_cpu = cpu_seconds(&pid) - cpu0;
+    let server_cpu = servers_cpu(&servers) - cpu0;
     let own_cpu = cpu_seconds("self") - own0;
     let published = published.lock().unwrap().clone();
     let skip: Vec<bool> = (0..o.subs)
         .map(|i| stalled_every.is_some_and(|e| i % e == 0))
         .collect();
-    let (latency, to_last, deliveries, gaps, lost) = collect(&f, &published, &calls, &skip);
+    let g = Gathered::of(&f);
+    let c = collect(&g, &published, &calls, &skip, o.subs, servers.len());
     let slow_closed = f.seen().iter().filter(|s| s.closed_slow).count();
     let healthy_elapsed = if steady { elapsed } else { elapsed.max(1e-9) };
     report(
         &o.scenario,
         &o,
         &Report {
-            deliveries,
+            deliveries: g.messages,
             elapsed: healthy_elapsed,
-            latency,
-            to_last,
-            lost,
-            gaps,
+            latency: c.latency,
+            to_last: c.to_last,
+            nodes: c.nodes,
+            lost: c.lost,
+            gaps: g.gaps,
             server_cpu,
             own_cpu,
             slow_closed,
@@ -729,5 +892,9 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(run(o));
+    if o.child.is_some() {
+        rt.block_on(procs::child(o));
+    } else {
+        rt.block_on(run(o));
+    }
 }

@@ -93,6 +93,9 @@ pub fn run(
             if conns.len() <= j.index {
                 conns.resize_with(j.index + 1, || None);
             }
+            // A socket replacing an ended one (a failover's): the old
+            // one was dropped and left the poll with it.
+            shared.seen.lock().unwrap()[j.index].ended = false;
             let c = conns[j.index].insert(Conn {
                 socket,
                 partial: j.early,
