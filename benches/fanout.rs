@@ -124,7 +124,10 @@ fn opts() -> Opts {
             "--nodes" => o.nodes = v.parse().expect("--nodes K"),
             "--procs" => o.procs = v.parse().expect("--procs P"),
             "--addrs" => {
-                o.addrs = v.split(',').map(|a| a.parse().expect("--addrs A,B")).collect()
+                o.addrs = v
+                    .split(',')
+                    .map(|a| a.parse().expect("--addrs A,B"))
+                    .collect()
             }
             "--child" => {
                 let (a, b) = v.split_once("..").expect("--child FROM..TO");
@@ -689,6 +692,10 @@ async fn run(o: Opts) {
         assert!(
             matches!(o.scenario.as_str(), "latency" | "failover"),
             "--procs runs the latency and failover scenarios"
+        );
+        assert!(
+            o.scenario != "failover" || o.nodes > 1,
+            "a failover needs --nodes 2 or more"
         );
         return procs::run(&o, &servers, &http).await;
     }

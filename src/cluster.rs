@@ -351,7 +351,21 @@ impl ClusterBus {
 
 impl Bus for ClusterBus {
     fn publish(&self, c: &Committed) {
+        // To the other nodes first: their fan-out then runs while this
+        // node writes to its own subscribers, not after.
+        self.send(c);
         self.deliver(&c.hall, &c.events, &c.tickets);
+    }
+
+    fn followed_tickets(&self, hall: &str) -> Vec<String> {
+        self.hub.followed_tickets(hall)
+    }
+}
+
+impl ClusterBus {
+    /// A committed batch onto NATS for the other nodes, never waiting:
+    /// when the sending task is behind, they read it from PostgreSQL.
+    fn send(&self, c: &Committed) {
         let (Some(out), false) = (&self.outgoing, c.events.is_empty() && c.version == 0) else {
             return;
         };
@@ -384,10 +398,6 @@ impl Bus for ClusterBus {
         {
             tracing::debug!(hall = %c.hall, "NATS is behind; the other nodes read this batch from PostgreSQL");
         }
-    }
-
-    fn followed_tickets(&self, hall: &str) -> Vec<String> {
-        self.hub.followed_tickets(hall)
     }
 }
 

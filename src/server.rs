@@ -269,7 +269,7 @@ impl Stores {
         // The data dir keeps only the statistics' cache here.
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the data dir {}", dir.display()))?;
-        let mut client = crate::store::postgres::connect(url)?;
+        let mut client = crate::store::postgres::connect_waiting(url)?;
         crate::store::postgres::migrate(&mut client)?;
         let mut reports: Vec<Box<dyn Backend>> = Vec::with_capacity(n);
         for _ in 0..n {

@@ -8,6 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{eventually, Client, Db, Server, Ws};
@@ -508,6 +509,24 @@ async fn postgres_down_means_not_ready_and_503_and_back_means_serving_without_a_
         assert_eq!(r.code(), "unavailable");
     }
 
+    // A node started while PostgreSQL is down waits for it, rather than
+    // exit, and starts when it answers.
+    let late_log = Arc::new(Mutex::new(String::new()));
+    let late = {
+        let (dir, url, log) = (tmp.path().join("late"), pg.url(), late_log.clone());
+        std::thread::spawn(move || {
+            Server::spawn_watched(&dir, None, &[], &["--store".into(), url], log)
+        })
+    };
+    eventually(10, "the late node waiting for PostgreSQL", || async {
+        late_log
+            .lock()
+            .unwrap()
+            .contains("waiting for PostgreSQL")
+            .then_some(())
+    })
+    .await;
+
     common::blocking(|| pg.resume());
     eventually(10, "/readyz 200 with PostgreSQL back", || async {
         (client.get("/readyz").await.status == 200).then_some(())
@@ -526,4 +545,7 @@ async fn postgres_down_means_not_ready_and_503_and_back_means_serving_without_a_
     .await;
     // The refused commands changed nothing: numbering goes on.
     assert_eq!(t["number"], "A002");
+    let late = common::blocking(|| late.join().expect("the late node started"));
+    let t = Client::new(&late).issue("business").await;
+    assert_eq!(t["number"], "A003");
 }

@@ -111,14 +111,24 @@ async fn rejoin(
                 .collect()
         };
         for (i, last) in ended {
-            let (addrs, joined, moved, pending) =
-                (addrs.clone(), joined.clone(), moved.clone(), pending.clone());
+            let (addrs, joined, moved, pending) = (
+                addrs.clone(),
+                joined.clone(),
+                moved.clone(),
+                pending.clone(),
+            );
             tokio::spawn(async move {
                 let k = from + i;
                 let path = format!("/ws/v1/halls/demo/floors/{floor}?after={last}");
-                for step in 1..=addrs.len() {
-                    if let Some(mut j) = try_join(addrs[(k + step) % addrs.len()], k, &path).await
-                    {
+                // As a load balancer would: the others in turn, the first
+                // of them by subscriber (a dead node's subscribers spread
+                // evenly), its own node last.
+                let n = addrs.len();
+                let others = n.saturating_sub(1).max(1);
+                let first = (k / n) % others;
+                let steps = (0..others).map(|j| 1 + (first + j) % others).chain([n]);
+                for step in steps {
+                    if let Some(mut j) = try_join(addrs[(k + step) % n], k, &path).await {
                         j.index = i;
                         let mut m = moved.lock().unwrap();
                         m.0 += 1;
@@ -226,11 +236,7 @@ pub async fn run(o: &Opts, servers: &[Server], http: &reqwest::Client) {
     let kids = tokio::task::block_in_place(|| Kids::spawn(o, &addrs));
     phase("subscribers connected and settled");
     for s in servers {
-        println!(
-            "server {} RSS {} KiB",
-            s.addr,
-            rss_kib(&server_pid(s))
-        );
+        println!("server {} RSS {} KiB", s.addr, rss_kib(&server_pid(s)));
     }
     let failover = o.scenario == "failover";
     // The killed node is the last; the CPU is of the others.
@@ -261,7 +267,11 @@ pub async fn run(o: &Opts, servers: &[Server], http: &reqwest::Client) {
             slow_closed: 0,
         },
     );
-    println!("calls published: {}; sockets ended and not back: {}", calls.len(), g.ended);
+    println!(
+        "calls published: {}; sockets ended and not back: {}",
+        calls.len(),
+        g.ended
+    );
     if let Some(killed) = killed {
         println!(
             "failover: node {} killed (SIGKILL) after call {} of {}; {} subscribers reconnected to the other nodes with ?after, the last {:.2} s after the kill; lost {}, seq gaps {}",

@@ -156,20 +156,63 @@ fn describe(e: &postgres::Error) -> String {
 
 /// A connection to `url`, with the reason it failed named.
 pub fn connect(url: &str) -> Result<Client, AdminError> {
+    try_connect(url).map_err(|(e, _)| e)
+}
+
+/// [`connect`], waiting while PostgreSQL is not there yet (down, starting
+/// up, restarting, out of connections): a node started before its
+/// database comes up when the database does. What waiting cannot mend (a
+/// refused login, no such database, a URL that does not read) fails at
+/// once.
+pub fn connect_waiting(url: &str) -> Result<Client, AdminError> {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+    let mut tries = 0u32;
+    loop {
+        match try_connect(url) {
+            Ok(client) => {
+                if tries > 0 {
+                    tracing::info!(url = %redact(url), "PostgreSQL is reachable; starting");
+                }
+                return Ok(client);
+            }
+            Err((e, true)) => {
+                // Every ten seconds is enough to be seen in the log.
+                if tries % 10 == 0 {
+                    tracing::warn!(error = %e, "waiting for PostgreSQL; this node starts when it answers");
+                }
+                tries += 1;
+                std::thread::sleep(EVERY);
+            }
+            Err((e, false)) => return Err(e),
+        }
+    }
+}
+
+/// A connection, or why not and whether trying again later may do.
+fn try_connect(url: &str) -> Result<Client, (AdminError, bool)> {
     let config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
-        AdminError::Failed(format!(
+        let e = AdminError::Failed(format!(
             "'{url}' is not a PostgreSQL URL ({}); write postgres://USER@HOST:PORT/DATABASE",
             describe(&e)
-        ))
+        ));
+        (e, false)
     })?;
     let mut config = config;
     config.connect_timeout(std::time::Duration::from_secs(10));
     config.connect(NoTls).map_err(|e| {
-        AdminError::Failed(format!(
+        // No answer from the server (refused, unreachable, timed out), or
+        // one that says later: 08 connection exception, 53 insufficient
+        // resources, 57 (starting up, shutting down).
+        let transient = e.as_db_error().is_none_or(|db| {
+            let code = db.code().code();
+            ["08", "53", "57"].iter().any(|c| code.starts_with(c))
+        });
+        let msg = format!(
             "cannot connect to PostgreSQL at {}: {}",
             redact(url),
             describe(&e)
-        ))
+        );
+        (AdminError::Failed(msg), transient)
     })
 }
 

@@ -72,6 +72,19 @@ impl Server {
         env: &[(&str, &str)],
         args: &[String],
     ) -> Server {
+        Server::spawn_watched(dir, config, env, args, Arc::default())
+    }
+
+    /// [`Server::spawn_with`], its stderr into `stderr` from the start: a
+    /// test can read the logs of a server that has not started listening
+    /// yet (one waiting for its database, say).
+    pub fn spawn_watched(
+        dir: &Path,
+        config: Option<&Path>,
+        env: &[(&str, &str)],
+        args: &[String],
+        stderr: Arc<Mutex<String>>,
+    ) -> Server {
         // `HALLCAST_TEST_STORE=postgres` runs a suite's servers on this
         // machine's PostgreSQL, a database each (contract §14: the two
         // stores pass the same tests; tests/run does it for the suites
@@ -99,7 +112,6 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start hallcast");
-        let stderr = Arc::new(Mutex::new(String::new()));
         {
             let mut err = child.stderr.take().expect("stderr");
             let sink = stderr.clone();
