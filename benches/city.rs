@@ -148,8 +148,11 @@ fn config(sites: &[Site]) -> String {
     c
 }
 
+/// A call: its site, and its number as `letter × 100,000 + digits`.
+type CallKey = (u16, u32);
+
 /// A call's key: site, then the number ("B017" → 2 × 100,000 + 17).
-fn key(site: usize, number: &str) -> (u16, u32) {
+fn key(site: usize, number: &str) -> CallKey {
     let letter = number.bytes().next().unwrap_or(b'A') - b'A' + 1;
     let n: u32 = number[1..].parse().unwrap_or(0);
     (site as u16, letter as u32 * 100_000 + n)
@@ -159,7 +162,7 @@ fn key(site: usize, number: &str) -> (u16, u32) {
 #[derive(Default)]
 struct Seen {
     /// (call key, when) of every `called` received, with the receiver.
-    receipts: Mutex<Vec<((u16, u32), Instant)>>,
+    receipts: Mutex<Vec<(CallKey, Instant)>>,
     messages: AtomicU64,
     gaps: AtomicU64,
     ended: AtomicU64,
@@ -253,6 +256,8 @@ async fn post(http: &reqwest::Client, url: String, auth: &str, body: String) -> 
         .await
         .ok()?;
     if !r.status().is_success() {
+        let status = r.status();
+        eprintln!("{status}: {}", r.text().await.unwrap_or_default());
         return None;
     }
     r.json().await.ok()
@@ -296,12 +301,15 @@ async fn run(o: Opts) {
     // Every `every`-th ticket has a phone following it.
     let every = (tickets / o.phones.max(1)).max(1);
     let followed: Arc<Mutex<Vec<(usize, String, String)>>> = Arc::default();
+    // Each site's tickets through one node, as behind the README's
+    // balancer that hashes the API by hall: numbers issued flat out into
+    // one hall from several nodes at once would measure their contention
+    // (README, "Several nodes"), not the city's day.
     let issue: Vec<_> = need
         .into_iter()
-        .enumerate()
-        .map(|(k, (s, service, n))| {
+        .map(|(s, service, n)| {
             let (http, sites, followed) = (http.clone(), sites.clone(), followed.clone());
-            let base = bases[k % bases.len()].clone();
+            let base = bases[s % bases.len()].clone();
             tokio::spawn(async move {
                 let site = &sites[s];
                 for j in 0..n {
@@ -414,7 +422,7 @@ async fn run(o: Opts) {
 
     // The calls: one every 1/rate s, each on its own task so that a slow
     // answer does not slow the rate; through the nodes in turn.
-    let published: Arc<Mutex<Vec<((u16, u32), Instant)>>> = Arc::default();
+    let published: Arc<Mutex<Vec<(CallKey, Instant)>>> = Arc::default();
     let answers = Arc::new(Mutex::new(Histogram::<u64>::new(3).unwrap()));
     let refused = Arc::new(AtomicU64::new(0));
     let gap = Duration::from_secs_f64(1.0 / o.rate);

@@ -94,7 +94,16 @@ pub struct ClusterBus {
     /// The last ticket message rendered here per followed token: a
     /// message is sent again only when it changed.
     sent: Mutex<HashMap<String, Bytes>>,
+    /// Other nodes' events that this node's own commit let through (they
+    /// waited behind it in the order): their phones are told off the
+    /// writer's thread, which must not wait on a reload.
+    released: mpsc::UnboundedSender<Released>,
+    released_rx: Mutex<Option<mpsc::UnboundedReceiver<Released>>>,
 }
+
+/// A hall's events another node committed, let through by this node's
+/// own commit.
+type Released = (String, Vec<StoredEvent>);
 
 impl ClusterBus {
     /// A bus for the cluster `name`, publishing on NATS when `nats` is
@@ -119,7 +128,10 @@ impl ClusterBus {
             });
             tx
         });
+        let (released, released_rx) = mpsc::unbounded_channel();
         Arc::new(ClusterBus {
+            released,
+            released_rx: Mutex::new(Some(released_rx)),
             hub,
             node: crate::engine::new_token(),
             subjects: format!("hallcast.{name}.events"),
@@ -151,6 +163,15 @@ impl ClusterBus {
         if let Some(client) = nats {
             let bus = self.clone();
             tokio::spawn(async move { bus.listen(client).await });
+        }
+        if let Some(mut rx) = lock(&self.released_rx).take() {
+            let bus = self.clone();
+            tokio::spawn(async move {
+                while let Some((hall, events)) = rx.recv().await {
+                    let bus = bus.clone();
+                    let _ = tokio::task::spawn_blocking(move || bus.tell(&hall, &events)).await;
+                }
+            });
         }
         let bus = self.clone();
         tokio::spawn(async move { bus.poll(store).await });
@@ -209,11 +230,23 @@ impl ClusterBus {
         };
         h.saw_version(version);
         let delivered = self.deliver(hall, events, &[]);
+        self.tell(hall, &delivered);
+    }
+
+    /// Other nodes' events just delivered: their calls made servable here,
+    /// and this node's phones of the hall told.
+    fn tell(&self, hall: &str, delivered: &[StoredEvent]) {
+        let Some(engine) = self.engine() else {
+            return;
+        };
+        let Some(h) = engine.hall(hall) else {
+            return;
+        };
         if delivered.is_empty() {
             return;
         }
-        h.note_calls(&delivered);
-        self.tell_phones(h, &delivered);
+        h.note_calls(delivered);
+        self.tell_phones(h, delivered);
     }
 
     /// Ticket messages for the phones that follow a hall's tickets on
@@ -224,7 +257,9 @@ impl ClusterBus {
             return;
         }
         let msgs = {
-            let cell = h.lock();
+            // Memory must hold the calls it tells of ("called" is sent
+            // only now, when they arrive).
+            let cell = h.lock_holding(delivered);
             let hall = &cell.hall;
             let seq = hall.hall_seq();
             let mut sent = lock(&self.sent);
@@ -254,6 +289,14 @@ impl ClusterBus {
                     }
                 }
             }
+            tracing::debug!(
+                hall = %h.spec.id,
+                seq,
+
+                events = ?delivered.iter().map(|e| e.hall_seq).collect::<Vec<_>>(),
+                messages = msgs.len(),
+                "told the phones"
+            );
             msgs
         };
         if !msgs.is_empty() {
@@ -354,7 +397,14 @@ impl Bus for ClusterBus {
         // To the other nodes first: their fan-out then runs while this
         // node writes to its own subscribers, not after.
         self.send(c);
-        self.deliver(&c.hall, &c.events, &c.tickets);
+        let out = self.deliver(&c.hall, &c.events, &c.tickets);
+        let theirs: Vec<StoredEvent> = out
+            .into_iter()
+            .filter(|e| !c.events.iter().any(|o| o.hall_seq == e.hall_seq))
+            .collect();
+        if !theirs.is_empty() {
+            let _ = self.released.send((c.hall.clone(), theirs));
+        }
     }
 
     fn followed_tickets(&self, hall: &str) -> Vec<String> {

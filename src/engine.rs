@@ -95,9 +95,35 @@ pub struct HallCell {
     generation: u64,
 }
 
-/// Several tries at one command in a cluster: each conflict means another
-/// node committed to the hall first, and each retry runs on its state.
-const CONFLICT_TRIES: u32 = 16;
+/// Whether `hall` holds event `e`, as far as a phone can tell: a `called`
+/// event is held when a ticket's latest call is that one (floor, seq and
+/// time to the millisecond, as the bus carries it); other events always.
+fn holds_call(hall: &Hall, e: &StoredEvent) -> bool {
+    const CALLED: &[u8] = br#""type":"called""#;
+    if !e.floor_msg.windows(CALLED.len()).any(|w| w == CALLED) {
+        return true;
+    }
+    let ms = e.at.timestamp_millis();
+    hall.tickets().any(|t| {
+        t.last_call.is_some_and(|c| {
+            c.floor == e.floor && c.seq == e.floor_seq && c.at.timestamp_millis() == ms
+        })
+    })
+}
+
+/// How long a request about a ticket token this node does not know waits
+/// for another node's commit to arrive (the poll's period and some).
+const TOKEN_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// How long a command in a cluster keeps trying: each conflict means
+/// another node committed to the hall first, and each retry runs on its
+/// state. Nodes that keep writing one hall at once would otherwise take
+/// turns losing: after a conflict a node waits a random while, longer
+/// each time (full jitter), so that one of them gets through.
+const CONFLICT_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The longest of those waits, in milliseconds.
+const CONFLICT_PAUSE_MAX_MS: u64 = 64;
 
 /// After a reload from the cluster's store failed, the next is tried
 /// no sooner than this: a database that is down must not be asked again
@@ -150,6 +176,23 @@ impl HallEngine {
         if let Some(f) = &self.cluster {
             let behind = f.known.load(std::sync::atomic::Ordering::Acquire) > cell.version;
             if behind || f.fence.floor() > cell.generation {
+                self.reload(f, &mut cell);
+            }
+        }
+        cell
+    }
+
+    /// [`HallEngine::lock`], reloading as well when memory lacks a call of
+    /// `events` (committed, by another node when memory lacks it). Memory
+    /// with batches of its own in flight counts them in its version, so it
+    /// can be at another node's version without holding that node's
+    /// commit: then every batch in flight was computed on a stale hall and
+    /// is refused before it reaches the store, and the hall is read again.
+    pub fn lock_holding(&self, events: &[StoredEvent]) -> MutexGuard<'_, HallCell> {
+        let mut cell = self.lock();
+        if let Some(f) = &self.cluster {
+            if events.iter().any(|e| !holds_call(&cell.hall, e)) {
+                f.fence.refuse_through(cell.generation);
                 self.reload(f, &mut cell);
             }
         }
@@ -621,6 +664,20 @@ impl Engine {
             .find(|h| h.lock().hall.ticket_by_token(token).is_some())
     }
 
+    /// In a cluster, waits (at most [`TOKEN_WAIT`]) until a ticket token
+    /// unknown here is known: one issued on another node reaches this one
+    /// over NATS within milliseconds, or by the poll within a second. At
+    /// once on a single node, and for a token this node knows.
+    pub async fn await_token(&self, token: &str) {
+        if self.halls.iter().all(|h| h.cluster.is_none()) {
+            return;
+        }
+        let until = std::time::Instant::now() + TOKEN_WAIT;
+        while self.hall_of_token(token).is_none() && std::time::Instant::now() < until {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// The hall that holds a booking token.
     pub fn hall_of_appointment(&self, token: &str) -> Option<&HallEngine> {
         self.halls
@@ -656,7 +713,8 @@ impl Engine {
         mut apply: impl FnMut(&mut Hall, DateTime<Utc>) -> Result<Outcome, QueueError>,
         mut render: impl FnMut(&Hall, &Result<Outcome, QueueError>) -> Reply,
     ) -> Result<Reply, CommandError> {
-        let mut tries = 1;
+        let started = std::time::Instant::now();
+        let mut tries = 1u32;
         loop {
             match self
                 .execute_once(h, caller, key, &mut apply, &mut render)
@@ -665,9 +723,12 @@ impl Engine {
                 Err(CommandError::Store(e))
                     if e.kind == StoreErrorKind::Conflict
                         && h.cluster.is_some()
-                        && tries < CONFLICT_TRIES =>
+                        && started.elapsed() < CONFLICT_BUDGET =>
                 {
                     tracing::debug!(hall = %h.spec.id, tries, "command ran on a stale hall; again");
+                    let most = CONFLICT_PAUSE_MAX_MS.min(1 << tries.min(6));
+                    let pause = rand::random_range(0..=most);
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
                     tries += 1;
                 }
                 r => return r,

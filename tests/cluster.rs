@@ -549,3 +549,75 @@ async fn postgres_down_means_not_ready_and_503_and_back_means_serving_without_a_
     let t = Client::new(&late).issue("business").await;
     assert_eq!(t["number"], "A003");
 }
+
+/// A phone follows its ticket on node 1 while node 1 is busy with its own
+/// commands on the hall and node 0 calls: each phone gets its "called"
+/// (node 1's memory, counting its own batches in flight, can be at node
+/// 0's version without holding node 0's call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_on_a_busy_node_is_told_of_its_call_made_on_another() {
+    const N: usize = 40;
+    let db = Db::new("phones");
+    let c = Cluster::start(&db, NATS, 2);
+    let mut tickets = Vec::new();
+    for _ in 0..N {
+        tickets.push(c.client(0).issue("business").await);
+    }
+    // A ticket issued on node 0 a moment ago is found on node 1 at once
+    // (the request waits for it to arrive).
+    let last = tickets[N - 1]["token"].as_str().unwrap().to_string();
+    let r = c.client(1).get(&format!("/api/v1/tickets/{last}")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mut phones = Vec::new();
+    for t in &tickets {
+        let token = t["token"].as_str().unwrap();
+        let mut ws = Ws::connect(&c.nodes[1].ws(&format!("/ws/v1/tickets/{token}"))).await;
+        assert_eq!(ws.next().await["type"], "ticket");
+        phones.push((t["number"].as_str().unwrap().to_string(), ws));
+    }
+    let busy = {
+        let client = c.client(1);
+        tokio::spawn(async move {
+            for _ in 0..25 {
+                futures_util::future::join_all((0..8).map(|_| client.issue("social"))).await;
+            }
+        })
+    };
+    let caller = c.client(0);
+    for (i, (number, _)) in phones.iter().enumerate() {
+        // By number: the windows serve the busy node's tickets too.
+        let body = format!(r#"{{"number":"{number}"}}"#);
+        let r = caller
+            .window(&format!("3-{:02}", i % 24 + 1), "call", &body)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.json["ticket"]["number"], *number);
+    }
+    busy.await.unwrap();
+    let mut untold = Vec::new();
+    for (number, ws) in &mut phones {
+        let mut seen = Vec::new();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+                Ok(m) if m["type"] == "called" => {
+                    assert_eq!(m["number"], *number);
+                    break;
+                }
+                Ok(m) => seen.push(format!("{} {}", m["type"], m["status"])),
+                Err(_) => {
+                    untold.push(format!("{number}: {seen:?}"));
+                    break;
+                }
+            }
+        }
+    }
+    if !untold.is_empty() {
+        let logs = c.nodes[1].logs();
+        let tail: Vec<&str> = logs.lines().filter(|l| !l.contains("stale hall")).collect();
+        eprintln!("{}", tail[tail.len().saturating_sub(150)..].join("\n"));
+    }
+    assert!(
+        untold.is_empty(),
+        "phones never told of their call: {untold:?}"
+    );
+}

@@ -98,7 +98,12 @@ pub fn start_server_with(
                 .unwrap_or_default()
                 .split_whitespace(),
         )
-        .env("RUST_LOG", "warn")
+        // `HALLCAST_BENCH_LOG` sets the servers' RUST_LOG (a bench that
+        // fails can say why).
+        .env(
+            "RUST_LOG",
+            std::env::var("HALLCAST_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     let mut child = cmd.spawn().expect("start hallcast");

@@ -288,6 +288,11 @@ where
             query: &query,
             client: api.limits.client_ip(peer.map(|p| p.0), &headers),
         };
+        if let ["tickets", token, ..] = segs.as_slice() {
+            // In a cluster the ticket may have been issued on another node
+            // a moment ago (a phone scanning the kiosk's QR at once).
+            api.engine.await_token(token).await;
+        }
         let answer = dispatch(api, &req, &segs).await;
         let r = respond(answer, route.unwrap_or("unknown"));
         if method == Method::POST && r.status().is_success() {

@@ -24,6 +24,9 @@ pub enum StoreErrorKind {
 pub struct StoreError {
     pub kind: StoreErrorKind,
     pub message: String,
+    /// A conflict's hall: the one another node moved first (the others of
+    /// the group can still be written).
+    pub hall: Option<String>,
 }
 
 impl StoreError {
@@ -31,7 +34,14 @@ impl StoreError {
         StoreError {
             kind,
             message: message.into(),
+            hall: None,
         }
+    }
+
+    /// The error of `hall`, as a conflict names it.
+    pub fn in_hall(mut self, hall: &str) -> StoreError {
+        self.hall = Some(hall.to_string());
+        self
     }
 
     pub fn transient(message: impl Into<String>) -> StoreError {

@@ -1247,7 +1247,8 @@ impl Backend for Postgres {
                         "hall {} is at version {v} in PostgreSQL, but this node computed a command \
                          from version {}: another node changed the hall first; reloading",
                         b.hall.id, b.version
-                    )));
+                    ))
+                    .in_hall(&b.hall.id));
                 }
                 *v += 1;
                 group.add(b);

@@ -154,11 +154,11 @@ impl Writer {
                 "an earlier commit failed; hallcast is reloading its state from the store, retry in a moment",
             ))
         } else {
-            let refs: Vec<&Batch> = group.iter().map(|(b, _)| b).collect();
             let mut pause = RETRY_PAUSE;
             let mut tries = 1;
             let started = std::time::Instant::now();
             loop {
+                let refs: Vec<&Batch> = group.iter().map(|(b, _)| b).collect();
                 match backend.commit_with_deliveries(&refs, &updates) {
                     Ok(()) => {
                         crate::metrics::commit(started);
@@ -170,7 +170,21 @@ impl Writer {
                         pause *= 2;
                         tries += 1;
                     }
-                    Err(e) => break Err(e),
+                    Err(e) => match Self::without_conflicted(group, &e) {
+                        // Only one hall of the group was moved by another
+                        // node: its batches go back to their commands, the
+                        // other halls' are written (one hall's contention
+                        // must not stall a city's).
+                        Some(lost) => {
+                            for (b, k) in lost {
+                                if let Some((fence, generation)) = &b.fence {
+                                    fence.refuse_through(*generation);
+                                }
+                                k(Err(e.clone()));
+                            }
+                        }
+                        None => break Err(e),
+                    },
                 }
             }
         };
@@ -211,7 +225,7 @@ impl Writer {
         } else {
             result.clone()
         };
-        if let Err(e) = &recorded {
+        if let (Err(e), false) = (&recorded, updates.is_empty()) {
             tracing::warn!(error = %e, "recording outbox deliveries failed; they will be retried");
         }
         for (_, k) in group.drain(..) {
@@ -220,6 +234,26 @@ impl Writer {
         for (_, done) in deliveries.drain(..) {
             let _ = done.send(recorded.clone());
         }
+    }
+
+    /// After a conflict that names its hall, in a cluster's group that
+    /// also holds other halls' batches: takes that hall's batches out of
+    /// the group and returns them. `None` when the whole group failed.
+    fn without_conflicted(
+        group: &mut Vec<(Batch, Continuation)>,
+        e: &StoreError,
+    ) -> Option<Vec<(Batch, Continuation)>> {
+        let hall = e.hall.as_deref()?;
+        let clustered = group.iter().all(|(b, _)| b.fence.is_some());
+        let others = group.iter().any(|(b, _)| b.hall.id != hall);
+        if e.kind != super::StoreErrorKind::Conflict || !clustered || !others {
+            return None;
+        }
+        let (lost, kept): (Vec<_>, Vec<_>) = std::mem::take(group)
+            .into_iter()
+            .partition(|(b, _)| b.hall.id == hall);
+        *group = kept;
+        Some(lost)
     }
 
     /// Waits until every queued batch is committed and the thread ended.
@@ -302,7 +336,8 @@ mod tests {
     /// A backend whose commits answer from a script (then succeed), and
     /// that counts them.
     struct Scripted {
-        answers: Arc<Mutex<VecDeque<StoreError>>>,
+        /// `None`: that commit succeeds.
+        answers: Arc<Mutex<VecDeque<Option<StoreError>>>>,
         commits: Arc<Mutex<u32>>,
         /// Each write as (batches, delivery records) it carried.
         writes: Arc<Mutex<Vec<(usize, usize)>>>,
@@ -321,7 +356,7 @@ mod tests {
                 let _ = open.recv();
             }
             *self.commits.lock().unwrap() += 1;
-            match self.answers.lock().unwrap().pop_front() {
+            match self.answers.lock().unwrap().pop_front().flatten() {
                 Some(e) => Err(e),
                 None => Ok(()),
             }
@@ -359,7 +394,7 @@ mod tests {
     fn writer(script: Vec<StoreError>) -> (Writer, WriterHandle, Arc<Mutex<u32>>) {
         let commits = Arc::new(Mutex::new(0));
         let backend = Scripted {
-            answers: Arc::new(Mutex::new(script.into())),
+            answers: Arc::new(Mutex::new(script.into_iter().map(Some).collect())),
             commits: commits.clone(),
             writes: Arc::default(),
             gate: None,
@@ -429,8 +464,19 @@ mod tests {
     }
 
     fn commit_later(h: &WriterHandle) -> std::sync::mpsc::Receiver<Result<(), StoreError>> {
-        let spec = crate::demo::spec();
-        let mut b = Batch::new(spec, 0);
+        commit_of(h, "demo", None)
+    }
+
+    /// A batch of hall `hall`, a cluster's when `fence` is given.
+    fn commit_of(
+        h: &WriterHandle,
+        hall: &str,
+        fence: Option<&Arc<crate::store::Fence>>,
+    ) -> std::sync::mpsc::Receiver<Result<(), StoreError>> {
+        let mut spec = (*crate::demo::spec()).clone();
+        spec.id = hall.into();
+        let mut b = Batch::new(Arc::new(spec), 0);
+        b.fence = fence.map(|f| (f.clone(), 0));
         b.counter = Some(crate::queue::Counter {
             service: 0,
             day: chrono::NaiveDate::from_ymd_opt(2026, 12, 2).unwrap(),
@@ -487,5 +533,40 @@ mod tests {
         h.reset_blocking().unwrap();
         commit(&h).expect("after the reset");
         assert_eq!(*commits.lock().unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_conflict_of_one_hall_of_a_cluster_s_group_leaves_the_other_halls_written() {
+        let (open, gate) = std::sync::mpsc::channel();
+        let (began, at_gate) = std::sync::mpsc::channel();
+        let writes: Arc<Mutex<Vec<(usize, usize)>>> = Arc::default();
+        let moved = StoreError::conflict("hall a is at version 3").in_hall("a");
+        let (_w, h) = Writer::start(Box::new(Scripted {
+            // The held commit, then the group of a and b, then b alone.
+            answers: Arc::new(Mutex::new([None, Some(moved), None].into())),
+            commits: Arc::default(),
+            writes: writes.clone(),
+            gate: Some((began, gate)),
+        }));
+        let fences: Vec<Arc<crate::store::Fence>> = (0..3).map(|_| Arc::default()).collect();
+        let held = commit_of(&h, "c", Some(&fences[2]));
+        at_gate.recv().unwrap();
+        let a = commit_of(&h, "a", Some(&fences[0]));
+        let b = commit_of(&h, "b", Some(&fences[1]));
+        open.send(()).unwrap();
+        held.recv().unwrap().unwrap();
+        let e = a.recv().unwrap().unwrap_err();
+        assert_eq!(e.kind, StoreErrorKind::Conflict);
+        b.recv()
+            .unwrap()
+            .expect("hall b was not moved: it is written");
+        assert_eq!(*writes.lock().unwrap(), [(1, 0), (2, 0), (1, 0)]);
+        assert_eq!(
+            fences[0].floor(),
+            1,
+            "hall a's memory is refused until reloaded"
+        );
+        assert_eq!(fences[1].floor(), 0);
+        assert!(!h.is_failed(), "a cluster's conflict refuses only its hall");
     }
 }
