@@ -238,15 +238,6 @@ async fn subscribe(
     seen.ended.fetch_add(1, Ordering::Relaxed);
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 async fn post(http: &reqwest::Client, url: String, auth: &str, body: String) -> Option<Value> {
     let r = http
         .post(url)
@@ -409,13 +400,13 @@ async fn run(o: Opts) {
         let (rss, pids) = (rss.clone(), pids.clone());
         rss.lock()
             .unwrap()
-            .push(pids.iter().map(|&p| rss_kib(p)).collect());
+            .push(pids.iter().map(|&p| common::rss_kib(p)).collect());
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(60)).await;
                 rss.lock()
                     .unwrap()
-                    .push(pids.iter().map(|&p| rss_kib(p)).collect());
+                    .push(pids.iter().map(|&p| common::rss_kib(p)).collect());
             }
         });
     }
@@ -478,7 +469,7 @@ async fn run(o: Opts) {
     phase("delivered");
     rss.lock()
         .unwrap()
-        .push(pids.iter().map(|&p| rss_kib(p)).collect());
+        .push(pids.iter().map(|&p| common::rss_kib(p)).collect());
 
     // Time to last, and what was missed.
     let mut by_call: HashMap<(u16, u32), (u64, Instant)> = HashMap::new();

@@ -160,15 +160,6 @@ fn cpu_seconds(pid: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn rss_kib(pid: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// The server's pid: the child itself, or taskset's exec'd child (same pid).
 fn server_pid(s: &Server) -> String {
     s.child.id().to_string()
@@ -699,11 +690,11 @@ async fn run(o: Opts) {
         );
         return procs::run(&o, &servers, &http).await;
     }
-    let rss_before = rss_kib(&pid);
+    let rss_before = common::rss_kib(&pid);
     let stalled_every = (o.scenario == "stall").then_some(100);
     let f = fleet(&addrs, &o, 0, o.subs, stalled_every).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_after = rss_kib(&pid);
+    let rss_after = common::rss_kib(&pid);
     println!(
         "server RSS {} KiB before, {} KiB with {} idle subscribers: {:.2} KiB per connection",
         rss_before,
@@ -723,7 +714,7 @@ async fn run(o: Opts) {
         }
         settle(&f).await;
         tokio::time::sleep(Duration::from_secs(2 * common::PING_SECONDS + 1)).await;
-        let rss_settled = rss_kib(&pid);
+        let rss_settled = common::rss_kib(&pid);
         let alive = f.seen().iter().filter(|s| !s.ended).count();
         println!(
             "server RSS {} KiB after two calls and two ping rounds ({} of {} subscribers open): {:.2} KiB per connection",
@@ -827,7 +818,7 @@ async fn run(o: Opts) {
             f.stalled.len(),
             missing
         );
-        println!("server RSS after the stall: {} KiB", rss_kib(&pid));
+        println!("server RSS after the stall: {} KiB", common::rss_kib(&pid));
     }
 
     if o.scenario == "storm" {

@@ -123,3 +123,13 @@ pub fn start_server_with(
         _dir: dir,
     }
 }
+
+/// A process's resident memory in KiB, from /proc (0 when it is gone).
+pub fn rss_kib(pid: impl std::fmt::Display) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}

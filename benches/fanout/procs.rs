@@ -236,7 +236,11 @@ pub async fn run(o: &Opts, servers: &[Server], http: &reqwest::Client) {
     let kids = tokio::task::block_in_place(|| Kids::spawn(o, &addrs));
     phase("subscribers connected and settled");
     for s in servers {
-        println!("server {} RSS {} KiB", s.addr, rss_kib(&server_pid(s)));
+        println!(
+            "server {} RSS {} KiB",
+            s.addr,
+            common::rss_kib(server_pid(s))
+        );
     }
     let failover = o.scenario == "failover";
     // The killed node is the last; the CPU is of the others.
@@ -287,7 +291,7 @@ pub async fn run(o: &Opts, servers: &[Server], http: &reqwest::Client) {
             println!(
                 "server {} RSS {} KiB after the failover",
                 s.addr,
-                rss_kib(&server_pid(s))
+                common::rss_kib(server_pid(s))
             );
         }
     }

@@ -917,20 +917,9 @@ fn load_state(
         // A ticket of a service no longer configured stays in the store;
         // the single node ends it at load, and so does whichever node
         // commits next for the hall (a cluster shares one config).
-        let Some(s) = spec.service_index(&raw.service) else {
-            continue;
-        };
-        let window = raw.window.as_deref().and_then(|w| spec.window_index(w));
-        let issued = raw
-            .issued_service
-            .as_deref()
-            .and_then(|i| spec.service_index(i))
-            .unwrap_or(s);
-        let mut t = raw.into_ticket(hall)?;
-        t.service = s;
-        t.issued_service = issued;
-        t.window = window;
-        st.tickets.push(t);
+        if let Some(t) = raw.into_ticket_of(spec, hall)? {
+            st.tickets.push(t);
+        }
     }
     if let Scope::All(_) = scope {
         let r = c.query_one(

@@ -584,6 +584,30 @@ pub(super) struct RawTicket {
 }
 
 impl RawTicket {
+    /// The ticket with its service, first service and window as indices
+    /// of `spec`; `None` when its service is no longer configured (the
+    /// caller decides what becomes of it).
+    pub(super) fn into_ticket_of(
+        self,
+        spec: &HallSpec,
+        hall: &str,
+    ) -> Result<Option<Ticket>, StoreError> {
+        let Some(s) = spec.service_index(&self.service) else {
+            return Ok(None);
+        };
+        let window = self.window.as_deref().and_then(|w| spec.window_index(w));
+        let issued = self
+            .issued_service
+            .as_deref()
+            .and_then(|i| spec.service_index(i))
+            .unwrap_or(s);
+        let mut t = self.into_ticket(hall)?;
+        t.service = s;
+        t.issued_service = issued;
+        t.window = window;
+        Ok(Some(t))
+    }
+
     pub(super) fn into_ticket(self, hall: &str) -> Result<Ticket, StoreError> {
         let bad = |column: &str, value: &str, what: &str| {
             StoreError::corrupt(format!(
@@ -803,23 +827,15 @@ impl Backend for Sqlite {
         let mut orphans = Vec::new();
         for row in rows {
             let raw = row?;
-            let Some(s) = spec.service_index(&raw.service) else {
-                if Status::parse(&raw.status).is_some_and(|st| !st.is_final()) {
-                    orphans.push(raw.id);
-                }
-                continue;
-            };
-            let window = raw.window.as_deref().and_then(|w| spec.window_index(w));
-            let issued = raw
-                .issued_service
-                .as_deref()
-                .and_then(|i| spec.service_index(i))
-                .unwrap_or(s);
-            let mut t = raw.into_ticket(hall)?;
-            t.service = s;
-            t.issued_service = issued;
-            t.window = window;
-            st.tickets.push(t);
+            let (id, open) = (
+                raw.id,
+                Status::parse(&raw.status).is_some_and(|st| !st.is_final()),
+            );
+            match raw.into_ticket_of(spec, hall)? {
+                Some(t) => st.tickets.push(t),
+                None if open => orphans.push(id),
+                None => {}
+            }
         }
         drop(q);
         if !orphans.is_empty() {
