@@ -292,7 +292,6 @@ impl ClusterBus {
             tracing::debug!(
                 hall = %h.spec.id,
                 seq,
-
                 events = ?delivered.iter().map(|e| e.hall_seq).collect::<Vec<_>>(),
                 messages = msgs.len(),
                 "told the phones"
