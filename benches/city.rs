@@ -16,7 +16,7 @@
 //! Every subscriber runs on the generator's runtime (at this rate a call
 //! reaches about 150 receivers, not thousands: one task each is light).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -353,11 +353,11 @@ async fn run(o: Opts) {
         hall_screens.insert(s, n as u64);
         channels.extend((0..n).map(|_| Channel::Hall(s)));
     }
-    let phones: HashMap<(u16, u32), ()> = followed
+    let phones: HashSet<CallKey> = followed
         .lock()
         .unwrap()
         .iter()
-        .map(|(s, n, _)| (key(*s, n), ()))
+        .map(|(s, n, _)| key(*s, n))
         .collect();
     channels.extend(
         followed
@@ -484,7 +484,7 @@ async fn run(o: Opts) {
         let s = k.0 as usize;
         let floor = (k.1 / 100_000) as i32;
         let expected =
-            floor_screens[&(s, floor)] + hall_screens[&s] + u64::from(phones.contains_key(&k));
+            floor_screens[&(s, floor)] + hall_screens[&s] + u64::from(phones.contains(&k));
         expected_all += expected;
         match by_call.get(&k) {
             Some(&(n, l)) => {

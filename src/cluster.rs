@@ -236,15 +236,15 @@ impl ClusterBus {
     /// Other nodes' events just delivered: their calls made servable here,
     /// and this node's phones of the hall told.
     fn tell(&self, hall: &str, delivered: &[StoredEvent]) {
+        if delivered.is_empty() {
+            return;
+        }
         let Some(engine) = self.engine() else {
             return;
         };
         let Some(h) = engine.hall(hall) else {
             return;
         };
-        if delivered.is_empty() {
-            return;
-        }
         h.note_calls(delivered);
         self.tell_phones(h, delivered);
     }

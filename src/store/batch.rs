@@ -89,6 +89,14 @@ impl Batch {
         }
     }
 
+    /// A cluster's batch the store refused: every later batch of the same
+    /// memory is refused too, and the engine reloads the hall (`Fence`).
+    pub fn fence_off(&self) {
+        if let Some((fence, generation)) = &self.fence {
+            fence.refuse_through(*generation);
+        }
+    }
+
     /// Writes nothing: committing it only waits for earlier batches.
     pub fn is_empty(&self) -> bool {
         self.tickets.is_empty()

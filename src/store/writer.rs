@@ -177,9 +177,7 @@ impl Writer {
                         // must not stall a city's).
                         Some(lost) => {
                             for (b, k) in lost {
-                                if let Some((fence, generation)) = &b.fence {
-                                    fence.refuse_through(*generation);
-                                }
+                                b.fence_off();
                                 k(Err(e.clone()));
                             }
                         }
@@ -196,9 +194,7 @@ impl Writer {
                 // after these batches; the engine reloads them and runs
                 // the commands again. Other halls write on.
                 for (b, _) in group.iter() {
-                    if let Some((fence, generation)) = &b.fence {
-                        fence.refuse_through(*generation);
-                    }
+                    b.fence_off();
                 }
             }
         }
