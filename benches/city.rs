@@ -381,7 +381,9 @@ async fn run(o: Opts) {
         }
         // Let a wave connect before the next (the accept queue is not
         // what this measures).
-        while seen.messages.load(Ordering::Relaxed) < ((chunk_no + 1) * 500 * 9 / 10) as u64 {
+        while seen.messages.load(Ordering::Relaxed)
+            < ((chunk_no * 500 + chunk.len()) * 9 / 10) as u64
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
