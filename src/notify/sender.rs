@@ -1,16 +1,18 @@
-//! The webhook's HTTP, on a thread of its own that the kernel runs after
-//! the commands' threads when the CPU is short.
+//! The outbox's thread: the whole delivery loop (reading due messages,
+//! signing, the HTTP, the records it asks the writer for) runs on a
+//! runtime of its own, on a thread the kernel runs after the commands'
+//! threads when the CPU is short.
 //!
-//! A delivery costs the server about as much CPU as a command (the
-//! signed POST through the HTTP client, the loopback or network stack,
-//! the answer). On the async threads that cost came out of the
-//! commands' share whenever the CPU was full: a third fewer commands a
-//! second with the outbox on. Here the posts run at nice
+//! A delivery costs the server about as much CPU as a command (the due
+//! read, the signed POST through the HTTP client, the loopback or network
+//! stack, the answer, its bookkeeping). On the async threads that cost
+//! came out of the commands' share whenever the CPU was full: a fifth
+//! fewer commands a second with the outbox on. Here it runs at nice
 //! [`NICE`], so under load a command goes first and the outbox catches
 //! up when the load falls; with the CPU free, deliveries are as fast as
-//! before. Only the HTTP runs here: what looks at a hall (and takes its
-//! lock) stays on the async threads, so a preempted low-priority thread
-//! never holds a lock a command waits for.
+//! before. What looks at a hall (and takes its lock) is sent back to the
+//! async threads ([`Sender::on_commands_side`]), so a preempted
+//! low-priority thread never holds a lock a command waits for.
 
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -18,9 +20,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-/// The posting thread's nice value: a nice-10 thread weighs about a
-/// tenth of a nice-0 one when they compete for a core.
-pub const NICE: i32 = 10;
+/// The outbox thread's nice value: a nice-19 thread weighs about 1.5 %
+/// of a nice-0 one when they compete for a core, so it never starves
+/// (a few hundred deliveries a second on a full core) yet takes almost
+/// nothing from the commands.
+pub const NICE: i32 = 19;
 
 /// One signed POST of a message.
 pub struct Post {
@@ -39,17 +43,22 @@ pub enum Failure {
     Other,
 }
 
-/// The posting thread and its runtime.
+/// The outbox thread and its runtime.
 pub struct Sender {
-    handle: tokio::runtime::Handle,
+    /// The outbox thread's runtime: the delivery loop is spawned on it.
+    pub handle: tokio::runtime::Handle,
+    /// The commands' runtime, for what must not run at a low priority.
+    commands: tokio::runtime::Handle,
     client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Sender {
-    /// Starts the thread; `timeout` bounds each POST.
+    /// Starts the thread; `timeout` bounds each POST. Called on the
+    /// commands' runtime.
     pub fn start(timeout: Duration) -> std::io::Result<Sender> {
+        let commands = tokio::runtime::Handle::current();
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .build()
@@ -81,36 +90,48 @@ impl Sender {
             .map_err(|_| std::io::Error::other("the outbox thread ended at start"))??;
         Ok(Sender {
             handle,
+            commands,
             client,
             stop: Some(stop),
             thread: Some(thread),
         })
     }
 
-    /// Sends `post` on the posting thread; its status, or why none came.
+    /// Sends `post` (on whichever runtime awaits it: the delivery loop
+    /// runs on the outbox thread's); its status, or why none came.
     pub async fn post(&self, post: Post) -> Result<reqwest::StatusCode, Failure> {
-        let request = self
-            .client
-            .post(&post.url)
-            .header("content-type", "application/json")
-            .header("idempotency-key", &post.id)
-            .header("x-hallcast-timestamp", post.timestamp.to_string())
-            .header("x-hallcast-signature", format!("sha256={}", post.signature))
-            .body(post.body)
-            .send();
-        let answer = self.handle.spawn(async move {
-            let r = request.await?;
+        let answer = async {
+            let r = self
+                .client
+                .post(&post.url)
+                .header("content-type", "application/json")
+                .header("idempotency-key", &post.id)
+                .header("x-hallcast-timestamp", post.timestamp.to_string())
+                .header("x-hallcast-signature", format!("sha256={}", post.signature))
+                .body(post.body)
+                .send()
+                .await?;
             let status = r.status();
             // Read the answer so the connection can be reused.
             let _ = r.bytes().await;
             Ok::<_, reqwest::Error>(status)
-        });
+        };
         match answer.await {
-            Ok(Ok(status)) => Ok(status),
-            Ok(Err(e)) if e.is_timeout() => Err(Failure::Timeout),
-            Ok(Err(e)) if e.is_connect() => Err(Failure::Connect),
-            Ok(Err(_)) | Err(_) => Err(Failure::Other),
+            Ok(status) => Ok(status),
+            Err(e) if e.is_timeout() => Err(Failure::Timeout),
+            Err(e) if e.is_connect() => Err(Failure::Connect),
+            Err(_) => Err(Failure::Other),
         }
+    }
+
+    /// Runs `f` on the commands' threads and waits for it: for what takes
+    /// a hall's lock, which a preempted low-priority thread must never
+    /// hold while a command waits for it.
+    pub async fn on_commands_side<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        self.commands.spawn(async move { f() }).await.ok()
     }
 }
 
@@ -150,14 +171,23 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[tokio::test]
-    async fn the_posting_thread_runs_at_a_lower_priority() {
-        let s = Sender::start(Duration::from_secs(1)).unwrap();
-        let theirs = s.handle.spawn(async { nice() }).await.unwrap();
-        assert!(theirs >= NICE, "nice {theirs}");
+    async fn the_outbox_thread_runs_at_a_lower_priority_and_hands_hall_work_back() {
+        let s = std::sync::Arc::new(Sender::start(Duration::from_secs(1)).unwrap());
         let here = nice();
+        let s2 = s.clone();
+        let (theirs, back) = s
+            .handle
+            .spawn(async move {
+                let theirs = nice();
+                (theirs, s2.on_commands_side(nice).await)
+            })
+            .await
+            .unwrap();
+        assert!(theirs >= NICE, "nice {theirs}");
         if here < NICE {
-            assert!(here < theirs, "only the posting thread");
+            assert!(here < theirs, "only the outbox thread");
         }
+        assert_eq!(back, Some(here), "hall work runs at the commands' priority");
     }
 
     #[tokio::test]

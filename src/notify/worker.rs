@@ -1,10 +1,8 @@
 //! Delivers the outbox (contract §9): `POST` each pending message to its
 //! hall's webhook, signed, and records what happened. Runs beside the
 //! commands and never delays one: it reads due messages through the
-//! engine's read connection and records attempts through the writer.
-//!
-//! The POSTs themselves run on [`Sender`]'s thread, below the commands'
-//! priority; reading, deciding and recording stay here.
+//! engine's read connection and records attempts through the writer,
+//! all on [`Sender`]'s thread, below the commands' priority.
 //!
 //! At least once: a message is marked delivered only after a 2xx, so a
 //! crash between the answer and the record sends it again (the receiver
@@ -66,7 +64,7 @@ fn backoff(attempts: u32) -> Duration {
     Duration::from_secs_f64(base * jitter)
 }
 
-/// Runs until `stop` is cancelled.
+/// Runs until `stop` is cancelled (the loop itself on the outbox thread).
 pub async fn run(engine: Arc<Engine>, stop: CancellationToken) {
     let client = match Sender::start(TIMEOUT) {
         Ok(c) => Arc::new(c),
@@ -75,6 +73,18 @@ pub async fn run(engine: Arc<Engine>, stop: CancellationToken) {
             return;
         }
     };
+    let deliveries = client
+        .handle
+        .spawn(deliver_until_stopped(engine, client.clone(), stop));
+    if let Err(e) = deliveries.await {
+        tracing::error!(error = %e, "the outbox delivery loop ended abnormally");
+    }
+    // The last handle on the outbox thread is dropped here, off it: the
+    // thread is stopped and joined.
+    drop(client);
+}
+
+async fn deliver_until_stopped(engine: Arc<Engine>, client: Arc<Sender>, stop: CancellationToken) {
     // Each message taken from the store: `None` until its delivery is
     // recorded, then the read generation during which it was. A read that
     // began before a delivery was recorded may still return its message
@@ -144,7 +154,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// One try of one message, and what it changed.
-async fn deliver(engine: &Engine, client: &Sender, m: OutboxRecord) -> OutboxUpdate {
+async fn deliver(engine: &Arc<Engine>, client: &Sender, m: OutboxRecord) -> OutboxUpdate {
     let now = Utc::now();
     let mut update = OutboxUpdate {
         hall: m.hall.clone(),
@@ -164,29 +174,39 @@ async fn deliver(engine: &Engine, client: &Sender, m: OutboxRecord) -> OutboxUpd
         update.last_error = Some("the hall's [halls.notify] was removed from the config".into());
         return update;
     };
-    // A reminder that comes after the call is noise: drop it.
-    if m.kind == "reminder" {
-        let waiting = m.ticket.is_some_and(|id| {
-            h.read(|hall| hall.ticket(id).is_some_and(|t| t.status == Status::Waiting))
-        });
-        if !waiting {
-            update.status = OutboxStatus::Dropped;
-            update.last_error = Some("its ticket was called (or left the line) first".into());
-            return update;
-        }
-    }
-    // So is one before a slot the citizen no longer holds.
-    if m.kind == "appointment_reminder" {
-        let booked = m.appointment.is_some_and(|id| {
-            h.read(|hall| {
-                hall.appointment(id)
-                    .is_some_and(|a| a.status == BookingStatus::Booked)
+    // A reminder that comes after the call is noise: drop it. So is one
+    // before a slot the citizen no longer holds. The look at the hall
+    // runs on the commands' side (it takes the hall's lock).
+    if m.kind == "reminder" || m.kind == "appointment_reminder" {
+        let (kind, ticket, appointment) = (m.kind.clone(), m.ticket, m.appointment);
+        let (engine, hall) = (engine.clone(), m.hall.clone());
+        let still = client
+            .on_commands_side(move || {
+                let Some(h) = engine.hall(&hall) else {
+                    return true;
+                };
+                if kind == "reminder" {
+                    ticket.is_some_and(|id| {
+                        h.read(|hall| hall.ticket(id).is_some_and(|t| t.status == Status::Waiting))
+                    })
+                } else {
+                    appointment.is_some_and(|id| {
+                        h.read(|hall| {
+                            hall.appointment(id)
+                                .is_some_and(|a| a.status == BookingStatus::Booked)
+                        })
+                    })
+                }
             })
-        });
-        if !booked {
+            .await
+            .unwrap_or(true);
+        if !still {
             update.status = OutboxStatus::Dropped;
-            update.last_error =
-                Some("its booking was checked in, cancelled or missed first".into());
+            update.last_error = Some(if m.kind == "reminder" {
+                "its ticket was called (or left the line) first".into()
+            } else {
+                "its booking was checked in, cancelled or missed first".into()
+            });
             return update;
         }
     }

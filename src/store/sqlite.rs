@@ -1470,6 +1470,121 @@ mod tests {
         assert_eq!(n, 32);
     }
 
+    /// A pending message of the demo hall made at `at`.
+    fn message(at: DateTime<Utc>) -> OutboxRecord {
+        OutboxRecord {
+            id: crate::notify::message_id(at),
+            hall: "demo".into(),
+            kind: "issued".into(),
+            phone: "13800000000".into(),
+            ticket: Some(1),
+            appointment: None,
+            body: bytes::Bytes::from_static(b"{}"),
+            status: OutboxStatus::Pending,
+            attempts: 0,
+            last_error: None,
+            created_at: at,
+            next_attempt_at: at,
+        }
+    }
+
+    fn update(m: &OutboxRecord, status: OutboxStatus) -> OutboxUpdate {
+        OutboxUpdate {
+            hall: m.hall.clone(),
+            id: m.id.clone(),
+            status,
+            attempts: m.attempts + 1,
+            last_error: None,
+            next_attempt_at: m.next_attempt_at,
+        }
+    }
+
+    fn counts(db: &mut Sqlite) -> Vec<(String, u64)> {
+        let mut c: Vec<(String, u64)> = db
+            .outbox_counts()
+            .unwrap()
+            .into_iter()
+            .filter(|(_, _, n)| *n > 0)
+            .map(|(h, s, n)| (format!("{h}/{s}"), n))
+            .collect();
+        c.sort();
+        c
+    }
+
+    #[test]
+    fn the_outbox_lists_counts_and_prunes_its_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Sqlite::open(dir.path()).unwrap();
+        let spec = crate::demo::spec();
+        let now = Utc::now();
+        let days = |d: i64| now - Duration::days(d);
+        // Made 40 and 35 days ago (one delivered, one dead), yesterday
+        // (delivered) and now (pending); one 31 days old still pending.
+        let m: Vec<OutboxRecord> = [40, 35, 31, 1, 0].iter().map(|d| message(days(*d))).collect();
+        let mut b = one_event(&spec, 0, 1);
+        b.outbox = m.clone();
+        db.commit(&[&b]).unwrap();
+        db.update_outbox(&[
+            update(&m[0], OutboxStatus::Delivered),
+            update(&m[1], OutboxStatus::Dead),
+            update(&m[3], OutboxStatus::Delivered),
+        ])
+        .unwrap();
+        // A delivery recorded twice (a crash between the answer and the
+        // record sends again) is counted once.
+        db.update_outbox(&[update(&m[3], OutboxStatus::Delivered)])
+            .unwrap();
+        let c = |v: &[(&str, u64)]| -> Vec<(String, u64)> {
+            v.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+        };
+        assert_eq!(
+            counts(&mut db),
+            c(&[("demo/dead", 1), ("demo/delivered", 2), ("demo/pending", 2)])
+        );
+        let ids = |v: Vec<OutboxRecord>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        let all = ids(db.outbox_list("demo", None, 10).unwrap());
+        let newest_first: Vec<String> = m.iter().rev().map(|r| r.id.clone()).collect();
+        assert_eq!(all, newest_first);
+        assert_eq!(
+            ids(db.outbox_list("demo", Some(OutboxStatus::Delivered), 10).unwrap()),
+            vec![m[3].id.clone(), m[0].id.clone()]
+        );
+        assert_eq!(
+            ids(db.outbox_list("demo", Some(OutboxStatus::Dead), 10).unwrap()),
+            vec![m[1].id.clone()]
+        );
+        assert_eq!(
+            ids(db.outbox_list("demo", Some(OutboxStatus::Pending), 1).unwrap()),
+            vec![m[4].id.clone()],
+            "newest first, up to the limit"
+        );
+        assert!(db.outbox_list("other", None, 10).unwrap().is_empty());
+        assert_eq!(
+            ids(db.outbox_due(now, 10).unwrap()),
+            vec![m[2].id.clone(), m[4].id.clone()],
+            "the pending ones, the longest due first"
+        );
+        // An admin's retry makes the dead one pending again.
+        db.update_outbox(&[update(&m[1], OutboxStatus::Pending)])
+            .unwrap();
+        db.update_outbox(&[update(&m[1], OutboxStatus::Dead)])
+            .unwrap();
+        // Kept 30 days unless pending.
+        db.maintain(now).unwrap();
+        assert_eq!(
+            counts(&mut db),
+            c(&[("demo/delivered", 1), ("demo/pending", 2)])
+        );
+        assert_eq!(
+            ids(db.outbox_list("demo", None, 10).unwrap()),
+            vec![m[4].id.clone(), m[3].id.clone(), m[2].id.clone()]
+        );
+        assert_eq!(
+            db.outbox_get("demo", &m[3].id).unwrap().map(|r| r.status),
+            Some(OutboxStatus::Delivered)
+        );
+    }
+
     #[test]
     fn a_schema_3_file_is_upgraded_in_place_and_keeps_its_rows() {
         let dir = tempfile::tempdir().unwrap();
