@@ -83,7 +83,7 @@ pub fn messages(
             return;
         };
         let id = message_id(now);
-        let body = wire::notify_body(hall, t, &id, kind, phone, &notice, now);
+        let body = wire::ticket_draft(spec, t, &notice);
         msgs.push(OutboxRecord {
             ticket: Some(t.id),
             ..record(kind, phone, id, body)

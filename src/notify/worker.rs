@@ -210,14 +210,23 @@ async fn deliver(engine: &Arc<Engine>, client: &Sender, m: OutboxRecord) -> Outb
             return update;
         }
     }
+    let body = match crate::wire::rendered(&h.spec, &m) {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::warn!(hall = %m.hall, id = %m.id, kind = %m.kind, error = %e, "outbox message cannot be rendered; dead");
+            update.status = OutboxStatus::Dead;
+            update.last_error = Some(format!("cannot render the message: {e}"));
+            return update;
+        }
+    };
     let timestamp = now.timestamp();
     let sent = client
         .post(Post {
             url: notify.webhook_url.clone(),
             id: m.id.clone(),
             timestamp,
-            signature: signature(&notify.secret, timestamp, &m.body),
-            body: m.body.clone(),
+            signature: signature(&notify.secret, timestamp, &body),
+            body,
         })
         .await;
     update.attempts = m.attempts + 1;

@@ -19,7 +19,9 @@ pub use appointment::{appointment_day, appointment_view, slot_list};
 pub use board::{day_closed, hall_board, hall_list, window_console, window_reply};
 pub use error::ApiError;
 pub use event::{announcement_id, announcement_stats, event_messages, Announcement};
-pub use notify::{booking_body, masked_phone, notify_body, outbox_list, outbox_message, Notice};
+pub use notify::{
+    booking_body, masked_phone, outbox_list, outbox_message, rendered, ticket_draft, Notice,
+};
 pub use report::{
     case_list, case_reply, case_row, rating_reply, ratings_summary, stats_body, RatingView,
 };

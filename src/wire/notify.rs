@@ -3,14 +3,15 @@
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{encode, time};
 use crate::announcer::script::notice;
-use crate::queue::{Appointment, BookingNotice, Hall, HallSpec, Language, Ticket};
+use crate::queue::{Appointment, BookingNotice, HallSpec, Language, Ticket};
+use crate::store::OutboxRecord;
 
 /// What a message says, besides the ticket it is about.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Notice {
     /// Taken; `reminded_at`: how many ahead the reminder will come at
     /// (`None`: it is that close already, there will be none).
@@ -88,11 +89,17 @@ fn floor(n: i32) -> String {
     }
 }
 
+/// The ticket a message is about, as the message needs it.
+struct About<'a> {
+    number: &'a str,
+    service: usize,
+    window: Option<usize>,
+}
+
 /// The text in one language.
-fn text(hall: &Hall, t: &Ticket, what: &Notice, lang: Language) -> String {
-    let spec = hall.spec();
+fn text(spec: &HallSpec, t: &About<'_>, what: &Notice, lang: Language) -> String {
     let s = &spec.services[t.service];
-    let (num, f, z) = (&t.number, s.floor, &s.zone);
+    let (num, f, z) = (t.number, s.floor, &s.zone);
     let window = t.window.map(|w| &spec.windows[w]);
     let en = lang == Language::En;
     match what {
@@ -200,17 +207,95 @@ pub fn outbox_list(
     super::json(200, &items)
 }
 
-/// The webhook body (§9) of one message about ticket `t`.
-pub fn notify_body(
-    hall: &Hall,
-    t: &Ticket,
+/// A ticket's message as its command writes it to the outbox: the facts
+/// its body is rendered from at delivery ([`rendered`]), not the body.
+///
+/// The body (two texts, the ticket, the window) is three to four times
+/// the size of these facts, and rendering it was a part of every command
+/// with a phone; the outbox thread renders it instead, below the
+/// commands' priority, and the commit writes a fraction of the bytes. The
+/// facts are the ticket's at the command (number, service, window, how
+/// many ahead), so the text is what it would have been then; only the
+/// config's names (a window's label) are read at delivery. Bookings'
+/// messages are rare and keep their body rendered whole.
+#[derive(Serialize, Deserialize)]
+struct Draft<'a> {
+    /// Always 1: tells a draft from a body rendered whole (bookings, and
+    /// rows an older hallcast wrote).
+    draft: u8,
+    number: std::borrow::Cow<'a, str>,
+    service: std::borrow::Cow<'a, str>,
+    window: Option<std::borrow::Cow<'a, str>>,
+    notice: Notice,
+}
+
+/// The outbox's stored form of a message about ticket `t`.
+pub fn ticket_draft(spec: &HallSpec, t: &Ticket, what: &Notice) -> Bytes {
+    let about = About {
+        number: &t.number,
+        service: t.service,
+        window: t.window,
+    };
+    draft(spec, &about, what)
+}
+
+fn draft(spec: &HallSpec, t: &About<'_>, what: &Notice) -> Bytes {
+    encode(&Draft {
+        draft: 1,
+        number: t.number.into(),
+        service: spec.services[t.service].id.as_str().into(),
+        window: t.window.map(|w| spec.windows[w].id.as_str().into()),
+        notice: what.clone(),
+    })
+}
+
+/// The webhook body of stored message `m`: rendered from its draft, or
+/// as stored when it was rendered whole. An error names what the config
+/// no longer has.
+pub fn rendered(spec: &HallSpec, m: &OutboxRecord) -> Result<Bytes, String> {
+    let Ok(d) = serde_json::from_slice::<Draft<'_>>(&m.body) else {
+        return Ok(m.body.clone());
+    };
+    let service = spec
+        .services
+        .iter()
+        .position(|s| s.id == d.service)
+        .ok_or_else(|| format!("service {} is no longer in the config", d.service))?;
+    let window = match &d.window {
+        Some(w) => Some(
+            spec.windows
+                .iter()
+                .position(|x| x.id == *w)
+                .ok_or_else(|| format!("window {w} is no longer in the config"))?,
+        ),
+        None => None,
+    };
+    let about = About {
+        number: &d.number,
+        service,
+        window,
+    };
+    Ok(notify_body(
+        spec,
+        &about,
+        &m.id,
+        &m.kind,
+        &m.phone,
+        &d.notice,
+        m.created_at,
+    ))
+}
+
+/// The webhook body (§9) of one message about a ticket.
+fn notify_body(
+    spec: &HallSpec,
+    t: &About<'_>,
     id: &str,
     kind: &str,
     phone: &str,
     what: &Notice,
     now: DateTime<Utc>,
 ) -> Bytes {
-    let spec = hall.spec();
     let s = &spec.services[t.service];
     let (chinese, english) = languages(spec, t.service);
     let window = t.window.map(|w| {
@@ -225,10 +310,10 @@ pub fn notify_body(
         hall: &spec.id,
         kind,
         phone,
-        text: text(hall, t, what, chinese),
-        text_en: english.then(|| text(hall, t, what, Language::En)),
+        text: text(spec, t, what, chinese),
+        text_en: english.then(|| text(spec, t, what, Language::En)),
         ticket: Some(TicketPart {
-            number: &t.number,
+            number: t.number,
             service: &s.id,
             floor: s.floor,
             zone: &s.zone,
@@ -324,4 +409,89 @@ pub fn booking_body(
         recall: 0,
         created_at: time(spec, now),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::OutboxStatus;
+
+    fn stored(body: Bytes, kind: &str, at: DateTime<Utc>) -> OutboxRecord {
+        OutboxRecord {
+            id: "m1".into(),
+            hall: "demo".into(),
+            kind: kind.into(),
+            phone: "13800000000".into(),
+            ticket: Some(1),
+            appointment: None,
+            body,
+            status: OutboxStatus::Pending,
+            attempts: 0,
+            last_error: None,
+            created_at: at,
+            next_attempt_at: at,
+        }
+    }
+
+    #[test]
+    fn a_draft_is_rendered_whole_at_delivery_and_a_whole_body_is_sent_as_stored() {
+        let spec = crate::demo::spec();
+        let at = DateTime::from_timestamp_millis(1_796_173_200_123).unwrap();
+        let service = spec.services.iter().position(|s| s.id == "business").unwrap();
+        let window = spec.windows.iter().position(|w| w.id == "3-01");
+        let called = About {
+            number: "A023",
+            service,
+            window,
+        };
+        let d = draft(&spec, &called, &Notice::Called { recall: 1 });
+        let body = rendered(&spec, &stored(d.clone(), "called", at)).unwrap();
+        assert!(d.len() * 3 < body.len(), "{} vs {} bytes", d.len(), body.len());
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["id"], "m1");
+        assert_eq!(v["hall"], "demo");
+        assert_eq!(v["kind"], "called");
+        assert_eq!(v["phone"], "13800000000");
+        assert_eq!(v["recall"], 1);
+        assert_eq!(v["ticket"]["number"], "A023");
+        assert_eq!(v["ticket"]["service"], "business");
+        assert_eq!(v["ticket"]["window"]["id"], "3-01");
+        assert_eq!(v["created_at"], time(&spec, at).as_str());
+        assert!(
+            v["text"].as_str().unwrap().contains("A023"),
+            "{}",
+            v["text"]
+        );
+        // The same facts give the same body: a retry signs what the first
+        // try sent.
+        assert_eq!(body, rendered(&spec, &stored(d, "called", at)).unwrap());
+
+        let waiting = About {
+            window: None,
+            ..called
+        };
+        let issued = Notice::Issued {
+            ahead: 2,
+            reminded_at: None,
+        };
+        let body = rendered(
+            &spec,
+            &stored(draft(&spec, &waiting, &issued), "issued", at),
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(v["text"].as_str().unwrap().contains("前面2人"), "{}", v["text"]);
+        assert!(v["ticket"]["window"].is_null());
+
+        // Bookings and rows an older hallcast wrote hold the body itself.
+        let whole = Bytes::from_static(br#"{"id":"m1","kind":"booked"}"#);
+        assert_eq!(rendered(&spec, &stored(whole.clone(), "booked", at)).unwrap(), whole);
+
+        // A service the config dropped since cannot be rendered: named.
+        let gone = Bytes::from_static(
+            br#"{"draft":1,"number":"Z001","service":"gone","window":null,"notice":"Expired"}"#,
+        );
+        let e = rendered(&spec, &stored(gone, "expired", at)).unwrap_err();
+        assert!(e.contains("service gone is no longer in the config"), "{e}");
+    }
 }
