@@ -174,6 +174,26 @@ async fn run(clients: usize, secs: u64, mode: Mode) {
             n as f64 / elapsed
         );
     }
+    if let (Some((_, got)), false) = (&hook, mode.stalled) {
+        // The outbox runs below the commands' priority: what a full CPU
+        // left behind is sent once the commands stop, as fast as the
+        // server can when nothing competes. Done when nothing came for 2 s.
+        let (stopped, from) = (Instant::now(), got.load(Ordering::Relaxed));
+        let (mut last, mut last_at) = (from, stopped);
+        while last_at.elapsed() < Duration::from_secs(2) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let now = got.load(Ordering::Relaxed);
+            if now != last {
+                (last, last_at) = (now, Instant::now());
+            }
+        }
+        let drained = (last_at - stopped).as_secs_f64();
+        println!(
+            "    outbox: then {} more in {drained:.2} s with the commands stopped ({:.0}/s); {last} in all",
+            last - from,
+            (last - from) as f64 / drained.max(1e-3)
+        );
+    }
 }
 
 fn main() {

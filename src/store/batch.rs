@@ -178,7 +178,9 @@ pub struct OutboxRecord {
     pub ticket: Option<u64>,
     /// The booking it is about, if any.
     pub appointment: Option<u64>,
-    /// The webhook body, rendered when the message was made.
+    /// What the webhook body is made from: a ticket's message holds its
+    /// facts, rendered at delivery (`wire::rendered`); a booking's holds
+    /// the body itself.
     pub body: Bytes,
     pub status: OutboxStatus,
     pub attempts: u32,
