@@ -1520,7 +1520,10 @@ mod tests {
         let days = |d: i64| now - Duration::days(d);
         // Made 40 and 35 days ago (one delivered, one dead), yesterday
         // (delivered) and now (pending); one 31 days old still pending.
-        let m: Vec<OutboxRecord> = [40, 35, 31, 1, 0].iter().map(|d| message(days(*d))).collect();
+        let m: Vec<OutboxRecord> = [40, 35, 31, 1, 0]
+            .iter()
+            .map(|d| message(days(*d)))
+            .collect();
         let mut b = one_event(&spec, 0, 1);
         b.outbox = m.clone();
         db.commit(&[&b]).unwrap();
@@ -1546,15 +1549,21 @@ mod tests {
         let newest_first: Vec<String> = m.iter().rev().map(|r| r.id.clone()).collect();
         assert_eq!(all, newest_first);
         assert_eq!(
-            ids(db.outbox_list("demo", Some(OutboxStatus::Delivered), 10).unwrap()),
+            ids(db
+                .outbox_list("demo", Some(OutboxStatus::Delivered), 10)
+                .unwrap()),
             vec![m[3].id.clone(), m[0].id.clone()]
         );
         assert_eq!(
-            ids(db.outbox_list("demo", Some(OutboxStatus::Dead), 10).unwrap()),
+            ids(db
+                .outbox_list("demo", Some(OutboxStatus::Dead), 10)
+                .unwrap()),
             vec![m[1].id.clone()]
         );
         assert_eq!(
-            ids(db.outbox_list("demo", Some(OutboxStatus::Pending), 1).unwrap()),
+            ids(db
+                .outbox_list("demo", Some(OutboxStatus::Pending), 1)
+                .unwrap()),
             vec![m[4].id.clone()],
             "newest first, up to the limit"
         );

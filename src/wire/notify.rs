@@ -257,15 +257,11 @@ pub fn rendered(spec: &HallSpec, m: &OutboxRecord) -> Result<Bytes, String> {
         return Ok(m.body.clone());
     };
     let service = spec
-        .services
-        .iter()
-        .position(|s| s.id == d.service)
+        .service_index(&d.service)
         .ok_or_else(|| format!("service {} is no longer in the config", d.service))?;
     let window = match &d.window {
         Some(w) => Some(
-            spec.windows
-                .iter()
-                .position(|x| x.id == *w)
+            spec.window_index(w)
                 .ok_or_else(|| format!("window {w} is no longer in the config"))?,
         ),
         None => None,
@@ -437,8 +433,8 @@ mod tests {
     fn a_draft_is_rendered_whole_at_delivery_and_a_whole_body_is_sent_as_stored() {
         let spec = crate::demo::spec();
         let at = DateTime::from_timestamp_millis(1_796_173_200_123).unwrap();
-        let service = spec.services.iter().position(|s| s.id == "business").unwrap();
-        let window = spec.windows.iter().position(|w| w.id == "3-01");
+        let service = spec.service_index("business").unwrap();
+        let window = spec.window_index("3-01");
         let called = About {
             number: "A023",
             service,
@@ -446,7 +442,12 @@ mod tests {
         };
         let d = draft(&spec, &called, &Notice::Called { recall: 1 });
         let body = rendered(&spec, &stored(d.clone(), "called", at)).unwrap();
-        assert!(d.len() * 3 < body.len(), "{} vs {} bytes", d.len(), body.len());
+        assert!(
+            d.len() * 3 < body.len(),
+            "{} vs {} bytes",
+            d.len(),
+            body.len()
+        );
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["id"], "m1");
         assert_eq!(v["hall"], "demo");
@@ -480,12 +481,19 @@ mod tests {
         )
         .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert!(v["text"].as_str().unwrap().contains("前面2人"), "{}", v["text"]);
+        assert!(
+            v["text"].as_str().unwrap().contains("前面2人"),
+            "{}",
+            v["text"]
+        );
         assert!(v["ticket"]["window"].is_null());
 
         // Bookings and rows an older hallcast wrote hold the body itself.
         let whole = Bytes::from_static(br#"{"id":"m1","kind":"booked"}"#);
-        assert_eq!(rendered(&spec, &stored(whole.clone(), "booked", at)).unwrap(), whole);
+        assert_eq!(
+            rendered(&spec, &stored(whole.clone(), "booked", at)).unwrap(),
+            whole
+        );
 
         // A service the config dropped since cannot be rendered: named.
         let gone = Bytes::from_static(
