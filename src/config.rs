@@ -15,8 +15,8 @@ use serde::Deserialize;
 use crate::limits::LimitsConfig;
 
 use crate::queue::{
-    Announce, AppointmentSpec, DayHours, FloorSpec, HallSpec, Hours, KioskSpec, Language,
-    NotifySpec, RatingsSpec, ServiceSpec, WindowSpec, ZoneSpec,
+    Announce, AppointmentSpec, CitizenRules, DayHours, FloorSpec, HallSpec, Hours, KioskSpec,
+    Language, NotifySpec, RatingsSpec, ServiceSpec, WindowSpec, ZoneSpec,
 };
 
 /// Where the server listens unless told otherwise (contract §1).
@@ -216,6 +216,20 @@ struct RawHall {
     zones: Vec<RawZone>,
     notify: Option<RawNotify>,
     ratings: Option<RawRatings>,
+    citizens: Option<RawCitizens>,
+}
+
+/// `[halls.citizens]` (A2–A3): every field optional, 0 = no cap.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCitizens {
+    verify_phones: Option<bool>,
+    open_bookings_per_phone: Option<u32>,
+    bookings_per_phone_per_date: Option<u32>,
+    bookings_per_address_per_day: Option<u32>,
+    waiting_mobile_per_phone: Option<u32>,
+    mobile_per_address_per_day: Option<u32>,
+    messages_per_phone_per_day: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -338,6 +352,8 @@ struct RawAppointments {
     days_ahead: Option<u32>,
     early_minutes: Option<u32>,
     late_minutes: Option<u32>,
+    #[serde(default)]
+    require_id: bool,
 }
 
 /// `[halls.services.appointments]` → [`AppointmentSpec`]: each field within
@@ -361,6 +377,7 @@ fn validate_appointments(a: RawAppointments) -> Result<AppointmentSpec, String> 
         days_ahead: field(a.days_ahead, 7, "days_ahead", 0..=90)?,
         early_minutes: field(a.early_minutes, 30, "early_minutes", 0..=240)?,
         late_minutes: field(a.late_minutes, 15, "late_minutes", 0..=240)?,
+        require_id: a.require_id,
     })
 }
 
@@ -779,6 +796,34 @@ fn validate_hall(h: RawHall) -> Result<HallSpec, Rule> {
         }
     };
 
+    let citizens = match h.citizens {
+        None => CitizenRules::default(),
+        Some(c) => {
+            let d = CitizenRules::default();
+            CitizenRules {
+                verify_phones: c.verify_phones.unwrap_or(d.verify_phones),
+                open_bookings_per_phone: c
+                    .open_bookings_per_phone
+                    .unwrap_or(d.open_bookings_per_phone),
+                bookings_per_phone_per_date: c
+                    .bookings_per_phone_per_date
+                    .unwrap_or(d.bookings_per_phone_per_date),
+                bookings_per_address_per_day: c
+                    .bookings_per_address_per_day
+                    .unwrap_or(d.bookings_per_address_per_day),
+                waiting_mobile_per_phone: c
+                    .waiting_mobile_per_phone
+                    .unwrap_or(d.waiting_mobile_per_phone),
+                mobile_per_address_per_day: c
+                    .mobile_per_address_per_day
+                    .unwrap_or(d.mobile_per_address_per_day),
+                messages_per_phone_per_day: c
+                    .messages_per_phone_per_day
+                    .unwrap_or(d.messages_per_phone_per_day),
+            }
+        }
+    };
+
     let mut zones: Vec<ZoneSpec> = Vec::new();
     for (i, z) in h.zones.into_iter().enumerate() {
         let at = |rule: String| {
@@ -826,6 +871,7 @@ fn validate_hall(h: RawHall) -> Result<HallSpec, Rule> {
         zones,
         notify,
         ratings,
+        citizens,
     })
 }
 

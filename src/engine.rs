@@ -345,6 +345,20 @@ pub fn new_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
+/// A hall's new key for hashing ID numbers (A4): 256 random bits, made
+/// once per hall and kept in its state.
+pub fn new_key() -> Vec<u8> {
+    let mut b = vec![0u8; 32];
+    rand::rng().fill_bytes(&mut b);
+    b
+}
+
+/// A phone's new code (A2): 6 random digits.
+pub fn new_phone_code() -> String {
+    use rand::Rng;
+    format!("{:06}", rand::rng().random_range(0..1_000_000u32))
+}
+
 /// A new booking code: 6 characters without look-alikes (§8).
 pub fn new_code() -> String {
     use rand::Rng;
@@ -764,10 +778,7 @@ impl Engine {
                 // The first answer may still be on its way to the disk: an
                 // empty batch commits after it, so waiting for this one
                 // waits for that.
-                let reply = Reply {
-                    status: rec.status,
-                    body: rec.body.clone(),
-                };
+                let reply = Reply::new(rec.status, rec.body.clone());
                 permit.send(Job::Commit(
                     Box::new(Batch::new(h.spec.clone(), cell.hall.hall_seq())),
                     Box::new(move |r| {
@@ -804,13 +815,20 @@ impl Engine {
                     .map(|f| (f.fence.clone(), cell.generation));
                 let mut tickets = Vec::new();
                 let mut spoken = Vec::new();
-                if let Some(out) = &done {
+                if let Some(out) = &mut done {
+                    // Made first: counting them against a phone's day
+                    // (A2) changes marks the batch then carries.
+                    let mut outbox = notify::messages(&cell.hall, out, &reminders, now);
+                    notify::cap_per_phone(&mut cell.hall, &mut outbox, out, now);
+                    if let Some(code) = &out.sent_code {
+                        outbox.push(notify::verify_message(cell.hall.spec(), code, now));
+                    }
                     spoken = self.fill_batch(&cell.hall, out, &mut batch);
                     for id in &spoken {
                         h.note_call(id.clone(), now);
                     }
                     tickets = self.ticket_messages(&cell.hall, out);
-                    batch.outbox = notify::messages(&cell.hall, out, &reminders, now);
+                    batch.outbox = outbox;
                 }
                 // A refusal stores no key (contract §13): a caller cannot
                 // grow the store with refused requests, and a retry after
@@ -902,6 +920,13 @@ impl Engine {
         batch.cases = cases
             .into_iter()
             .filter_map(|id| hall.case(id).cloned())
+            .collect();
+        let mut marks = out.marks.clone();
+        marks.sort_unstable();
+        marks.dedup();
+        batch.marks = marks
+            .into_iter()
+            .filter_map(|k| hall.mark(&k).cloned().map(|m| (k, m)))
             .collect();
         let mut windows = out.windows.clone();
         windows.sort_unstable();
@@ -1014,10 +1039,7 @@ impl Engine {
                     "system",
                     None,
                     |_, _| Ok(Outcome::default()),
-                    |_, _| Reply {
-                        status: 200,
-                        body: Bytes::new(),
-                    },
+                    |_, _| Reply::new(200, Bytes::new()),
                 )
                 .await;
             if let Err(e) = r {

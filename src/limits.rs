@@ -57,6 +57,22 @@ struct Bucket {
     at: Instant,
 }
 
+/// The address a per-address limit counts by (contract A3: an IPv6
+/// client by its /64, which one subscriber's devices share and can
+/// change at will within; an IPv4-mapped IPv6 address as the IPv4 one).
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
 /// The server's limits and their state.
 pub struct Limits {
     config: LimitsConfig,
@@ -128,6 +144,10 @@ impl Limits {
 
     /// Takes one POST from the poster's bucket, or says when to retry.
     pub fn post(&self, who: Poster, now: Instant) -> Result<(), RetryAfter> {
+        let who = match who {
+            Poster::Public(ip) => Poster::Public(address_key(ip)),
+            other => other,
+        };
         let rate = match who {
             Poster::Citizen(_) => self.config.citizen_per_second,
             Poster::Public(_) => self.config.public_per_ip_per_second,
@@ -156,7 +176,7 @@ impl Limits {
 
     /// Counts a new stream from `ip`; `None` when it has too many open.
     pub fn open_stream(&self, ip: Option<IpAddr>) -> Result<Option<StreamGuard>, RetryAfter> {
-        let (Some(ip), max) = (ip, self.config.streams_per_ip) else {
+        let (Some(ip), max) = (ip.map(address_key), self.config.streams_per_ip) else {
             return Ok(None);
         };
         let mut s = self.streams.lock().unwrap_or_else(|p| p.into_inner());
@@ -176,6 +196,28 @@ impl Limits {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_key(a), address_key(b));
+        assert_ne!(address_key(a), address_key(c));
+        let mapped: IpAddr = "::ffff:10.1.1.1".parse().unwrap();
+        assert_eq!(address_key(mapped), "10.1.1.1".parse::<IpAddr>().unwrap());
+        let l = Limits::new(LimitsConfig {
+            public_per_ip_per_second: 1,
+            ..LimitsConfig::default()
+        });
+        let now = Instant::now();
+        assert!(l.post(Poster::Public(a), now).is_ok());
+        assert!(
+            l.post(Poster::Public(b), now).is_err(),
+            "same /64, same bucket"
+        );
+        assert!(l.post(Poster::Public(c), now).is_ok());
+    }
 
     #[test]
     fn a_bucket_holds_one_second_and_refills() {

@@ -33,8 +33,10 @@ pub const CHANNELS: [&str; 3] = ["floor", "hall", "ticket"];
 pub const OUTBOX_STATUSES: [&str; 4] = ["pending", "delivered", "dead", "dropped"];
 
 /// Commands counted per hall: every POST that changes a hall.
-pub const COMMANDS_KNOWN: [&str; 19] = [
+pub const COMMANDS_KNOWN: [&str; 21] = [
     "issue",
+    "phone_code",
+    "phone_verify",
     "call",
     "recall",
     "start",
@@ -189,6 +191,8 @@ pub fn command_of(route: &str) -> &'static str {
         "/api/v1/halls/{hall}/tickets" => "issue",
         "/api/v1/halls/{hall}/close-day" => "close_day",
         "/api/v1/halls/{hall}/appointments" => "book",
+        "/api/v1/halls/{hall}/phone-codes" => "phone_code",
+        "/api/v1/halls/{hall}/phone-codes/verify" => "phone_verify",
         "/api/v1/halls/{hall}/check-in" | "/api/v1/appointments/{token}/check-in" => "check_in",
         "/api/v1/halls/{hall}/outbox/{id}/retry" => "outbox_retry",
         "/api/v1/halls/{hall}/cases/{id}" => "case_step",

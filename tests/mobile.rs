@@ -42,14 +42,30 @@ async fn a_phone_takes_a_number_without_a_token_where_the_hall_allows_it() {
     let token = r.json["token"].as_str().unwrap();
     assert_eq!(r.json["ticket_url"], format!("/t/{token}"));
     assert_eq!(c.get(&format!("/api/v1/tickets/{token}")).await.status, 200);
-    // The green channel works from the phone too.
+    // A1: the green channel needs a person; a phone asking for it is
+    // refused and nothing is issued.
     let green = anonymous(
         &c,
         r#"{"service":"business","channel":"mobile","priority":"priority"}"#,
         &[],
     )
     .await;
-    assert_eq!(green.json["priority"], "priority");
+    assert_eq!(
+        (green.status, green.code()),
+        (403, "forbidden"),
+        "{}",
+        green.text
+    );
+    assert!(green.text.contains("staff"), "{}", green.text);
+    // A kiosk's token still gives it.
+    let kiosk = c
+        .post(
+            "/api/v1/halls/demo/tickets",
+            common::KIOSK,
+            r#"{"service":"business","priority":"priority"}"#,
+        )
+        .await;
+    assert_eq!(kiosk.json["priority"], "priority");
     // Without a token only a mobile ticket: a kiosk's needs its token.
     for body in [
         r#"{"service":"business"}"#,
@@ -78,7 +94,7 @@ async fn a_phone_takes_a_number_without_a_token_where_the_hall_allows_it() {
     assert_eq!(
         c.floor(3).await["waiting"][0]["count"],
         2,
-        "only the two tickets"
+        "only the phone's and the kiosk's tickets"
     );
 }
 

@@ -27,7 +27,7 @@ fn migrate_twice_makes_the_schema_once_and_a_newer_schema_is_refused() {
     for _ in 0..2 {
         let (code, out, err) = hallcast(&["migrate", "--store", &db.url()]);
         assert_eq!(code, 0, "{out}{err}");
-        assert!(out.contains("version 2"), "{out}");
+        assert!(out.contains("version 3"), "{out}");
     }
     let mut c = db.client();
     let tables: Vec<String> = c
@@ -48,9 +48,9 @@ fn migrate_twice_makes_the_schema_once_and_a_newer_schema_is_refused() {
         .query_one("SELECT value FROM meta WHERE key = 'schema'", &[])
         .unwrap()
         .get(0);
-    assert_eq!(v, "2");
+    assert_eq!(v, "3");
     // Schema 2: every table a hall's state is written to says which
-    // version of the hall wrote each row.
+    // version of the hall wrote each row (schema 3 adds `marks`).
     let versioned: i64 = c
         .query_one(
             "SELECT count(*) FROM information_schema.columns
@@ -59,7 +59,7 @@ fn migrate_twice_makes_the_schema_once_and_a_newer_schema_is_refused() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(versioned, 8);
+    assert_eq!(versioned, 9);
 
     // Several nodes migrating at once wait for each other; all succeed.
     let url = db.url();

@@ -141,7 +141,7 @@ async fn a_ticket_can_be_rated_for_seven_days_also_after_a_restart() {
 }
 
 #[tokio::test]
-async fn the_pad_rates_its_windows_latest_done_ticket_of_the_last_ten_minutes() {
+async fn the_pad_rates_only_the_ticket_just_completed_and_the_citizens_word_replaces_it() {
     let clock = Clock::at("2026-12-01T10:00:00+08:00");
     let s = Server::start_on_clock(None, &clock);
     let c = Client::new(&s);
@@ -158,20 +158,58 @@ async fn the_pad_rates_its_windows_latest_done_ticket_of_the_last_ten_minutes() 
         .post(pad, &window_token("3-01"), r#"{"level":5,"comment":"x"}"#)
         .await;
     assert_eq!(r.status, 400, "{}", r.text);
-    let r = c.post(pad, &window_token("3-01"), r#"{"level":2}"#).await;
+    let r = c.post(pad, &window_token("3-01"), r#"{"level":5}"#).await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.json["comment"], Value::Null);
+    assert_eq!(r.json["source"], "pad");
     let view = c.get(&format!("/api/v1/tickets/{}", token(&second))).await;
-    assert_eq!(view.json["rating"]["level"], 2, "the latest done ticket");
-    let view = c.get(&format!("/api/v1/tickets/{}", token(&first))).await;
-    assert_eq!(view.json["rating"], Value::Null);
-    // Ten minutes on, the older one is too old for the pad.
-    clock.set("2026-12-01T10:10:30+08:00");
+    assert_eq!(view.json["rating"]["level"], 5, "the ticket just completed");
+    assert_eq!(view.json["rating"]["source"], "pad");
+    // A second press never falls back on an older ticket (A5).
     let r = c.post(pad, &window_token("3-01"), r#"{"level":5}"#).await;
     assert_eq!(r.status, 409, "{}", r.text);
-    assert!(r.text.contains("10 minutes"), "{}", r.text);
-    // The phone can still rate it.
+    let view = c.get(&format!("/api/v1/tickets/{}", token(&first))).await;
+    assert_eq!(view.json["rating"], Value::Null);
+
+    // The citizen's "1, 态度差" replaces the pad's 5, once, and opens a case.
+    let r = rate(&c, &second, r#"{"level":1,"comment":"态度差"}"#).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json["source"], "phone");
+    let view = c.get(&format!("/api/v1/tickets/{}", token(&second))).await;
+    assert_eq!(
+        (
+            &view.json["rating"]["level"],
+            &view.json["rating"]["source"]
+        ),
+        (&Value::from(1), &Value::from("phone"))
+    );
+    let cases = c.get_as("/api/v1/halls/demo/cases", ADMIN).await;
+    assert_eq!(cases.json[0]["comment"], "态度差");
+    let r = rate(&c, &second, r#"{"level":5}"#).await;
+    assert_eq!(r.status, 409, "a second phone rating: {}", r.text);
+
+    // More than 120 s after the window completed it, the pad may not rate.
+    let third = served(&c).await;
+    clock.set("2026-12-01T10:02:01+08:00");
+    let r = c.post(pad, &window_token("3-01"), r#"{"level":5}"#).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert!(r.text.contains("120 s"), "{}", r.text);
+    // The phone rates it, and then the pad cannot.
+    assert_eq!(rate(&c, &third, r#"{"level":4}"#).await.status, 201);
     assert_eq!(rate(&c, &first, r#"{"level":5}"#).await.status, 201);
+    let fourth = served(&c).await;
+    assert_eq!(rate(&c, &fourth, r#"{"level":3}"#).await.status, 201);
+    let r = c.post(pad, &window_token("3-01"), r#"{"level":5}"#).await;
+    assert_eq!(r.status, 409, "the phone rated it first: {}", r.text);
+    // Kept across a restart, with its source.
+    drop(c);
+    let mut s = s;
+    s.stop_and_restart();
+    let c = Client::new(&s);
+    let view = c.get(&format!("/api/v1/tickets/{}", token(&second))).await;
+    assert_eq!(view.json["rating"]["source"], "phone");
+    let r = rate(&c, &second, r#"{"level":5}"#).await;
+    assert_eq!(r.status, 409, "{}", r.text);
 }
 
 #[tokio::test]

@@ -102,6 +102,8 @@ async fn issue_of(e: &Engine, service: &str) -> Reply {
         priority: Priority::Normal,
         channel: Channel::Kiosk,
         notify_phone: None,
+        phone_token: None,
+        origin: None,
         outside_hours: true,
         slot: None,
     };

@@ -6,7 +6,7 @@ use chrono::{Duration, NaiveDate, Utc};
 use super::auth::{authenticate, hall_admin, require_issuer};
 use super::tickets::{qr_svg, ticket_reply};
 use super::{known_hall, Answer, Api, Request};
-use crate::engine::{new_code, new_token, HallEngine};
+use crate::engine::{new_code, new_key, new_token, HallEngine};
 use crate::queue::hours::instant;
 use crate::queue::{BookingRef, Hall, Outcome, QueueError};
 use crate::wire::{self, parse_body, ApiError, Reply};
@@ -67,18 +67,27 @@ fn booking_reply(status: u16) -> impl FnMut(&Hall, &Result<Outcome, QueueError>)
     }
 }
 
-/// `POST /halls/{hall}/appointments` (no auth): a citizen books.
+/// `POST /halls/{hall}/appointments`: a citizen books (no auth), or staff
+/// book for one (any token of the hall: they may name a phone directly,
+/// and their address is not counted, A2–A3).
 pub async fn book(api: &Api, req: &Request<'_>, hall: &str) -> Result<Answer, ApiError> {
     let h = known_hall(&api.engine, hall)?;
+    let (caller, origin) = match req.header("authorization") {
+        None => (req.anonymous_caller(), Some(req.origin())),
+        header => {
+            let who = authenticate(&api.engine, &h.spec, header)?;
+            (who.id(&h.spec), None)
+        }
+    };
     let key = req.idempotency_key()?;
     let body: wire::BookBody = parse_body(&req.body)?;
     let codes = (0..CODES_DRAWN).map(|_| new_code()).collect();
-    let booking = wire::book_request(body, new_token(), codes)?;
+    let booking = wire::book_request(body, new_token(), codes, origin, new_key())?;
     let reply = api
         .engine
         .execute(
             h,
-            &req.anonymous_caller(),
+            &caller,
             key.as_ref(),
             move |hall, now| hall.book(booking.clone(), now),
             booking_reply(201),
@@ -188,6 +197,18 @@ pub async fn check_in(api: &Api, req: &Request<'_>, hall: &str) -> Result<Answer
     let h = known_hall(&api.engine, hall)?;
     let who = authenticate(&api.engine, &h.spec, req.header("authorization"))?;
     require_issuer(who)?;
+    let caller = who.id(&h.spec);
+    let guesser = format!("{}/{caller}", h.spec.id);
+    if let Err(secs) = api.guesses.check(&guesser, Utc::now()) {
+        return Err(ApiError {
+            retry_after: Some(secs),
+            ..ApiError::rate_limited(format!(
+                "more than {} unknown booking codes within {} minutes from this credential; try again in {secs} s",
+                super::guesses::UNKNOWN_CODES,
+                super::guesses::WINDOW_MINUTES
+            ))
+        });
+    }
     let key = req.idempotency_key()?;
     let code = parse_body::<wire::CheckInBody>(&req.body)?.code()?;
     let ticket_token = new_token();
@@ -195,7 +216,7 @@ pub async fn check_in(api: &Api, req: &Request<'_>, hall: &str) -> Result<Answer
         .engine
         .execute(
             h,
-            &who.id(&h.spec),
+            &caller,
             key.as_ref(),
             move |hall, now| {
                 hall.check_in(BookingRef::Code(code.clone()), ticket_token.clone(), now)
@@ -203,5 +224,8 @@ pub async fn check_in(api: &Api, req: &Request<'_>, hall: &str) -> Result<Answer
             ticket_reply(201),
         )
         .await?;
+    if reply.status == 404 {
+        api.guesses.missed(&guesser, Utc::now());
+    }
     Ok(reply.into())
 }

@@ -24,6 +24,6 @@ pub fn floor(api: &Api, id: &str, floor: &str) -> Result<Answer, ApiError> {
     h.read(|hall| {
         let body = wire::floor_snapshot_message(hall, n)
             .ok_or_else(|| ApiError::not_found(format!("no floor {n} in hall {id}")))?;
-        Ok(Answer::Json(wire::Reply { status: 200, body }))
+        Ok(Answer::Json(wire::Reply::new(200, body)))
     })
 }

@@ -6,7 +6,9 @@ mod appointments;
 mod auth;
 mod boards;
 mod body;
+mod citizens;
 mod days;
+mod guesses;
 mod outbox;
 mod ratings;
 mod reports;
@@ -54,6 +56,8 @@ pub struct Api {
     pub public_url: String,
     /// Places to compose an announcement ([`COMPOSE_AT_ONCE`]).
     composing: tokio::sync::Semaphore,
+    /// Unknown check-in codes per credential (A6).
+    guesses: guesses::Guesses,
 }
 
 impl Api {
@@ -63,6 +67,7 @@ impl Api {
             limits,
             public_url,
             composing: tokio::sync::Semaphore::new(COMPOSE_AT_ONCE),
+            guesses: guesses::Guesses::default(),
         }
     }
 }
@@ -115,6 +120,15 @@ impl Request<'_> {
         match self.client {
             Some(ip) => format!("phone:{ip}"),
             None => "phone:unknown".to_string(),
+        }
+    }
+
+    /// The client address as per-address caps count it (A3: an IPv6 one
+    /// by its /64).
+    pub fn origin(&self) -> String {
+        match self.client {
+            Some(ip) => crate::limits::address_key(ip).to_string(),
+            None => "unknown".to_string(),
         }
     }
 
@@ -369,6 +383,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/halls/{hall}/appointments"),
     ("GET", "/api/v1/halls/{hall}/appointments"),
     ("POST", "/api/v1/halls/{hall}/check-in"),
+    ("POST", "/api/v1/halls/{hall}/phone-codes"),
+    ("POST", "/api/v1/halls/{hall}/phone-codes/verify"),
     ("GET", "/api/v1/halls/{hall}/join-qr.svg"),
     ("GET", "/api/v1/halls/{hall}/outbox"),
     ("POST", "/api/v1/halls/{hall}/outbox/{id}/retry"),
@@ -468,6 +484,14 @@ async fn dispatch(api: &Api, req: &Request<'_>, segs: &[&str]) -> Answer {
         }
         ["halls", hall, "appointments"] => match only(m, Method::POST) {
             Ok(()) => appointments::book(api, req, hall).await,
+            Err(e) => Err(e),
+        },
+        ["halls", hall, "phone-codes"] => match only(m, Method::POST) {
+            Ok(()) => citizens::send_code(api, req, hall).await,
+            Err(e) => Err(e),
+        },
+        ["halls", hall, "phone-codes", "verify"] => match only(m, Method::POST) {
+            Ok(()) => citizens::verify(api, req, hall).await,
             Err(e) => Err(e),
         },
         ["halls", hall, "check-in"] => match only(m, Method::POST) {
@@ -599,13 +623,13 @@ fn only(m: &Method, want: Method) -> Result<(), ApiError> {
 }
 
 pub(super) fn respond(answer: Answer, route: &'static str) -> Response<Bytes> {
-    let (status, content_type, cache, body) = match answer {
-        Answer::Json(r) => (r.status, "application/json", None, r.body),
+    let (status, content_type, cache, body, retry_after) = match answer {
+        Answer::Json(r) => (r.status, "application/json", None, r.body, r.retry_after),
         Answer::Other {
             content_type,
             cache,
             body,
-        } => (200, content_type, cache, body),
+        } => (200, content_type, cache, body, None),
     };
     if status >= 400 {
         // The body names ids and rules, never personal data.
@@ -618,6 +642,9 @@ pub(super) fn respond(answer: Answer, route: &'static str) -> Response<Bytes> {
         b = b.header("cache-control", c);
     } else {
         b = b.header("cache-control", "no-store");
+    }
+    if let Some(secs) = retry_after {
+        b = b.header("retry-after", secs);
     }
     let body = if status == 204 { Bytes::new() } else { body };
     b.body(body).expect("response builds")

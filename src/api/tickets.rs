@@ -15,7 +15,7 @@ pub async fn issue(api: &Api, req: &Request<'_>, hall: &str) -> Result<Answer, A
     let h = super::known_hall(&api.engine, hall)?;
     // Who asks (for idempotency), whether it is the admin (who may issue
     // outside the hours), and the body.
-    let (caller, admin, body) = match req.header("authorization") {
+    let (caller, admin, body, origin) = match req.header("authorization") {
         // §8: a phone takes a number without a token, where the hall
         // allows it, and only as a mobile ticket. Its idempotency keys are
         // scoped to its address, so another phone that picked the same
@@ -27,17 +27,24 @@ pub async fn issue(api: &Api, req: &Request<'_>, hall: &str) -> Result<Answer, A
                     "without a token a ticket must be taken with \"channel\": \"mobile\"; a kiosk sends its token",
                 ));
             }
-            (req.anonymous_caller(), false, body)
+            // A1: the green channel is for people staff have seen (the
+            // elderly, the disabled, veterans); a phone cannot claim it.
+            if body.asks_green_channel() {
+                return Err(ApiError::forbidden(
+                    "the green channel (\"priority\") is given by staff: ask at the information desk or a window, who will issue your number",
+                ));
+            }
+            (req.anonymous_caller(), false, body, Some(req.origin()))
         }
         header => {
             let who = authenticate(&api.engine, &h.spec, header)?;
             require_issuer(who)?;
             let body: IssueBody = parse_body(&req.body)?;
-            (who.id(&h.spec), who == Caller::Admin, body)
+            (who.id(&h.spec), who == Caller::Admin, body, None)
         }
     };
     let key = req.idempotency_key()?;
-    let issue = issue_request(body, admin)?;
+    let issue = issue_request(body, admin, origin)?;
     let token = new_token();
     let reply = api
         .engine

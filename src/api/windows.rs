@@ -100,10 +100,7 @@ pub async fn act(
             key.as_ref(),
             apply,
             |hall, result| match result {
-                Ok(out) if out.idle => Reply {
-                    status: 204,
-                    body: Bytes::new(),
-                },
+                Ok(out) if out.idle => Reply::new(204, Bytes::new()),
                 Ok(out) => {
                     // Pause and resume are about the window; show its ticket.
                     let ticket = out.ticket.or(hall.window(w).current);

@@ -11,7 +11,7 @@ pub mod worker;
 
 use chrono::{DateTime, Utc};
 
-use crate::queue::{BookingNotice, EventKind, Hall, Outcome, Status};
+use crate::queue::{BookingNotice, EventKind, Hall, HallSpec, Outcome, SentCode, Status};
 use crate::store::{OutboxRecord, OutboxStatus};
 use crate::wire::{self, Notice};
 
@@ -143,6 +143,47 @@ pub fn messages(
         }
     }
     msgs
+}
+
+/// Counts each message to a phone against its hall-local day (A2:
+/// `messages_per_phone_per_day`); those over the cap are kept as
+/// `dropped`, with the reason, and never sent.
+pub fn cap_per_phone(
+    hall: &mut Hall,
+    msgs: &mut [OutboxRecord],
+    out: &mut Outcome,
+    now: DateTime<Utc>,
+) {
+    let cap = hall.spec().citizens.messages_per_phone_per_day;
+    for m in msgs.iter_mut() {
+        if !hall.count_message(&m.phone, now, out) {
+            m.status = OutboxStatus::Dropped;
+            m.last_error = Some(format!(
+                "messages_per_phone_per_day: this phone has had {cap} messages today, the most the hall sends"
+            ));
+        }
+    }
+}
+
+/// The `verify` message that carries a phone's code (A2). Not counted
+/// against the phone's day: the code caps are its own.
+pub fn verify_message(spec: &HallSpec, code: &SentCode, now: DateTime<Utc>) -> OutboxRecord {
+    let id = message_id(now);
+    let body = wire::verify_body(spec, &id, code, now);
+    OutboxRecord {
+        id,
+        hall: spec.id.clone(),
+        kind: "verify".to_string(),
+        phone: code.phone.clone(),
+        ticket: None,
+        appointment: None,
+        body,
+        status: OutboxStatus::Pending,
+        attempts: 0,
+        last_error: None,
+        created_at: now,
+        next_attempt_at: now,
+    }
 }
 
 #[cfg(test)]

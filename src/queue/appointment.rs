@@ -73,6 +73,9 @@ pub struct Appointment {
     pub status: BookingStatus,
     /// Personal data: for messages only, never on a public channel or in a log.
     pub phone: Option<String>,
+    /// The holder of a real-name booking (A4): a name, the ID number's
+    /// keyed hash and masked form. Personal data, as `phone`.
+    pub holder: Option<crate::queue::citizen::Holder>,
     /// The ticket check-in made.
     pub ticket: Option<u64>,
     /// The reminder before the slot was made (so it is made once).

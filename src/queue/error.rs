@@ -22,6 +22,13 @@ pub enum QueueError {
         message: String,
         next_open: Option<DateTime<Tz>>,
     },
+    /// A cap of `[halls.citizens]` (409 `limit_reached`); the message
+    /// starts with the cap's config key.
+    LimitReached(String),
+    /// A phone that had to be proven was not (422 `phone_unverified`).
+    PhoneUnverified(String),
+    /// Too many of something in too short a time (429, `Retry-After`).
+    TooMany { message: String, retry_after: u64 },
 }
 
 impl fmt::Display for QueueError {
@@ -30,7 +37,10 @@ impl fmt::Display for QueueError {
             QueueError::NotFound(m)
             | QueueError::Conflict(m)
             | QueueError::BadRequest(m)
-            | QueueError::Closed { message: m, .. } => f.write_str(m),
+            | QueueError::Closed { message: m, .. }
+            | QueueError::LimitReached(m)
+            | QueueError::PhoneUnverified(m)
+            | QueueError::TooMany { message: m, .. } => f.write_str(m),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! fast unit tests; see `tests.rs`.
 
 pub mod appointment;
+pub mod citizen;
 pub mod error;
 pub mod eta;
 pub mod event;
@@ -17,16 +18,19 @@ pub mod ticket;
 #[cfg(test)]
 mod booking_tests;
 #[cfg(test)]
+mod citizen_tests;
+#[cfg(test)]
 mod rating_tests;
 #[cfg(test)]
 mod tests;
 
 pub use appointment::{Appointment, BookingNotice, BookingStatus, Slot};
+pub use citizen::{CitizenRules, Holder, HolderRequest, Mark};
 pub use error::QueueError;
 pub use event::{Event, EventKind};
 pub use hall::{
-    BookRequest, BookingRef, Counter, DayEnd, Hall, IssueRequest, Outcome, RatingFrom, RecentCall,
-    Restored, WindowState,
+    BookRequest, BookingRef, CodeCheck, Counter, DayEnd, Hall, IssueRequest, Outcome, PhoneClaim,
+    RatingFrom, RecentCall, Restored, SentCode, WindowState,
 };
 pub use hours::{DayHours, Hours};
 pub use rating::{Case, CaseStatus, CaseStep, Rating};

@@ -9,19 +9,50 @@ pub const BAD_AT_MOST: u8 = 2;
 /// The levels that count as positive in a 好评率 (基本满意 and better).
 pub const POSITIVE_FROM: u8 = 3;
 
-/// A rating window's pad rates a ticket done this recently at most.
-pub const PAD_MINUTES: i64 = 10;
+/// A window's pad rates the ticket the window completed last, within this
+/// of its completion (A5).
+pub const PAD_SECONDS: i64 = 120;
+
+/// Who gave a rating (A5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RatingSource {
+    /// The window's rating pad, on the counter.
+    Pad,
+    /// The citizen's phone, by the ticket's secret.
+    Phone,
+}
+
+impl RatingSource {
+    /// The wire and store spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RatingSource::Pad => "pad",
+            RatingSource::Phone => "phone",
+        }
+    }
+
+    /// Parses the store spelling.
+    pub fn parse(s: &str) -> Option<RatingSource> {
+        match s {
+            "pad" => Some(RatingSource::Pad),
+            "phone" => Some(RatingSource::Phone),
+            _ => None,
+        }
+    }
+}
 
 /// A comment is kept up to this many characters (§10).
 pub const MAX_COMMENT: usize = 500;
 
-/// The citizen's word on a finished ticket: once, and never changed.
+/// The word on a finished ticket: the pad's at the counter, or the
+/// citizen's from the phone, which may replace the pad's once (A5).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rating {
     /// 1 非常不满意 … 5 非常满意.
     pub level: u8,
     pub comment: Option<String>,
     pub at: DateTime<Utc>,
+    pub source: RatingSource,
 }
 
 impl Rating {

@@ -16,6 +16,8 @@ fn walk_in() -> IssueRequest {
         priority: Priority::Normal,
         channel: Channel::Kiosk,
         notify_phone: None,
+        phone_token: None,
+        origin: None,
         outside_hours: false,
         slot: None,
     }
@@ -129,25 +131,95 @@ fn only_a_served_ticket_within_the_days_allowed_can_be_rated() {
 }
 
 #[test]
-fn the_pad_rates_its_windows_latest_unrated_ticket_of_the_last_ten_minutes() {
+fn the_pad_rates_only_the_ticket_its_window_completed_last_within_120_s() {
     let (mut hall, now, first) = served();
     // Another window's ticket does not count for window A.
     let e = refused(&mut hall, |h| h.rate(RatingFrom::Window(0), 5, None, now));
     assert!(matches!(e, QueueError::Conflict(_)));
     let out = hall.rate(RatingFrom::Window(WA), 5, None, now).unwrap();
     assert_eq!(out.ticket, Some(first));
-    // Rated now: nothing left for the pad.
-    let e = refused(&mut hall, |h| h.rate(RatingFrom::Window(WA), 5, None, now));
-    assert!(matches!(e, QueueError::Conflict(m) if m.contains("10 minutes")));
+    let r = hall.ticket(first).unwrap().rating.clone().unwrap();
+    assert_eq!(r.source, crate::queue::rating::RatingSource::Pad);
+    // Rated: a second press is refused (it never falls back on an older
+    // ticket).
+    let e = refused(&mut hall, |h| h.rate(RatingFrom::Window(WA), 4, None, now));
+    assert!(matches!(e, QueueError::Conflict(m) if m.contains("already rated")));
 
     let (mut hall, now, _) = served();
     let e = refused(&mut hall, |h| {
-        h.rate(RatingFrom::Window(WA), 5, None, now + Duration::minutes(11))
+        h.rate(
+            RatingFrom::Window(WA),
+            5,
+            None,
+            now + Duration::seconds(121),
+        )
     });
-    assert!(
-        matches!(e, QueueError::Conflict(_)),
-        "too long ago for the pad"
-    );
+    assert!(matches!(e, QueueError::Conflict(m) if m.contains("120 s")));
+    hall.rate(
+        RatingFrom::Window(WA),
+        5,
+        None,
+        now + Duration::seconds(120),
+    )
+    .expect("within 120 s");
+}
+
+#[test]
+fn the_citizens_word_replaces_the_pads_once_and_the_pad_never_replaces_it() {
+    use crate::queue::rating::RatingSource;
+    // The pad said 5; the citizen says 1: the phone's rating stands and
+    // opens a case.
+    let (mut hall, now, id) = served();
+    hall.rate(RatingFrom::Window(WA), 5, None, now).unwrap();
+    let out = hall
+        .rate(
+            RatingFrom::Token("tok".into()),
+            1,
+            Some("态度差".into()),
+            now + Duration::minutes(30),
+        )
+        .unwrap();
+    let r = hall.ticket(id).unwrap().rating.clone().unwrap();
+    assert_eq!((r.level, r.source), (1, RatingSource::Phone));
+    let case = out.case.expect("the citizen's bad word opens a case");
+    assert_eq!(hall.case(case).unwrap().comment.as_deref(), Some("态度差"));
+    // Once: a second phone rating is refused.
+    let e = refused(&mut hall, |h| {
+        h.rate(
+            RatingFrom::Token("tok".into()),
+            5,
+            None,
+            now + Duration::hours(1),
+        )
+    });
+    assert!(matches!(e, QueueError::Conflict(m) if m.contains("already rated")));
+
+    // The phone first: the pad cannot replace it.
+    let (mut hall, now, _) = served();
+    hall.rate(RatingFrom::Token("tok".into()), 2, None, now)
+        .unwrap();
+    let e = refused(&mut hall, |h| h.rate(RatingFrom::Window(WA), 5, None, now));
+    assert!(matches!(e, QueueError::Conflict(_)));
+
+    // A bad pad rating's case takes the citizen's bad word, not a second case.
+    let (mut hall, now, _) = served();
+    let pad_case = hall
+        .rate(RatingFrom::Window(WA), 2, None, now)
+        .unwrap()
+        .case
+        .unwrap();
+    let out = hall
+        .rate(
+            RatingFrom::Token("tok".into()),
+            1,
+            Some("等太久".into()),
+            now,
+        )
+        .unwrap();
+    assert_eq!(out.case, Some(pad_case));
+    assert_eq!(hall.cases().count(), 1);
+    let c = hall.case(pad_case).unwrap();
+    assert_eq!((c.level, c.comment.as_deref()), (1, Some("等太久")));
 }
 
 #[test]

@@ -92,6 +92,8 @@ pub struct AppointmentSpec {
     pub early_minutes: u32,
     /// Check-in closes this long after the slot ends; then it is missed.
     pub late_minutes: u32,
+    /// A booking names its holder with a checked ID number (实名预约, A4).
+    pub require_id: bool,
 }
 
 /// A window (窗口); `services` are indices into [`HallSpec::services`], in
@@ -184,6 +186,9 @@ pub struct HallSpec {
     pub notify: Option<NotifySpec>,
     /// Ratings and their follow-up (defaults when the config is silent).
     pub ratings: RatingsSpec,
+    /// Caps on what one phone or one address may take (A2–A3; defaults
+    /// when the config is silent).
+    pub citizens: super::citizen::CitizenRules,
 }
 
 impl HallSpec {

@@ -59,6 +59,7 @@ pub(super) fn spec() -> Arc<HallSpec> {
         zones: Vec::new(),
         notify: None,
         ratings: crate::queue::RatingsSpec::default(),
+        citizens: crate::queue::CitizenRules::default(),
     })
 }
 
@@ -99,6 +100,8 @@ impl Fixture {
             priority,
             channel: Channel::Kiosk,
             notify_phone: None,
+            phone_token: None,
+            origin: None,
             outside_hours: false,
             slot: None,
         };
@@ -270,6 +273,7 @@ fn call_by_number_table() {
             Err(QueueError::Conflict(_)) => "conflict",
             Err(QueueError::BadRequest(_)) => "bad_request",
             Err(QueueError::Closed { .. }) => "closed",
+            Err(_) => "other",
         };
         assert_eq!(got, *want, "calling {number}");
     }
@@ -489,6 +493,8 @@ fn sequences_are_gapless_per_floor_and_per_hall() {
                     priority: Priority::Normal,
                     channel: Channel::Kiosk,
                     notify_phone: None,
+                    phone_token: None,
+                    origin: None,
                     outside_hours: false,
                     slot: None,
                 },
@@ -716,6 +722,8 @@ fn a_closed_hall_refuses_walk_ins_and_names_its_next_opening() {
         priority: Priority::Normal,
         channel: Channel::Kiosk,
         notify_phone: None,
+        phone_token: None,
+        origin: None,
         outside_hours,
         slot: None,
     };
@@ -907,6 +915,8 @@ mod properties {
                             priority: if green { Priority::Priority } else { Priority::Normal },
                             channel: Channel::Kiosk,
                             notify_phone: None,
+                            phone_token: None,
+                            origin: None,
                             outside_hours: true,
                             slot: None,
                         };
@@ -938,6 +948,9 @@ mod properties {
                                     service: "a".into(),
                                     start: slot.start,
                                     phone: None,
+                                    phone_token: None,
+                                    origin: None,
+                                    holder: None,
                                     token: format!("book{tokens}"),
                                     codes: vec![format!("C{tokens:05}")],
                                 };
@@ -1018,6 +1031,8 @@ fn a_hall_that_absorbs_another_nodes_writes_is_that_node_s_hall() {
                     priority: p,
                     channel: Channel::Kiosk,
                     notify_phone: None,
+                    phone_token: None,
+                    origin: None,
                     outside_hours: false,
                     slot: None,
                 },

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use crate::queue::eta::ServiceClock;
-use crate::queue::{Appointment, Case, Counter, HallSpec, RecentCall, Ticket, WindowState};
+use crate::queue::{Appointment, Case, Counter, HallSpec, Mark, RecentCall, Ticket, WindowState};
 
 /// An event as journaled: both encodings, so a replay after a restart sends
 /// exactly the bytes the first delivery sent.
@@ -66,6 +66,8 @@ pub struct Batch {
     pub idempotency: Option<IdempotencyRecord>,
     /// Messages to citizens' phones this change makes (§9).
     pub outbox: Vec<OutboxRecord>,
+    /// Citizens' marks (phones, addresses, phone tokens) by key (A2–A4).
+    pub marks: Vec<(String, Mark)>,
 }
 
 impl Batch {
@@ -86,6 +88,7 @@ impl Batch {
             events: Vec::new(),
             idempotency: None,
             outbox: Vec::new(),
+            marks: Vec::new(),
         }
     }
 
@@ -109,6 +112,7 @@ impl Batch {
             && self.events.is_empty()
             && self.idempotency.is_none()
             && self.outbox.is_empty()
+            && self.marks.is_empty()
     }
 }
 
@@ -214,4 +218,7 @@ pub struct BookingRow {
     pub number: Option<String>,
     /// The full number: the listing masks it.
     pub phone: Option<String>,
+    /// A real-name booking's holder: the name and the masked ID number
+    /// (the only forms the store has).
+    pub holder: Option<(String, String)>,
 }

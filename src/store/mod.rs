@@ -13,6 +13,7 @@ mod batch;
 mod checkpointer;
 pub mod digests;
 mod error;
+mod marks;
 pub mod pg_backend;
 pub mod postgres;
 mod report;
@@ -47,6 +48,19 @@ pub fn from_ms(v: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(v)
         .single()
         .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+}
+
+/// A booking's holder from its three stored columns (all or none).
+fn holder_of(
+    name: Option<String>,
+    id_hash: Option<String>,
+    id_masked: Option<String>,
+) -> Option<crate::queue::Holder> {
+    Some(crate::queue::Holder {
+        name: name?,
+        id_hash: id_hash?,
+        id_masked: id_masked?,
+    })
 }
 
 /// What the store kept of one hall.

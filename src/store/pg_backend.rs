@@ -382,6 +382,7 @@ const EVENTS: usize = 8;
 const SEQUENCES: usize = 9;
 const OUTBOX: usize = 10;
 const IDEMPOTENCY: usize = 11;
+const MARKS: usize = 12;
 
 impl Group {
     fn new() -> Group {
@@ -418,6 +419,7 @@ impl Group {
                         "rating",
                         "rating_comment",
                         "rated_at",
+                        "rating_source",
                         "version",
                     ],
                     2,
@@ -439,6 +441,9 @@ impl Group {
                         "reminded",
                         "created_at",
                         "updated_at",
+                        "holder_name",
+                        "id_hash",
+                        "id_masked",
                         "version",
                     ],
                     2,
@@ -543,6 +548,12 @@ impl Group {
                     3,
                     Replace,
                 ),
+                Rows::new(
+                    "marks",
+                    &["hall", "key", "data", "kept_until", "version"],
+                    2,
+                    Replace,
+                ),
             ],
         }
     }
@@ -585,6 +596,7 @@ impl Group {
                 V::I(x.rating.as_ref().map(|r| i64::from(r.level))),
                 V::T(x.rating.as_ref().and_then(|r| r.comment.clone())),
                 V::I(x.rating.as_ref().map(|r| ms(r.at))),
+                V::T(x.rating.as_ref().map(|r| r.source.as_str().to_string())),
                 version(),
             ]);
         }
@@ -603,6 +615,18 @@ impl Group {
                 int(a.reminded),
                 int(ms(a.created_at)),
                 int(ms(a.updated_at)),
+                V::T(a.holder.as_ref().map(|h| h.name.clone())),
+                V::T(a.holder.as_ref().map(|h| h.id_hash.clone())),
+                V::T(a.holder.as_ref().map(|h| h.id_masked.clone())),
+                version(),
+            ]);
+        }
+        for (key, m) in &b.marks {
+            t[MARKS].push(vec![
+                hall(),
+                text(key.as_str()),
+                text(super::marks::encode(m)),
+                int(super::marks::kept_until_ms(m)),
                 version(),
             ]);
         }
@@ -873,7 +897,8 @@ fn load_state(
             "SELECT id, token, number, day, service, priority, channel, status, \"window\", recall,
                     line_pos, created_at, called_at, started_at, finished_at, call_floor,
                     call_seq, call_at, notify_phone, slot_start, reminded,
-                    issued_service, first_called_at, rating, rating_comment, rated_at
+                    issued_service, first_called_at, rating, rating_comment, rated_at,
+                    rating_source
              FROM tickets WHERE hall=$1 AND {cond} ORDER BY id"
         ),
         &[&hall, &p],
@@ -910,7 +935,9 @@ fn load_state(
             issued_service: r.get(21),
             first_called_at: r.get(22),
             rating: match (r.get::<_, Option<i64>>(23), r.get::<_, Option<i64>>(25)) {
-                (Some(level), Some(t)) => Some((level.clamp(0, 255) as u8, r.get(24), t)),
+                (Some(level), Some(t)) => {
+                    Some((level.clamp(0, 255) as u8, r.get(24), t, r.get(26)))
+                }
                 _ => None,
             },
         };
@@ -947,7 +974,7 @@ fn load_state(
     for r in c.query(
         &format!(
             "SELECT id, code, token, service, start, \"end\", status, phone, ticket, reminded,
-                    created_at, updated_at
+                    created_at, updated_at, holder_name, id_hash, id_masked
              FROM appointments WHERE hall=$1 AND {cond} ORDER BY id"
         ),
         &[&hall, &p],
@@ -972,6 +999,7 @@ fn load_state(
             end: at(r.get(5)),
             status,
             phone: r.get(7),
+            holder: super::holder_of(r.get(12), r.get(13), r.get(14)),
             ticket: r.get::<_, Option<i64>>(8).map(|t| t as u64),
             reminded: r.get::<_, i64>(9) != 0,
             created_at: at(r.get(10)),
@@ -1021,6 +1049,16 @@ fn load_state(
             &[&hall],
         )?
         .get::<_, i64>(0) as u64;
+
+    let (cond, p) = since("kept_until > $2", ms(now));
+    for r in c.query(
+        &format!("SELECT key, data FROM marks WHERE hall=$1 AND {cond}"),
+        &[&hall, &p],
+    )? {
+        if let Some(m) = super::marks::decode(r.get(1)) {
+            st.marks.push((r.get(0), m));
+        }
+    }
 
     let (cond, p) = since("$2::BIGINT = 0", 0);
     for r in c.query(
@@ -1347,7 +1385,8 @@ impl Backend for Postgres {
     ) -> Result<Vec<BookingRow>, StoreError> {
         self.with(|c, _| {
             Ok(c.query(
-                "SELECT a.code, a.service, a.start, a.\"end\", a.status, t.number, a.phone
+                "SELECT a.code, a.service, a.start, a.\"end\", a.status, t.number, a.phone,
+                        a.holder_name, a.id_masked
                  FROM appointments a LEFT JOIN tickets t ON t.hall = a.hall AND t.id = a.ticket
                  WHERE a.hall=$1 AND a.start >= $2 AND a.start < $3 ORDER BY a.start, a.id",
                 &[&hall, &ms(from), &ms(to)],
@@ -1361,6 +1400,7 @@ impl Backend for Postgres {
                 status: r.get(4),
                 number: r.get(5),
                 phone: r.get(6),
+                holder: r.get::<_, Option<String>>(7).zip(r.get(8)),
             })
             .collect())
         })
@@ -1493,6 +1533,7 @@ impl Backend for Postgres {
             let mut tx = c.transaction()?;
             let since = ms(now - Duration::hours(IDEMPOTENCY_HOURS));
             tx.execute("DELETE FROM idempotency WHERE created_at < $1", &[&since])?;
+            tx.execute("DELETE FROM marks WHERE kept_until < $1", &[&ms(now)])?;
             tx.execute(
                 "DELETE FROM outbox WHERE status != 'pending' AND created_at < $1",
                 &[&ms(now - Duration::days(OUTBOX_KEPT_DAYS))],

@@ -19,7 +19,9 @@ use rusqlite::OpenFlags;
 /// 2: a `version` column on every table a command writes a hall's state
 /// to: the hall's version that wrote the row, so a node reads only what
 /// other nodes changed since it last looked (`Backend::load_since`).
-pub const SCHEMA_VERSION: i64 = 2;
+/// 3: `marks` (citizens' phones, addresses, phone tokens: A2–A4), a
+/// booking's holder, `tickets.rating_source` (A5).
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The advisory lock every schema change holds ("hallcast" in ASCII).
 const MIGRATE_LOCK: i64 = 0x6861_6c6c_6361_7374;
@@ -38,6 +40,7 @@ pub const TABLES: &[&str] = &[
     "appointments",
     "cases",
     "case_steps",
+    "marks",
 ];
 
 /// The SQLite schema's tables in PostgreSQL's types (INTEGER → BIGINT,
@@ -128,6 +131,16 @@ CREATE INDEX IF NOT EXISTS tickets_version ON tickets(hall, version);
 CREATE INDEX IF NOT EXISTS appointments_version ON appointments(hall, version);
 CREATE INDEX IF NOT EXISTS cases_version ON cases(hall, version);
 CREATE INDEX IF NOT EXISTS idempotency_version ON idempotency(hall, version);
+ALTER TABLE tickets ADD COLUMN IF NOT EXISTS rating_source TEXT;
+ALTER TABLE appointments ADD COLUMN IF NOT EXISTS holder_name TEXT;
+ALTER TABLE appointments ADD COLUMN IF NOT EXISTS id_hash TEXT;
+ALTER TABLE appointments ADD COLUMN IF NOT EXISTS id_masked TEXT;
+CREATE TABLE IF NOT EXISTS marks(
+  hall TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL, kept_until BIGINT NOT NULL,
+  version BIGINT NOT NULL DEFAULT 0,
+  PRIMARY KEY(hall, key));
+CREATE INDEX IF NOT EXISTS marks_kept ON marks(kept_until);
+CREATE INDEX IF NOT EXISTS marks_version ON marks(hall, version);
 "#;
 
 /// Why a `migrate` or an `import` did not happen.

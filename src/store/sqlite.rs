@@ -15,6 +15,7 @@ use super::{
 };
 use crate::queue::eta::ServiceClock;
 use crate::queue::hall::CASES_KEPT_DAYS;
+use crate::queue::rating::RatingSource;
 use crate::queue::{
     Appointment, BookingStatus, CallMark, Case, CaseStatus, CaseStep, Channel, Counter, HallSpec,
     Priority, Rating, RecentCall, Restored, Status, Ticket, WindowState,
@@ -27,7 +28,10 @@ use crate::queue::{
 /// 4: `appointments`; `tickets.slot_start` and `reminded`, `outbox.appointment`.
 /// 5: ratings on `tickets` (with `issued_service`, `first_called_at`),
 /// `cases` and `case_steps`.
-pub(crate) const SCHEMA_VERSION: i64 = 5;
+/// 6: `marks` (citizens' phones, addresses, phone tokens: A2–A4), a
+/// booking's holder (`appointments.holder_name`, `id_hash`, `id_masked`),
+/// `tickets.rating_source` (A5).
+pub(crate) const SCHEMA_VERSION: i64 = 6;
 
 /// Delivered and dropped messages are kept this long (the admin listing);
 /// dead ones until retried or as long.
@@ -64,7 +68,7 @@ CREATE TABLE IF NOT EXISTS tickets(
   finished_at INTEGER, call_floor INTEGER, call_seq INTEGER, call_at INTEGER,
   notify_phone TEXT, slot_start INTEGER, reminded INTEGER,
   issued_service TEXT, first_called_at INTEGER,
-  rating INTEGER, rating_comment TEXT, rated_at INTEGER,
+  rating INTEGER, rating_comment TEXT, rated_at INTEGER, rating_source TEXT,
   PRIMARY KEY(hall, id));
 CREATE UNIQUE INDEX IF NOT EXISTS tickets_token ON tickets(token);
 CREATE INDEX IF NOT EXISTS tickets_status ON tickets(hall, status);
@@ -109,6 +113,7 @@ CREATE TABLE IF NOT EXISTS appointments(
   service TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
   status TEXT NOT NULL, phone TEXT, ticket INTEGER, reminded INTEGER NOT NULL,
   created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+  holder_name TEXT, id_hash TEXT, id_masked TEXT,
   PRIMARY KEY(hall, id));
 CREATE UNIQUE INDEX IF NOT EXISTS appointments_token ON appointments(token);
 CREATE INDEX IF NOT EXISTS appointments_start ON appointments(hall, start);
@@ -124,6 +129,10 @@ CREATE TABLE IF NOT EXISTS case_steps(
   hall TEXT NOT NULL, case_id INTEGER NOT NULL, n INTEGER NOT NULL,
   status TEXT NOT NULL, note TEXT, at INTEGER NOT NULL,
   PRIMARY KEY(hall, case_id, n));
+CREATE TABLE IF NOT EXISTS marks(
+  hall TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL, kept_until INTEGER NOT NULL,
+  PRIMARY KEY(hall, key));
+CREATE INDEX IF NOT EXISTS marks_kept ON marks(kept_until);
 ";
 
 /// Indexes over columns a migration may have just added: created after
@@ -150,6 +159,10 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("tickets", "rating", "INTEGER"),
     ("tickets", "rating_comment", "TEXT"),
     ("tickets", "rated_at", "INTEGER"),
+    ("tickets", "rating_source", "TEXT"),
+    ("appointments", "holder_name", "TEXT"),
+    ("appointments", "id_hash", "TEXT"),
+    ("appointments", "id_masked", "TEXT"),
 ];
 
 /// The SQLite backend.
@@ -305,9 +318,9 @@ fn write_batch(tx: &Transaction<'_>, b: &Batch) -> Result<(), StoreError> {
             "INSERT OR REPLACE INTO tickets(hall, id, token, number, day, service, priority,
                channel, status, window, recall, line_pos, created_at, called_at, started_at,
                finished_at, call_floor, call_seq, call_at, notify_phone, slot_start, reminded,
-               issued_service, first_called_at, rating, rating_comment, rated_at)
+               issued_service, first_called_at, rating, rating_comment, rated_at, rating_source)
              VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,
-               ?23,?24,?25,?26,?27)",
+               ?23,?24,?25,?26,?27,?28)",
         )?;
         for t in &b.tickets {
             st.execute(params![
@@ -338,14 +351,16 @@ fn write_batch(tx: &Transaction<'_>, b: &Batch) -> Result<(), StoreError> {
                 t.rating.as_ref().map(|r| r.level),
                 t.rating.as_ref().and_then(|r| r.comment.as_deref()),
                 t.rating.as_ref().map(|r| ms(r.at)),
+                t.rating.as_ref().map(|r| r.source.as_str()),
             ])?;
         }
     }
     if !b.appointments.is_empty() {
         let mut st = tx.prepare_cached(
             "INSERT OR REPLACE INTO appointments(hall, id, code, token, service, start, end,
-               status, phone, ticket, reminded, created_at, updated_at)
-             VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
+               status, phone, ticket, reminded, created_at, updated_at,
+               holder_name, id_hash, id_masked)
+             VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)",
         )?;
         for a in &b.appointments {
             st.execute(params![
@@ -362,8 +377,22 @@ fn write_batch(tx: &Transaction<'_>, b: &Batch) -> Result<(), StoreError> {
                 a.reminded,
                 ms(a.created_at),
                 ms(a.updated_at),
+                a.holder.as_ref().map(|h| &h.name),
+                a.holder.as_ref().map(|h| &h.id_hash),
+                a.holder.as_ref().map(|h| &h.id_masked),
             ])?;
         }
+    }
+    for (key, m) in &b.marks {
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO marks(hall, key, data, kept_until) VALUES(?1,?2,?3,?4)",
+        )?
+        .execute(params![
+            hall,
+            key,
+            super::marks::encode(m),
+            super::marks::kept_until_ms(m)
+        ])?;
     }
     for c in &b.cases {
         tx.prepare_cached(
@@ -580,7 +609,10 @@ pub(super) struct RawTicket {
     /// NULL in rows written before schema 5: the current service.
     pub(super) issued_service: Option<String>,
     pub(super) first_called_at: Option<i64>,
-    pub(super) rating: Option<(u8, Option<String>, i64)>,
+    /// Level, comment, when, and who gave it (`pad`, `phone`; none before
+    /// schema 6, read as the phone's so that an old rating is never
+    /// replaced).
+    pub(super) rating: Option<(u8, Option<String>, i64, Option<String>)>,
 }
 
 impl RawTicket {
@@ -664,13 +696,18 @@ impl RawTicket {
             // Before schema 5 only the latest call was kept.
             first_called_at: self.first_called_at.or(self.called_at).map(from_ms),
             rating: match self.rating {
-                Some((level, _, _)) if !(1..=5).contains(&level) => {
+                Some((level, ..)) if !(1..=5).contains(&level) => {
                     return Err(bad("rating", &level.to_string(), "a level 1 to 5"))
                 }
-                Some((level, comment, at)) => Some(Rating {
+                Some((level, comment, at, source)) => Some(Rating {
                     level,
                     comment,
                     at: from_ms(at),
+                    source: match source.as_deref() {
+                        None => RatingSource::Phone,
+                        Some(s) => RatingSource::parse(s)
+                            .ok_or_else(|| bad("rating_source", s, "pad or phone"))?,
+                    },
                 }),
                 None => None,
             },
@@ -780,7 +817,8 @@ impl Backend for Sqlite {
             "SELECT id, token, number, day, service, priority, channel, status, window, recall,
                     line_pos, created_at, called_at, started_at, finished_at, call_floor,
                     call_seq, call_at, notify_phone, slot_start, reminded,
-                    issued_service, first_called_at, rating, rating_comment, rated_at
+                    issued_service, first_called_at, rating, rating_comment, rated_at,
+                    rating_source
              FROM tickets WHERE hall=?1
                AND (status IN ('waiting','called','serving') OR created_at >= ?2)
              ORDER BY id",
@@ -819,7 +857,7 @@ impl Backend for Sqlite {
                 issued_service: r.get(21)?,
                 first_called_at: r.get(22)?,
                 rating: match (r.get::<_, Option<u8>>(23)?, r.get::<_, Option<i64>>(25)?) {
-                    (Some(level), Some(at)) => Some((level, r.get(24)?, at)),
+                    (Some(level), Some(at)) => Some((level, r.get(24)?, at, r.get(26)?)),
                     _ => None,
                 },
             })
@@ -882,7 +920,7 @@ impl Backend for Sqlite {
         // Open bookings, and those of the last week (a citizen's link).
         let mut q = c.prepare(
             "SELECT id, code, token, service, start, end, status, phone, ticket, reminded,
-                    created_at, updated_at
+                    created_at, updated_at, holder_name, id_hash, id_masked
              FROM appointments WHERE hall=?1 AND (status='booked' OR start >= ?2) ORDER BY id",
         )?;
         let since = ms(now - Duration::days(APPOINTMENTS_LOADED_DAYS));
@@ -899,6 +937,7 @@ impl Backend for Sqlite {
                     end: from_ms(r.get(5)?),
                     status: BookingStatus::Booked,
                     phone: r.get(7)?,
+                    holder: super::holder_of(r.get(12)?, r.get(13)?, r.get(14)?),
                     ticket: r.get::<_, Option<i64>>(8)?.map(|t| t as u64),
                     reminded: r.get(9)?,
                     created_at: from_ms(r.get(10)?),
@@ -931,6 +970,17 @@ impl Backend for Sqlite {
         )? as u64;
 
         load_cases(c, spec, now, st)?;
+
+        let mut q = c.prepare("SELECT key, data FROM marks WHERE hall=?1 AND kept_until > ?2")?;
+        for row in q.query_map(params![hall, ms(now)], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })? {
+            let (key, data) = row?;
+            if let Some(m) = super::marks::decode(&data) {
+                st.marks.push((key, m));
+            }
+        }
+        drop(q);
 
         let mut q = c.prepare("SELECT id, paused, current FROM windows WHERE hall=?1")?;
         for row in q.query_map([hall], |r| {
@@ -1120,7 +1170,8 @@ impl Backend for Sqlite {
         to: DateTime<Utc>,
     ) -> Result<Vec<BookingRow>, StoreError> {
         let mut q = self.conn.prepare_cached(
-            "SELECT a.code, a.service, a.start, a.end, a.status, t.number, a.phone
+            "SELECT a.code, a.service, a.start, a.end, a.status, t.number, a.phone,
+                    a.holder_name, a.id_masked
              FROM appointments a LEFT JOIN tickets t ON t.hall = a.hall AND t.id = a.ticket
              WHERE a.hall=?1 AND a.start >= ?2 AND a.start < ?3 ORDER BY a.start, a.id",
         )?;
@@ -1133,6 +1184,7 @@ impl Backend for Sqlite {
                 status: r.get(4)?,
                 number: r.get(5)?,
                 phone: r.get(6)?,
+                holder: r.get::<_, Option<String>>(7)?.zip(r.get(8)?),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -1328,6 +1380,7 @@ impl Backend for Sqlite {
         let tx = self.write_tx()?;
         let since = ms(now - Duration::hours(IDEMPOTENCY_HOURS));
         tx.execute("DELETE FROM idempotency WHERE created_at < ?1", [since])?;
+        tx.execute("DELETE FROM marks WHERE kept_until < ?1", [ms(now)])?;
         tx.execute(
             "DELETE FROM outbox WHERE status != 'pending' AND created_at < ?1",
             [ms(now - Duration::days(OUTBOX_KEPT_DAYS))],

@@ -104,6 +104,14 @@ struct DayItem<'a> {
     status: &'a str,
     number: Option<&'a str>,
     phone: Option<String>,
+    /// A real-name booking's holder (A4), for staff: never the whole ID.
+    holder: Option<HolderItem<'a>>,
+}
+
+#[derive(Serialize)]
+struct HolderItem<'a> {
+    name: &'a str,
+    id_number: &'a str,
 }
 
 /// `GET /halls/{hall}/appointments?date=`: the day's bookings, phones masked.
@@ -118,6 +126,10 @@ pub fn appointment_day(spec: &HallSpec, rows: &[BookingRow]) -> Reply {
             status: &r.status,
             number: r.number.as_deref(),
             phone: r.phone.as_deref().map(masked_phone),
+            holder: r.holder.as_ref().map(|(name, id)| HolderItem {
+                name,
+                id_number: id,
+            }),
         })
         .collect();
     json(200, &items)

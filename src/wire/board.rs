@@ -58,6 +58,8 @@ struct BookingRules {
     days_ahead: u32,
     early_minutes: u32,
     late_minutes: u32,
+    /// Booked by real name: a booking names its holder (A4).
+    require_id: bool,
 }
 
 /// A window as the hall's board lists it; the console adds to it.
@@ -117,6 +119,9 @@ struct HallBoard<'a> {
     /// The "N ahead of you" reminder (§9), also shown on the phone page;
     /// `null` without `[halls.notify]`.
     remind_ahead: Option<u32>,
+    /// A phone named without a token must be verified by a code (A2):
+    /// what `/join` and `/book` ask for.
+    verify_phones: bool,
 }
 
 #[derive(Serialize)]
@@ -145,6 +150,7 @@ pub fn hall_board(hall: &Hall, now: DateTime<Utc>) -> Reply {
             takes_tickets: hours.is_none_or(|hr| hr.takes_tickets(tz, now)),
             mobile_tickets: spec.mobile_tickets,
             remind_ahead: spec.notify.as_ref().map(|n| n.remind_ahead),
+            verify_phones: hall.verifies_phones(),
             zones: spec
                 .zones
                 .iter()
@@ -190,6 +196,7 @@ pub fn hall_board(hall: &Hall, now: DateTime<Utc>) -> Reply {
                         days_ahead: a.days_ahead,
                         early_minutes: a.early_minutes,
                         late_minutes: a.late_minutes,
+                        require_id: a.require_id,
                     }),
                 })
                 .collect(),

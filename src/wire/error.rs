@@ -18,6 +18,8 @@ pub struct ApiError {
     /// `closed` (contract §7) also carries the next opening: `Some(None)`
     /// is a `null`, the hall has none ahead.
     pub next_open: Option<Option<String>>,
+    /// A 429's `Retry-After`, in whole seconds.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -27,6 +29,7 @@ impl ApiError {
             code,
             message: message.into(),
             next_open: None,
+            retry_after: None,
         }
     }
 
@@ -91,6 +94,7 @@ impl ApiError {
         Reply {
             status: self.status,
             body: Bytes::from(body),
+            retry_after: self.retry_after,
         }
     }
 }
@@ -106,6 +110,15 @@ impl From<QueueError> for ApiError {
                     next_open.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, false)),
                 ),
                 ..ApiError::new(409, "closed", message)
+            },
+            QueueError::LimitReached(m) => ApiError::new(409, "limit_reached", m),
+            QueueError::PhoneUnverified(m) => ApiError::new(422, "phone_unverified", m),
+            QueueError::TooMany {
+                message,
+                retry_after,
+            } => ApiError {
+                retry_after: Some(retry_after),
+                ..ApiError::rate_limited(message)
             },
         }
     }

@@ -20,14 +20,15 @@ pub use board::{day_closed, hall_board, hall_list, window_console, window_reply}
 pub use error::ApiError;
 pub use event::{announcement_id, announcement_stats, event_messages, Announcement};
 pub use notify::{
-    booking_body, masked_phone, outbox_list, outbox_message, rendered, ticket_draft, Notice,
+    booking_body, masked_phone, outbox_list, outbox_message, rendered, ticket_draft, verify_body,
+    Notice,
 };
 pub use report::{
     case_list, case_reply, case_row, rating_reply, ratings_summary, stats_body, RatingView,
 };
 pub use request::{
     book_request, issue_request, parse_body, BookBody, CallBody, CaseStepBody, CheckInBody, Empty,
-    IssueBody, RatingBody, TransferBody,
+    IssueBody, PhoneCodeBody, RatingBody, TransferBody,
 };
 pub use snapshot::{floor_snapshot, floor_snapshot_message, hall_snapshot_message, FloorSnapshot};
 pub use ticket::{ticket_called_message, ticket_message, ticket_view, TicketView, WindowRef};
@@ -44,14 +45,28 @@ use crate::queue::HallSpec;
 pub struct Reply {
     pub status: u16,
     pub body: Bytes,
+    /// A 429's `Retry-After`, in whole seconds (never kept: a refusal
+    /// stores no idempotency key).
+    pub retry_after: Option<u64>,
+}
+
+impl Reply {
+    /// A status and a body, no header of its own.
+    pub fn new(status: u16, body: Bytes) -> Reply {
+        Reply {
+            status,
+            body,
+            retry_after: None,
+        }
+    }
 }
 
 /// Serializes a JSON body with a status.
 pub fn json<T: Serialize>(status: u16, v: &T) -> Reply {
-    Reply {
+    Reply::new(
         status,
-        body: Bytes::from(serde_json::to_vec(v).expect("contract types serialize")),
-    }
+        Bytes::from(serde_json::to_vec(v).expect("contract types serialize")),
+    )
 }
 
 /// RFC 3339 in the hall's own time zone, as the contract asks.

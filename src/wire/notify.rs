@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{encode, time};
 use crate::announcer::script::notice;
-use crate::queue::{Appointment, BookingNotice, HallSpec, Language, Ticket};
+use crate::queue::{Appointment, BookingNotice, HallSpec, Language, SentCode, Ticket};
 use crate::store::OutboxRecord;
 
 /// What a message says, besides the ticket it is about.
@@ -375,6 +375,47 @@ fn booking_text(spec: &HallSpec, a: &Appointment, what: BookingNotice, lang: Lan
             "Your {name_en} booking of {day} {from} was missed: no check-in by {closes}. Please book again or take a number."
         ),
     }
+}
+
+/// The `verify` message's body (A2): the §9 form with `code`, and a
+/// text that holds it.
+pub fn verify_body(spec: &HallSpec, id: &str, code: &SentCode, now: DateTime<Utc>) -> Bytes {
+    #[derive(Serialize)]
+    struct Verify<'a> {
+        id: &'a str,
+        hall: &'a str,
+        kind: &'a str,
+        phone: &'a str,
+        code: &'a str,
+        text: String,
+        text_en: String,
+        ticket: Option<()>,
+        appointment: Option<()>,
+        recall: u32,
+        expires_at: String,
+        created_at: String,
+    }
+    let minutes = crate::queue::citizen::CODE_MINUTES;
+    encode(&Verify {
+        id,
+        hall: &spec.id,
+        kind: "verify",
+        phone: &code.phone,
+        code: &code.code,
+        text: format!(
+            "【{}】您的验证码是{}，{minutes}分钟内有效。请勿告诉他人；工作人员不会向您索要验证码。",
+            spec.name, code.code
+        ),
+        text_en: format!(
+            "{}: your code is {}. It is valid for {minutes} minutes. Never share it; staff will never ask for it.",
+            spec.name, code.code
+        ),
+        ticket: None,
+        appointment: None,
+        recall: 0,
+        expires_at: time(spec, code.expires),
+        created_at: time(spec, now),
+    })
 }
 
 /// The webhook body (§9) of one message about booking `a`.

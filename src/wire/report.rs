@@ -11,20 +11,7 @@ use crate::store::CaseRow;
 
 /// A rating as answered (201).
 pub fn rating_reply(spec: &HallSpec, r: &Rating) -> Reply {
-    #[derive(Serialize)]
-    struct View<'a> {
-        level: u8,
-        comment: Option<&'a str>,
-        at: String,
-    }
-    json(
-        201,
-        &View {
-            level: r.level,
-            comment: r.comment.as_deref(),
-            at: time(spec, r.at),
-        },
-    )
+    json(201, &RatingView::of(spec, r))
 }
 
 /// A ticket's rating inside its view: the citizen's own.
@@ -33,6 +20,8 @@ pub struct RatingView<'a> {
     pub level: u8,
     pub comment: Option<&'a str>,
     pub at: String,
+    /// `pad` or `phone` (A5).
+    pub source: &'static str,
 }
 
 impl<'a> RatingView<'a> {
@@ -41,6 +30,7 @@ impl<'a> RatingView<'a> {
             level: r.level,
             comment: r.comment.as_deref(),
             at: time(spec, r.at),
+            source: r.source.as_str(),
         }
     }
 }

@@ -664,3 +664,40 @@ impl Drop for Db {
         })
     }
 }
+
+/// Proves a phone to a hall the way a citizen does (A2): asks for a code,
+/// reads it from the `verify` message the receiver got, and trades it for
+/// a phone token.
+pub async fn verify_phone(c: &Client, rx: &receiver::Receiver, hall: &str, phone: &str) -> String {
+    let before = rx.got().len();
+    let r = c
+        .send(
+            "POST",
+            &format!("/api/v1/halls/{hall}/phone-codes"),
+            None,
+            Some(&format!(r#"{{"phone":"{phone}"}}"#)),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let code = eventually(10, "the verify message", || async {
+        rx.got()
+            .into_iter()
+            .skip(before)
+            .map(|g| g.json())
+            .find(|m| m["kind"] == "verify" && m["phone"] == phone)
+            .map(|m| m["code"].as_str().unwrap().to_string())
+    })
+    .await;
+    let r = c
+        .send(
+            "POST",
+            &format!("/api/v1/halls/{hall}/phone-codes/verify"),
+            None,
+            Some(&format!(r#"{{"phone":"{phone}","code":"{code}"}}"#)),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json["phone_token"].as_str().unwrap().to_string()
+}

@@ -9,10 +9,12 @@ use std::ops::Bound::{Excluded, Unbounded};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 
+use super::citizen::PhoneClaim;
 use super::{Hall, IssueRequest, Outcome};
 use crate::queue::appointment::{
     slots_of, Appointment, BookingNotice, BookingStatus, Slot, CODE_LEN,
 };
+use crate::queue::citizen::{id_hash, masked_id, over, Holder, HolderRequest, Mark};
 use crate::queue::error::QueueError;
 use crate::queue::spec::AppointmentSpec;
 use crate::queue::ticket::{Channel, Priority};
@@ -23,6 +25,13 @@ pub struct BookRequest {
     pub service: String,
     pub start: DateTime<Utc>,
     pub phone: Option<String>,
+    /// The hash of a phone token naming the phone instead (A2).
+    pub phone_token: Option<String>,
+    /// The client address of a booking made without a token (see
+    /// [`IssueRequest::origin`]).
+    pub origin: Option<String>,
+    /// The holder of a real-name booking (A4).
+    pub holder: Option<HolderRequest>,
     pub token: String,
     /// Codes to choose from, in order: the first the hall does not hold
     /// is taken (the caller draws them at random).
@@ -155,6 +164,26 @@ impl Hall {
                 "booking token collision; retry the request".into(),
             ));
         }
+        let claim = PhoneClaim {
+            phone: req.phone.clone(),
+            token_hash: req.phone_token.clone(),
+        };
+        let phone = self.claimed_phone(&claim, req.origin.is_some(), now)?;
+        if phone.is_none() && req.origin.is_some() && self.verifies_phones() {
+            return Err(QueueError::PhoneUnverified(format!(
+                "hall {} takes bookings only from a verified phone: POST …/phone-codes, then …/phone-codes/verify, and send \"notify\": {{\"phone_token\": …}}",
+                self.spec.id
+            )));
+        }
+        let (holder, new_key) = self.holder_of(service, &rules, req.holder)?;
+        self.check_booking_caps(
+            service,
+            date,
+            phone.as_deref(),
+            req.origin.as_deref(),
+            &holder,
+            now,
+        )?;
         let code = req
             .codes
             .into_iter()
@@ -177,7 +206,8 @@ impl Hall {
             start: slot.start,
             end: slot.end,
             status: BookingStatus::Booked,
-            phone: req.phone,
+            phone,
+            holder,
             ticket: None,
             // Booked inside the reminder's lead: the booking message says
             // it all, there is no reminder to make.
@@ -195,7 +225,105 @@ impl Hall {
         if notice {
             out.notices.push((id, BookingNotice::Booked));
         }
+        if let Some(key) = new_key {
+            self.set_mark(Mark::ID_KEY.to_string(), Mark::Key(key), &mut out);
+        }
+        let origin = req.origin.as_deref();
+        self.note_address(origin, |m| m.bookings += 1, now, &mut out);
         Ok(out)
+    }
+
+    /// A real-name booking's holder as kept (the ID number hashed with the
+    /// hall's key and masked), and the key when this booking makes it.
+    fn holder_of(
+        &self,
+        service: usize,
+        rules: &AppointmentSpec,
+        holder: Option<HolderRequest>,
+    ) -> Result<(Option<Holder>, Option<Vec<u8>>), QueueError> {
+        let id = &self.spec.services[service].id;
+        match (rules.require_id, holder) {
+            (false, None) => Ok((None, None)),
+            (false, Some(_)) => Err(QueueError::BadRequest(format!(
+                "'{id}' is not booked by real name; leave out 'holder'"
+            ))),
+            (true, None) => Err(QueueError::BadRequest(format!(
+                "'{id}' is booked by real name (实名预约): send \"holder\": {{\"name\", \"id_number\"}}"
+            ))),
+            (true, Some(h)) => {
+                let (key, new_key) = match self.id_key() {
+                    Some(k) => (k.to_vec(), None),
+                    None => (h.new_key.clone(), Some(h.new_key)),
+                };
+                let holder = Holder {
+                    name: h.name,
+                    id_hash: id_hash(&key, &h.id_number),
+                    id_masked: masked_id(&h.id_number),
+                };
+                Ok((Some(holder), new_key))
+            }
+        }
+    }
+
+    /// The caps of `[halls.citizens]` on bookings (A3, A4).
+    fn check_booking_caps(
+        &self,
+        service: usize,
+        date: NaiveDate,
+        phone: Option<&str>,
+        origin: Option<&str>,
+        holder: &Option<Holder>,
+        now: DateTime<Utc>,
+    ) -> Result<(), QueueError> {
+        let caps = self.spec.citizens;
+        let tz = self.spec.timezone;
+        let sid = &self.spec.services[service].id;
+        if let Some(p) = phone {
+            let mine = || {
+                self.appointments
+                    .values()
+                    .filter(move |a| a.phone.as_deref() == Some(p))
+            };
+            let open = mine().filter(|a| a.status == BookingStatus::Booked).count() as u32;
+            if over(caps.open_bookings_per_phone, open) {
+                return Err(QueueError::LimitReached(format!(
+                    "open_bookings_per_phone: this phone holds {open} open booking(s), the most hall {} allows; check in or cancel one first",
+                    self.spec.id
+                )));
+            }
+            let that_day = mine()
+                .filter(|a| {
+                    a.service == service
+                        && a.status != BookingStatus::Cancelled
+                        && a.start.with_timezone(&tz).date_naive() == date
+                })
+                .count() as u32;
+            if over(caps.bookings_per_phone_per_date, that_day) {
+                return Err(QueueError::LimitReached(format!(
+                    "bookings_per_phone_per_date: this phone already booked '{sid}' on {date}; one booking a day per service"
+                )));
+            }
+        }
+        self.check_address(
+            origin,
+            caps.bookings_per_address_per_day,
+            "bookings_per_address_per_day",
+            |m| m.bookings,
+            now,
+        )?;
+        if let Some(h) = holder {
+            let held = self.appointments.values().any(|a| {
+                a.service == service
+                    && a.status == BookingStatus::Booked
+                    && a.holder.as_ref().is_some_and(|x| x.id_hash == h.id_hash)
+            });
+            if held {
+                return Err(QueueError::LimitReached(format!(
+                    "require_id: this ID number already holds an open booking of '{sid}'; one per person and service"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The citizen gives the place up; only a booking not yet checked in.
@@ -289,6 +417,8 @@ impl Hall {
             priority: Priority::Normal,
             channel: Channel::Appointment,
             notify_phone: a.phone.clone(),
+            phone_token: None,
+            origin: None,
             // The booking is the right to be served in its slot, whatever
             // the walk-in rules of the hour.
             outside_hours: true,

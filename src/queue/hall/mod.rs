@@ -12,9 +12,11 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, Utc};
 
 mod booking;
+mod citizen;
 mod rating;
 
 use super::appointment::{Appointment, BookingNotice};
+use super::citizen::Mark;
 use super::error::QueueError;
 use super::eta::ServiceClock;
 use super::event::{Event, EventKind};
@@ -23,6 +25,7 @@ use super::spec::{Announce, HallSpec};
 use super::ticket::{CallMark, Channel, Priority, Status, Ticket};
 
 pub use booking::{BookRequest, BookingRef};
+pub use citizen::{CodeCheck, PhoneClaim, SentCode};
 pub use rating::RatingFrom;
 
 /// How many calls a floor's "recent calls" list keeps (contract §4: 10).
@@ -90,6 +93,12 @@ pub struct Outcome {
     pub case: Option<u64>,
     /// Cases whose records changed.
     pub cases: Vec<u64>,
+    /// Citizens' marks (by store key) that changed (A2–A4).
+    pub marks: Vec<String>,
+    /// A code to send to a phone as a `verify` message.
+    pub sent_code: Option<SentCode>,
+    /// How a try of a phone's code ended.
+    pub code_check: Option<CodeCheck>,
 }
 
 /// How a window's part in a ticket ends.
@@ -124,6 +133,7 @@ impl Outcome {
             && self.recent.is_empty()
             && self.appointments.is_empty()
             && self.cases.is_empty()
+            && self.marks.is_empty()
     }
 
     /// This outcome followed by `next`'s, as one: events stay in sequence
@@ -144,6 +154,9 @@ impl Outcome {
         self.notices.extend(next.notices);
         self.case = next.case.or(self.case);
         self.cases.extend(next.cases);
+        self.marks.extend(next.marks);
+        self.sent_code = next.sent_code.or(self.sent_code);
+        self.code_check = next.code_check.or(self.code_check);
         self
     }
 }
@@ -155,6 +168,11 @@ pub struct IssueRequest {
     pub priority: Priority,
     pub channel: Channel,
     pub notify_phone: Option<String>,
+    /// The hash of a phone token naming the phone instead (A2).
+    pub phone_token: Option<String>,
+    /// The client address (an IPv6 one by its /64) of a request made
+    /// without a token; `None` for staff, kiosks and check-ins.
+    pub origin: Option<String>,
     /// Staff (the admin token) may issue outside the opening hours, for a
     /// citizen who is already inside; so may a booking's check-in.
     pub outside_hours: bool,
@@ -192,6 +210,8 @@ pub struct Restored {
     pub cases: Vec<Case>,
     /// Highest case id ever used.
     pub max_case_id: u64,
+    /// Citizens' marks not yet past their time, by store key.
+    pub marks: Vec<(String, Mark)>,
 }
 
 /// The live state of one hall.
@@ -232,6 +252,8 @@ pub struct Hall {
     /// Follow-up cases not closed, and those closed lately (§10).
     cases: BTreeMap<u64, Case>,
     next_case_id: u64,
+    /// What the hall remembers of phones, addresses and phone tokens.
+    marks: HashMap<String, Mark>,
 }
 
 /// Where a waiting ticket stands in the call order, smallest first: the
@@ -291,6 +313,7 @@ impl Hall {
             slots_through: DateTime::<Utc>::MIN_UTC,
             cases: BTreeMap::new(),
             next_case_id: r.max_case_id + 1,
+            marks: r.marks.into_iter().collect(),
             spec,
         };
         for (floor, seq) in r.floor_seqs {
@@ -429,6 +452,7 @@ impl Hall {
             self.next_case_id = self.next_case_id.max(c.id + 1);
             self.cases.insert(c.id, c);
         }
+        self.marks.extend(d.marks);
         for (w, state) in d.windows {
             if w < self.windows.len() {
                 self.windows[w] = state;
@@ -616,6 +640,39 @@ impl Hall {
                 });
             }
         }
+        let phone = self.claimed_phone(
+            &PhoneClaim {
+                phone: req.notify_phone.clone(),
+                token_hash: req.phone_token.clone(),
+            },
+            req.origin.is_some(),
+            now,
+        )?;
+        let caps = self.spec.citizens;
+        if req.channel == Channel::Mobile {
+            if let Some(p) = &phone {
+                let waiting = self.lines[service]
+                    .values()
+                    .filter(|id| {
+                        let t = &self.tickets[id];
+                        t.channel == Channel::Mobile && t.notify_phone.as_deref() == Some(p)
+                    })
+                    .count() as u32;
+                if super::citizen::over(caps.waiting_mobile_per_phone, waiting) {
+                    return Err(QueueError::LimitReached(format!(
+                        "waiting_mobile_per_phone: this phone already has {waiting} number(s) waiting for '{}'; follow that one, or cancel it first",
+                        req.service
+                    )));
+                }
+            }
+            self.check_address(
+                req.origin.as_deref(),
+                caps.mobile_per_address_per_day,
+                "mobile_per_address_per_day",
+                |m| m.mobile,
+                now,
+            )?;
+        }
         if self.by_token.contains_key(&token) {
             // 144 random bits make this unreachable in practice; refusing is
             // still better than handing one citizen another's ticket.
@@ -655,7 +712,7 @@ impl Hall {
             started_at: None,
             finished_at: None,
             last_call: None,
-            notify_phone: req.notify_phone,
+            notify_phone: phone,
             slot: req.slot,
             reminded: false,
             rating: None,
@@ -673,6 +730,10 @@ impl Hall {
             lines: vec![service],
             ..Outcome::default()
         };
+        if req.channel == Channel::Mobile {
+            let origin = req.origin.as_deref();
+            self.note_address(origin, |m| m.mobile += 1, now, &mut out);
+        }
         self.emit_waiting(&mut out, service, now);
         Ok(out)
     }
@@ -869,6 +930,9 @@ impl Hall {
             _ => Outcome::default(),
         };
         self.advance_bookings(&mut out, now);
+        if !out.is_empty() {
+            self.forget_marks(now);
+        }
         out
     }
 

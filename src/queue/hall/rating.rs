@@ -5,7 +5,9 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::{Hall, Outcome};
 use crate::queue::error::QueueError;
-use crate::queue::rating::{Case, CaseStatus, CaseStep, Rating, MAX_COMMENT, PAD_MINUTES};
+use crate::queue::rating::{
+    Case, CaseStatus, CaseStep, Rating, RatingSource, MAX_COMMENT, PAD_SECONDS,
+};
 use crate::queue::ticket::Status;
 
 /// Who rates.
@@ -13,7 +15,8 @@ use crate::queue::ticket::Status;
 pub enum RatingFrom {
     /// The citizen's phone, by the ticket's secret.
     Token(String),
-    /// The window's rating pad: its latest finished ticket not yet rated.
+    /// The window's rating pad: the ticket it completed last, within
+    /// [`PAD_SECONDS`] (A5).
     Window(usize),
 }
 
@@ -50,17 +53,15 @@ impl Hall {
                 "'comment' must be at most {MAX_COMMENT} characters"
             )));
         }
-        let id = match from {
-            RatingFrom::Token(token) => *self
-                .by_token
-                .get(&token)
-                .ok_or_else(|| QueueError::NotFound("no ticket has this token".into()))?,
-            RatingFrom::Window(w) => self.pad_ticket(w, now).ok_or_else(|| {
-                QueueError::Conflict(format!(
-                    "window {} finished no ticket in the last {PAD_MINUTES} minutes that is not rated yet",
-                    self.spec.windows[w].id
-                ))
-            })?,
+        let (id, source) = match from {
+            RatingFrom::Token(token) => (
+                *self
+                    .by_token
+                    .get(&token)
+                    .ok_or_else(|| QueueError::NotFound("no ticket has this token".into()))?,
+                RatingSource::Phone,
+            ),
+            RatingFrom::Window(w) => (self.pad_ticket(w, now)?, RatingSource::Pad),
         };
         let within = self.spec.ratings.rate_within_days;
         let t = &self.tickets[&id];
@@ -71,13 +72,26 @@ impl Hall {
                 t.status.as_str()
             )));
         }
-        if let Some(r) = &t.rating {
-            return Err(QueueError::Conflict(format!(
-                "ticket {} was already rated at {}; a rating is given once",
-                t.number,
-                self.local_time(r.at)
-            )));
-        }
+        // The citizen's word replaces the pad's, once; nothing replaces
+        // the citizen's.
+        let replaces = match &t.rating {
+            None => None,
+            Some(r) if r.source == RatingSource::Pad && source == RatingSource::Phone => {
+                Some(r.clone())
+            }
+            Some(r) => {
+                return Err(QueueError::Conflict(format!(
+                    "ticket {} was already rated {}at {}; a rating is given once",
+                    t.number,
+                    if r.source == RatingSource::Phone {
+                        "by the citizen "
+                    } else {
+                        ""
+                    },
+                    self.local_time(r.at)
+                )))
+            }
+        };
         let done = t.finished_at.unwrap_or(t.created_at);
         if now - done > Duration::days(i64::from(within)) {
             return Err(QueueError::Conflict(format!(
@@ -90,13 +104,25 @@ impl Hall {
             level,
             comment: comment.filter(|c| !c.trim().is_empty()),
             at: now,
+            source,
         };
         let mut out = Outcome {
             ticket: Some(id),
             tickets: vec![id],
             ..Outcome::default()
         };
-        if rating.is_bad() {
+        // A bad pad rating opened a case already: the citizen's bad word
+        // becomes the case's (a good one leaves it for staff to close).
+        let open_case = replaces
+            .filter(|r| r.is_bad())
+            .and_then(|_| self.cases.values().find(|c| c.ticket == id).map(|c| c.id));
+        if let (Some(case_id), true) = (open_case, rating.is_bad()) {
+            let case = self.cases.get_mut(&case_id).expect("found above");
+            case.level = level;
+            case.comment = rating.comment.clone();
+            out.case = Some(case_id);
+            out.cases.push(case_id);
+        } else if rating.is_bad() && open_case.is_none() {
             let case_id = self.next_case_id;
             self.next_case_id += 1;
             let case = Case {
@@ -166,16 +192,26 @@ impl Hall {
         })
     }
 
-    /// The ticket a window's pad rates now: the window's latest done
-    /// ticket of the last [`PAD_MINUTES`] that has no rating.
-    fn pad_ticket(&self, w: usize, now: DateTime<Utc>) -> Option<u64> {
-        let since = now - Duration::minutes(PAD_MINUTES);
-        self.tickets
+    /// The ticket a window's pad rates now: the one the window completed
+    /// last, if that was within [`PAD_SECONDS`] (A5). An older one is the
+    /// citizen's to rate, from the phone.
+    fn pad_ticket(&self, w: usize, now: DateTime<Utc>) -> Result<u64, QueueError> {
+        let wid = &self.spec.windows[w].id;
+        let (done, id) = self
+            .tickets
             .values()
-            .filter(|t| t.window == Some(w) && t.status == Status::Done && t.rating.is_none())
-            .filter_map(|t| t.finished_at.filter(|&f| f >= since).map(|f| (f, t.id)))
+            .filter(|t| t.window == Some(w) && t.status == Status::Done)
+            .filter_map(|t| t.finished_at.map(|f| (f, t.id)))
             .max()
-            .map(|(_, id)| id)
+            .ok_or_else(|| {
+                QueueError::Conflict(format!("window {wid} has completed no ticket to rate"))
+            })?;
+        if now - done > Duration::seconds(PAD_SECONDS) {
+            return Err(QueueError::Conflict(format!(
+                "window {wid} completed its last ticket more than {PAD_SECONDS} s ago; the pad rates only the ticket just served"
+            )));
+        }
+        Ok(id)
     }
 }
 
