@@ -1,6 +1,7 @@
 // `/book/{hall}` (contract §8): choose a service, a day and a slot; book;
 // then follow the booking on its own page, `/a/{token}`.
 import { api, el, hhmm, postOnce, problem } from './app.js';
+import { citizenProblem, phoneBox } from './verify.js';
 
 const hall = location.pathname.split('/')[2];
 const WEEKDAYS = [['日', 'Sun'], ['一', 'Mon'], ['二', 'Tue'], ['三', 'Wed'], ['四', 'Thu'], ['五', 'Fri'], ['六', 'Sat']];
@@ -9,8 +10,17 @@ let service = null;
 let day = null;
 let slot = null;
 let busy = false;
+let phone = null;
 
 const msg = (text) => { document.getElementById('msg').textContent = text; };
+
+/** A PRC resident ID number whose check character is right (GB 11643). */
+function validId(id) {
+  if (!/^\d{17}[\dXx]$/.test(id)) return false;
+  const w = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+  const sum = w.reduce((a, k, i) => a + k * Number(id[i]), 0);
+  return '10X98765432'[sum % 11] === id[17].toUpperCase();
+}
 
 /** A hall-local date `n` days from now, as YYYY-MM-DD and its weekday. */
 function hallDate(n) {
@@ -67,23 +77,40 @@ function renderSlots() {
 
 function renderBook() {
   document.getElementById('book').disabled = !(service && slot) || busy;
+  const byName = Boolean(service && service.appointments.require_id);
+  document.getElementById('holder').classList.toggle('hidden', !byName);
 }
 
 function renderAll() { renderServices(); renderDays(); renderSlots(); renderBook(); }
 
 document.getElementById('book').addEventListener('click', async () => {
   if (busy || !service || !slot) return;
-  const phone = document.getElementById('phone').value.replace(/[\s-]/g, '');
   const body = { service: service.id, start: slot };
-  if (phone) body.notify = { phone };
+  if (service.appointments.require_id) {
+    const name = document.getElementById('holder-name').value.trim();
+    const id = document.getElementById('holder-id').value.replace(/\s/g, '').toUpperCase();
+    if (!name || name.length > 30) { msg('请填写办事人姓名 · Enter the name of the person the booking is for.'); return; }
+    if (!validId(id)) { msg('身份证号不正确，请核对（18位，最后一位可能是X） · The ID number is not valid; check it (18 characters, the last may be X).'); return; }
+    body.holder = { name, id_number: id };
+  }
   busy = true;
   renderBook();
   msg('');
+  try {
+    const notify = await phone.notify();
+    if (notify) body.notify = notify;
+  } catch (e) {
+    busy = false;
+    renderBook();
+    msg(e.message);
+    return;
+  }
   const r = await postOnce(`/halls/${hall}/appointments`, { body });
   busy = false;
   renderBook();
   if (r.status !== 201) {
-    msg(problem(r));
+    if (r.status === 422 && body.notify && body.notify.phone_token) phone.forget();
+    msg(r.body && r.body.error ? citizenProblem(r) : problem(r));
     if (r.status === 409) loadSlots();
     return;
   }
@@ -95,6 +122,13 @@ const r = await api('GET', `/halls/${hall}`);
 if (r.status === 200) {
   board = r.body;
   document.getElementById('hall').textContent = `${board.name} · 网上预约`;
+  // A2: where the hall sends messages and verifies phones, a booking
+  // without staff needs a verified phone.
+  const required = board.verify_phones;
+  document.getElementById('phone-title').textContent = required
+    ? '4 · 手机号（需验证） · Phone (verified)'
+    : '4 · 手机号（选填，用于短信提醒） · Phone (optional, for text reminders)';
+  phone = phoneBox(document.getElementById('phone-box'), hall, board, { required, say: msg });
   renderAll();
 } else {
   msg(problem(r));

@@ -1,10 +1,14 @@
 // `/join/{hall}` (contract §8): a citizen takes a number on the phone,
 // without a token, then follows it on the ticket's own page.
 import { api, el, floorLabel, postOnce, problem, watchHours } from './app.js';
+import { citizenProblem, phoneBox } from './verify.js';
 
 const hall = location.pathname.split('/')[2];
 const mine = `hallcast.join.${hall}`;
 let busy = false;
+/** The phone box, once the board says the hall sends messages. */
+let phone = null;
+const say = (text) => { document.getElementById('msg').textContent = text; };
 
 
 /** The ticket this phone took here today, if it is still in line. */
@@ -29,6 +33,13 @@ function render(board) {
     return;
   }
   document.getElementById('choose').classList.toggle('shut', board.takes_tickets === false);
+  // A phone for the messages where the hall sends them (§9), proven by a
+  // code where it asks (A2). Mounted once: a board refresh keeps what was typed.
+  if (!phone && board.remind_ahead !== null) {
+    const box = document.getElementById('phone-box');
+    box.classList.remove('hidden');
+    phone = phoneBox(box, hall, board, { say });
+  }
   const floors = new Map(board.floors.map((f) => [f.number, f.name]));
   const byFloor = new Map();
   for (const s of board.services) {
@@ -55,12 +66,24 @@ function render(board) {
 async function take(service) {
   if (busy) return;
   busy = true;
-  document.getElementById('msg').textContent = '';
-  const priority = document.getElementById('green').checked ? 'priority' : 'normal';
-  const body = { service: service.id, priority, channel: 'mobile' };
+  say('');
+  // No green channel here (A1): staff give it, at the desk or a window.
+  const body = { service: service.id, channel: 'mobile' };
+  try {
+    const notify = phone ? await phone.notify() : null;
+    if (notify) body.notify = notify;
+  } catch (e) {
+    busy = false;
+    say(e.message);
+    return;
+  }
   const r = await postOnce(`/halls/${hall}/tickets`, { body });
   busy = false;
-  if (r.status !== 201) { document.getElementById('msg').textContent = problem(r); return; }
+  if (r.status !== 201) {
+    if (r.status === 422 && body.notify && body.notify.phone_token) phone.forget();
+    say(r.body && r.body.error ? citizenProblem(r) : problem(r));
+    return;
+  }
   localStorage.setItem(mine, JSON.stringify({ token: r.body.token }));
   location.assign(`/t/${r.body.token}`);
 }

@@ -48,6 +48,7 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("kiosk.js", JS, include_bytes!("../displays/kiosk.js")),
     ("join.js", JS, include_bytes!("../displays/join.js")),
     ("book.js", JS, include_bytes!("../displays/book.js")),
+    ("verify.js", JS, include_bytes!("../displays/verify.js")),
     (
         "appointment.js",
         JS,

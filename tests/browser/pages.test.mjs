@@ -7,6 +7,7 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import http from 'node:http';
 import { chromium } from 'playwright-core';
 
 const BIN = process.env.HALLCAST_BIN || path.resolve('../../target/debug/hallcast');
@@ -375,15 +376,17 @@ test('a citizen takes a number on the phone at /join and follows it', async () =
   await page.locator('button.svc[data-service="fund"]').waitFor();
   // Services come by floor, then zone, in large type.
   assert.match(await page.locator('#choose').textContent(), /2F [A-Z]区/);
+  // No green channel on the phone (A1): the page says to ask staff.
+  assert.equal(await page.locator('#green').count(), 0);
+  assert.match(await page.locator('#green-ask').textContent(), /工作人员/);
   await shot(page, 'join');
-  await page.locator('#green').check();
   await page.locator('button.svc[data-service="fund"]').click();
   await page.waitForURL(/\/t\//);
   await page.locator('#number', { hasText: /^D\d{3}$/ }).waitFor();
   const token = new URL(page.url()).pathname.split('/')[2];
   const t = await call('GET', `/tickets/${token}`);
   assert.equal(t.body.channel, 'mobile');
-  assert.equal(t.body.priority, 'priority');
+  assert.equal(t.body.priority, 'normal');
   await shot(page, 'join-ticket');
   // Back on /join, the phone is shown the number it already has.
   await page.goto(`${base}/join/demo`);
@@ -436,6 +439,150 @@ test('a citizen books at /book, checks in at the kiosk by code and is called on 
   await page.locator('#alert:not(.hidden) #alert-number', { hasText: number }).waitFor();
   await shot(page, 'appointment-called');
   await page.context().close();
+});
+
+/**
+ * A hall of its own that sends messages to a receiver this test runs, and
+ * books one service by real name: what /join and /book ask for there.
+ */
+async function verifyingHall() {
+  const got = [];
+  const receiver = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => { body += c; });
+    req.on('end', () => { got.push(JSON.parse(body)); res.end(); });
+  });
+  await new Promise((r) => receiver.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${receiver.address().port}/hook`;
+  const dir = mkdtempSync(path.join(tmpdir(), 'hallcast-verify-'));
+  const cfg = path.join(dir, 'hallcast.toml');
+  writeFileSync(cfg, `
+[[halls]]
+id = "qd"
+name = "青岛市民中心"
+timezone = "Asia/Shanghai"
+admin_token = "qd-admin-token-000001"
+mobile_tickets = true
+  [halls.notify]
+  webhook_url = "${url}"
+  secret = "a-test-secret-of-32-characters!!"
+  [[halls.floors]]
+  number = 1
+  name = "1F"
+  announce = "silent"
+  languages = ["zh", "en"]
+  [[halls.services]]
+  id = "general"
+  name = "综合受理"
+  name_en = "General"
+  prefix = "A"
+  floor = 1
+  zone = "A"
+  [[halls.services]]
+  id = "passport"
+  name = "出入境证件"
+  name_en = "Passports"
+  prefix = "P"
+  floor = 1
+  zone = "B"
+    [halls.services.appointments]
+    require_id = true
+  [halls.hours]
+  mon = "00:00-24:00"
+  tue = "00:00-24:00"
+  wed = "00:00-24:00"
+  thu = "00:00-24:00"
+  fri = "00:00-24:00"
+  sat = "00:00-24:00"
+  sun = "00:00-24:00"
+  [[halls.windows]]
+  id = "1-01"
+  label = "1"
+  floor = 1
+  zone = "A"
+  services = ["general", "passport"]
+  token = "qd-window-1-01-token"
+`);
+  const srv = await startServer('127.0.0.1:0', ['--config', cfg], path.join(dir, 'data'));
+  const codeFor = async (phone) => {
+    for (let i = 0; i < 100; i++) {
+      const m = got.filter((x) => x.kind === 'verify' && x.phone === phone).pop();
+      if (m) return m.code;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`no code reached ${phone}`);
+  };
+  const close = async () => {
+    await stopServer(srv);
+    receiver.close();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return { base: srv.base, got, codeFor, close };
+}
+
+test('a citizen proves the phone by a code at /join, then books by real name at /book', async () => {
+  const h = await verifyingHall();
+  const phoneView = { viewport: { width: 390, height: 844 } };
+  const ctx = await newContext(phoneView);
+  try {
+    const page = await open('/join/qd', { context: ctx, at: h.base });
+    await page.locator('#phone-box:not(.hidden) #send-code').waitFor();
+    // A wrong number is caught on the page; a right one gets a code.
+    await page.locator('#phone').fill('1380013');
+    await page.locator('#send-code').click();
+    await page.locator('#msg', { hasText: '11位' }).waitFor();
+    await page.locator('#phone').fill('138 0013 8000');
+    await page.locator('#send-code').click();
+    await page.locator('#send-code', { hasText: '秒后可重发' }).waitFor();
+    assert.equal(await page.locator('#send-code').isDisabled(), true, 'one code a minute');
+    const code = await h.codeFor('13800138000');
+    // A wrong code says how many tries are left.
+    await page.locator('#code').fill(code === '000000' ? '111111' : '000000');
+    await page.locator('button.svc[data-service="general"]').click();
+    await page.locator('#msg', { hasText: '还可再试2次' }).waitFor();
+    await shot(page, 'join-verify');
+    await page.locator('#code').fill(code);
+    await page.locator('button.svc[data-service="general"]').click();
+    await page.waitForURL(/\/t\//);
+    const token = new URL(page.url()).pathname.split('/')[2];
+    const t = await (await fetch(`${h.base}/api/v1/tickets/${token}`)).json();
+    assert.equal(t.channel, 'mobile');
+    for (let i = 0; i < 50 && !h.got.some((m) => m.kind === 'issued'); i++) await new Promise((r) => setTimeout(r, 100));
+    const issued = h.got.find((m) => m.kind === 'issued');
+    assert.equal(issued.phone, '13800138000', 'the verified phone gets the messages');
+
+    // /book on the same phone: verified already for 24 h; a real-name
+    // service asks for the holder.
+    const book = await open('/book/qd', { context: ctx, at: h.base });
+    await book.locator('button.svc[data-service="passport"]').click();
+    await book.locator('#verified', { hasText: '138****8000' }).waitFor();
+    await book.locator('#holder:not(.hidden)').waitFor();
+    await book.locator('button.day').nth(1).click();
+    await book.locator('button.slot:not([disabled])').first().click();
+    await book.locator('#holder-name').fill('张三');
+    await book.locator('#holder-id').fill('110105194912310021');
+    await book.locator('#book').click();
+    await book.locator('#msg', { hasText: '身份证号不正确' }).waitFor();
+    await book.locator('#holder-id').fill('11010519491231002X');
+    await shot(book, 'book-real-name');
+    await book.locator('#book').click();
+    await book.waitForURL(/\/a\//);
+    // A second booking of the same day by the same phone: the cap, in words.
+    await book.goto(`${h.base}/book/qd`);
+    await book.locator('button.svc[data-service="passport"]').click();
+    await book.locator('button.day').nth(1).click();
+    await book.locator('button.slot:not([disabled])').nth(1).click();
+    await book.locator('#holder-name').fill('李四');
+    await book.locator('#holder-id').fill('440524188001010014');
+    await book.locator('#book').click();
+    await book.locator('#msg', { hasText: '当天已预约此业务' }).waitFor();
+    await shot(book, 'book-limit');
+    // Nowhere whole: the booking's messages carry no ID number.
+    assert.ok(!JSON.stringify(h.got).includes('11010519491231002X'));
+  } finally {
+    await ctx.close();
+    await h.close();
+  }
 });
 
 test('a booking is cancelled on its page, and its place is free again', async () => {
