@@ -29,6 +29,14 @@ pub struct Args {
     /// The cluster's name (default: the PostgreSQL database's name).
     #[arg(long, value_name = "NAME")]
     pub cluster: Option<String>,
+    /// Read the cluster's shared secret (at least 32 characters; signs
+    /// every message on the bus) from this file instead of the config's
+    /// `[server] cluster_secret`.
+    #[arg(long, value_name = "FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// A NATS credentials file (.creds) for the bus.
+    #[arg(long, value_name = "FILE")]
+    pub bus_creds: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }

@@ -5,8 +5,14 @@
 //! node's hub, in hall-seq order, without a gap:
 //!
 //! - a node's own commits are handed over by the writer as on a single
-//!   node, and published on NATS (`hallcast.{cluster}.events.{hall}`)
+//!   node, and announced on NATS (`hallcast.{cluster}.events.{hall}`)
 //!   from a task of their own, so the writer never waits for the network;
+//! - the bus is a hint, never the truth (A8): an announcement sealed with
+//!   the cluster's secret (`seal.rs`) only wakes the poll, which reads
+//!   the hall's head and its new events from PostgreSQL and delivers
+//!   those. Nothing read from NATS is delivered, and no version is taken
+//!   from it: a rogue publisher, or a node whose secret leaked, can at
+//!   most make the others read PostgreSQL sooner;
 //! - every hall has an [`Order`]: the hall seq delivered so far and what
 //!   arrived ahead of a gap. Events are delivered to the hub only in
 //!   order; one ahead of a gap waits while the gap is read from
@@ -32,6 +38,7 @@ use tokio::sync::{mpsc, Notify};
 use crate::bus::{Bus, Committed, TicketMessage};
 use crate::engine::{Engine, HallEngine};
 use crate::hub::Hub;
+use crate::seal::Seal;
 use crate::store::{Backend, Postgres, StoredEvent};
 use crate::wire;
 
@@ -59,25 +66,18 @@ struct Order {
     pending: BTreeMap<u64, StoredEvent>,
 }
 
-/// A committed batch as it travels between nodes (not the contract: only
-/// hallcast nodes of the same version read it).
+/// What a node announces of its commit (not the contract: only hallcast
+/// nodes read it): which hall moved. The events themselves are read from
+/// PostgreSQL by whoever is told.
 #[derive(Serialize, Deserialize)]
 struct Wire {
     node: String,
     hall: String,
     version: u64,
-    events: Vec<WireEvent>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct WireEvent {
-    floor: i32,
-    floor_seq: u64,
-    hall_seq: u64,
-    at_ms: i64,
-    floor_msg: String,
-    hall_msg: String,
-}
+/// A refused message on the bus is logged at most this often.
+const REJECT_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// The bus of one node of a cluster.
 pub struct ClusterBus {
@@ -99,6 +99,10 @@ pub struct ClusterBus {
     /// writer's thread, which must not wait on a reload.
     released: mpsc::UnboundedSender<Released>,
     released_rx: Mutex<Option<mpsc::UnboundedReceiver<Released>>>,
+    /// Signs what this node says and checks what it hears (A8).
+    seal: Seal,
+    /// When a refused message was last logged.
+    rejected_logged: Mutex<Option<std::time::Instant>>,
 }
 
 /// A hall's events another node committed, let through by this node's
@@ -115,6 +119,7 @@ impl ClusterBus {
         halls: &[Arc<crate::queue::HallSpec>],
         nats: Option<&async_nats::Client>,
         wake: Arc<Notify>,
+        seal: Seal,
     ) -> Arc<ClusterBus> {
         let outgoing = nats.map(|client| {
             let (tx, mut rx) = mpsc::channel::<(String, Bytes)>(OUTGOING);
@@ -143,6 +148,8 @@ impl ClusterBus {
             outgoing,
             wake,
             sent: Mutex::new(HashMap::new()),
+            seal,
+            rejected_logged: Mutex::new(None),
         })
     }
 
@@ -303,8 +310,9 @@ impl ClusterBus {
         }
     }
 
-    /// Reads other nodes' batches from NATS until the process ends; the
-    /// client reconnects by itself.
+    /// Hears other nodes' announcements on NATS until the process ends
+    /// (the client reconnects by itself). Each sealed one wakes the poll;
+    /// anything else is counted and dropped.
     async fn listen(self: Arc<Self>, client: async_nats::Client) {
         let subject = format!("{}.*", self.subjects);
         let mut sub = match client.subscribe(subject.clone()).await {
@@ -315,29 +323,33 @@ impl ClusterBus {
             }
         };
         while let Some(msg) = sub.next().await {
-            let Ok(w) = serde_json::from_slice::<Wire>(&msg.payload) else {
-                tracing::warn!(subject = %msg.subject, "a message on the cluster's subject does not read; ignored");
+            let heard = self
+                .seal
+                .open(msg.subject.as_str(), &msg.payload)
+                .and_then(|p| serde_json::from_slice::<Wire>(p).ok())
+                .filter(|w| msg.subject.as_str() == format!("{}.{}", self.subjects, w.hall));
+            let Some(w) = heard else {
+                self.rejected(msg.subject.as_str());
                 continue;
             };
-            if w.node == self.node {
-                continue;
+            if w.node != self.node {
+                // A hint: the poll reads what PostgreSQL holds, now.
+                self.wake.notify_one();
             }
-            let events: Vec<StoredEvent> = w
-                .events
-                .into_iter()
-                .map(|e| StoredEvent {
-                    floor: e.floor,
-                    floor_seq: e.floor_seq,
-                    hall_seq: e.hall_seq,
-                    at: crate::store::from_ms(e.at_ms),
-                    floor_msg: Bytes::from(e.floor_msg),
-                    hall_msg: Bytes::from(e.hall_msg),
-                })
-                .collect();
-            let bus = self.clone();
-            // Telling the phones may reload the hall (blocking I/O).
-            let _ =
-                tokio::task::spawn_blocking(move || bus.arrived(&w.hall, w.version, &events)).await;
+        }
+    }
+
+    /// A message on the cluster's subjects that is not a node's: counted,
+    /// and logged at most once a minute (a flood must not fill the log).
+    fn rejected(&self, subject: &str) {
+        crate::metrics::bus_rejected();
+        let mut last = lock(&self.rejected_logged);
+        if last.is_none_or(|t| t.elapsed() >= REJECT_LOG_EVERY) {
+            *last = Some(std::time::Instant::now());
+            tracing::warn!(
+                %subject,
+                "a message on the cluster's bus is not sealed with this cluster's secret (or does not read); dropped. Another cluster with the same name, a node with another cluster_secret, or someone else publishing there (hallcast_bus_rejected_total counts them)"
+            );
         }
     }
 
@@ -412,8 +424,8 @@ impl Bus for ClusterBus {
 }
 
 impl ClusterBus {
-    /// A committed batch onto NATS for the other nodes, never waiting:
-    /// when the sending task is behind, they read it from PostgreSQL.
+    /// Announces a commit on NATS to the other nodes, never waiting: when
+    /// the sending task is behind, they find it in PostgreSQL by the poll.
     fn send(&self, c: &Committed) {
         let (Some(out), false) = (&self.outgoing, c.events.is_empty() && c.version == 0) else {
             return;
@@ -422,29 +434,13 @@ impl ClusterBus {
             node: self.node.clone(),
             hall: c.hall.clone(),
             version: c.version,
-            events: c
-                .events
-                .iter()
-                .map(|e| WireEvent {
-                    floor: e.floor,
-                    floor_seq: e.floor_seq,
-                    hall_seq: e.hall_seq,
-                    at_ms: e.at.timestamp_millis(),
-                    floor_msg: String::from_utf8_lossy(&e.floor_msg).into_owned(),
-                    hall_msg: String::from_utf8_lossy(&e.hall_msg).into_owned(),
-                })
-                .collect(),
         };
         let Ok(payload) = serde_json::to_vec(&w) else {
             return;
         };
-        if out
-            .try_send((
-                format!("{}.{}", self.subjects, c.hall),
-                Bytes::from(payload),
-            ))
-            .is_err()
-        {
+        let subject = format!("{}.{}", self.subjects, c.hall);
+        let sealed = self.seal.seal(&subject, &payload);
+        if out.try_send((subject, Bytes::from(sealed))).is_err() {
             tracing::debug!(hall = %c.hall, "NATS is behind; the other nodes read this batch from PostgreSQL");
         }
     }
@@ -454,14 +450,34 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Connects to NATS at `url`, retrying in the background while it is
-/// down; `reconnected` is woken at every (re)connection, so the node reads
-/// what it missed from PostgreSQL at once.
+/// Connects to NATS at `url` (`nats://` or `tls://`, credentials in it as
+/// `USER:PASSWORD@` or `TOKEN@`, or a `.creds` file), retrying in the
+/// background while it is down; `reconnected` is woken at every
+/// (re)connection, so the node reads what it missed from PostgreSQL at
+/// once. Neither the URL's credentials nor the file's reach a log or an
+/// error.
 pub async fn connect_nats(
     url: &str,
+    creds: Option<&std::path::Path>,
     reconnected: Arc<Notify>,
 ) -> Result<async_nats::Client, String> {
-    async_nats::ConnectOptions::new()
+    let shown = crate::config::redacted_url(url);
+    let (bare, auth) = split_credentials(url);
+    let mut options = async_nats::ConnectOptions::new();
+    match auth {
+        Some((user, Some(pass))) => options = options.user_and_password(user, pass),
+        Some((token, None)) => options = options.token(token),
+        None => {}
+    }
+    if let Some(file) = creds {
+        options = options.credentials_file(file).await.map_err(|e| {
+            format!(
+                "cannot read the NATS credentials file {}: {e}",
+                file.display()
+            )
+        })?;
+    }
+    options
         .retry_on_initial_connect()
         .event_callback(move |event| {
             let reconnected = reconnected.clone();
@@ -474,11 +490,84 @@ pub async fn connect_nats(
                     async_nats::Event::Disconnected => {
                         tracing::warn!("NATS disconnected; reading other nodes' calls from PostgreSQL every second until it is back")
                     }
+                    async_nats::Event::ClientError(e) => {
+                        tracing::warn!(error = %e, "NATS refused this node (its credentials?); reading other nodes' calls from PostgreSQL every second")
+                    }
                     _ => {}
                 }
             }
         })
-        .connect(url)
+        .connect(bare.as_str())
         .await
-        .map_err(|e| format!("cannot connect to NATS at {url}: {e}"))
+        .map_err(|e| format!("cannot connect to NATS at {shown}: {e}"))
+}
+
+/// A NATS URL without its user info, and that user info: `(user,
+/// Some(password))`, or `(token, None)`; percent-escapes decoded.
+fn split_credentials(url: &str) -> (String, Option<(String, Option<String>)>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_string(), None);
+    };
+    let host_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(host_end);
+    let Some((info, host)) = authority.rsplit_once('@') else {
+        return (url.to_string(), None);
+    };
+    let auth = match info.split_once(':') {
+        Some((u, p)) => (unescape(u), Some(unescape(p))),
+        None => (unescape(info), None),
+    };
+    (format!("{scheme}://{host}{path}"), Some(auth))
+}
+
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_credentials;
+
+    #[test]
+    fn credentials_are_taken_out_of_a_nats_url() {
+        assert_eq!(
+            split_credentials("nats://127.0.0.1:4222"),
+            ("nats://127.0.0.1:4222".to_string(), None)
+        );
+        assert_eq!(
+            split_credentials("nats://node:p%40ss@nats.local:4222"),
+            (
+                "nats://nats.local:4222".to_string(),
+                Some(("node".to_string(), Some("p@ss".to_string())))
+            )
+        );
+        assert_eq!(
+            split_credentials("tls://s3cr3t-token@nats.local"),
+            (
+                "tls://nats.local".to_string(),
+                Some(("s3cr3t-token".to_string(), None))
+            )
+        );
+        assert_eq!(
+            crate::config::redacted_url("nats://node:p%40ss@nats.local:4222?x=1"),
+            "nats://***@nats.local:4222"
+        );
+    }
 }

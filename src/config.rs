@@ -29,6 +29,34 @@ pub const MIN_TOKEN_LEN: usize = 16;
 /// for a counter service in a government hall.
 pub const DEFAULT_AVG_SERVICE_SECONDS: u32 = 600;
 
+/// A URL as it may be logged or shown: without its user, password or
+/// token (`nats://***@host:4222`) and without its query.
+pub fn redacted_url(url: &str) -> String {
+    let url = url.split(['?', '#']).next().unwrap_or(url);
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host_end = rest.find('/').unwrap_or(rest.len());
+            let (authority, path) = rest.split_at(host_end);
+            match authority.rsplit_once('@') {
+                Some((_, host)) => format!("{scheme}://***@{host}{path}"),
+                None => format!("{scheme}://{authority}{path}"),
+            }
+        }
+        None => "(a URL that does not read)".to_string(),
+    }
+}
+
+/// The cluster's secret from `--cluster-secret-file`: the file's text
+/// without its final newline.
+pub fn read_secret_file(path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.display().to_string(),
+        entry: "cluster_secret".into(),
+        rule: format!("cannot read the cluster's secret: {e}"),
+    })?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_string())
+}
+
 /// The whole validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -54,6 +82,11 @@ pub struct Config {
     /// `[server] cluster`: the cluster's name; `None` until
     /// [`Config::check_cluster`] sets the default.
     pub cluster: Option<String>,
+    /// `[server] cluster_secret` (or `--cluster-secret-file`): signs every
+    /// message on the bus (A8); required with a bus.
+    pub cluster_secret: Option<String>,
+    /// `--bus-creds` (or `[server] bus_creds`): a NATS credentials file.
+    pub bus_creds: Option<PathBuf>,
     pub halls: Vec<Arc<HallSpec>>,
 }
 
@@ -76,10 +109,13 @@ impl Config {
             }
         }
         if let Some(bus) = &self.bus {
-            if !bus.starts_with("nats://") {
+            if !(bus.starts_with("nats://") || bus.starts_with("tls://")) {
                 return Err(err(
                     "bus",
-                    format!("'{bus}' is not a NATS URL; write nats://HOST:4222"),
+                    format!(
+                        "'{}' is not a NATS URL; write nats://HOST:4222 (tls://HOST:4222 for TLS; credentials as nats://USER:PASSWORD@HOST or nats://TOKEN@HOST, or --bus-creds FILE)",
+                        redacted_url(bus)
+                    ),
                 ));
             }
             if self.store.is_none() {
@@ -87,6 +123,21 @@ impl Config {
                     "bus",
                     "a bus joins the nodes of a cluster, which share a PostgreSQL store: give store too".into(),
                 ));
+            }
+            match &self.cluster_secret {
+                None => {
+                    return Err(err(
+                        "cluster_secret",
+                        "a cluster with a bus needs a shared secret, so its nodes believe only each other: set [server] cluster_secret (or --cluster-secret-file FILE) to the same 32+ random characters on every node".into(),
+                    ))
+                }
+                Some(s) if s.chars().count() < 32 => {
+                    return Err(err(
+                        "cluster_secret",
+                        "must be at least 32 characters (e.g. `openssl rand -hex 32`)".into(),
+                    ))
+                }
+                Some(_) => {}
             }
         }
         if self.cluster.is_none() {
@@ -180,6 +231,8 @@ struct RawServer {
     store: Option<String>,
     bus: Option<String>,
     cluster: Option<String>,
+    cluster_secret: Option<String>,
+    bus_creds: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -498,6 +551,8 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
         store: raw.server.store,
         bus: raw.server.bus,
         cluster: raw.server.cluster,
+        cluster_secret: raw.server.cluster_secret,
+        bus_creds: raw.server.bus_creds,
         halls,
     })
 }

@@ -41,6 +41,7 @@ pub mod notify;
 pub mod pages;
 pub mod queue;
 pub mod report;
+pub mod seal;
 pub mod server;
 pub mod store;
 pub mod wire;
@@ -89,10 +90,18 @@ pub async fn run(
         Some(path) => path.display().to_string(),
         None => "<built-in demo hall>".to_string(),
     };
-    let from_args = args.store.is_some() || args.bus.is_some() || args.cluster.is_some();
+    let from_args = args.store.is_some()
+        || args.bus.is_some()
+        || args.cluster.is_some()
+        || args.cluster_secret_file.is_some()
+        || args.bus_creds.is_some();
     config.store = args.store.or(config.store);
     config.bus = args.bus.or(config.bus);
     config.cluster = args.cluster.or(config.cluster);
+    config.bus_creds = args.bus_creds.or(config.bus_creds);
+    if let Some(file) = &args.cluster_secret_file {
+        config.cluster_secret = Some(config::read_secret_file(file)?);
+    }
     let source = if from_args {
         format!("{source} and the command line")
     } else {

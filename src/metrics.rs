@@ -25,6 +25,7 @@ const COMMIT: &str = "hallcast_commit_seconds";
 const WAITING: &str = "hallcast_waiting";
 const OUTBOX: &str = "hallcast_outbox";
 const BUILD: &str = "hallcast_build_info";
+const BUS_REJECTED: &str = "hallcast_bus_rejected_total";
 
 /// The channels a connection can be on.
 pub const CHANNELS: [&str; 3] = ["floor", "hall", "ticket"];
@@ -99,11 +100,16 @@ pub fn install() -> &'static PrometheusHandle {
             "Messages to citizens' phones in the store, by hall and status."
         );
         describe_gauge!(BUILD, "The running build.");
+        describe_counter!(
+            BUS_REJECTED,
+            "Messages on the cluster's bus dropped: not sealed with this cluster's secret, or not readable (A8)."
+        );
         for ch in CHANNELS {
             gauge!(CONNECTIONS, "channel" => ch).set(0.0);
         }
         counter!(DELIVERIES).absolute(0);
         counter!(SLOW_CLOSES).absolute(0);
+        counter!(BUS_REJECTED).absolute(0);
         // Registered (with no sample) so the family shows from the start.
         let _ = histogram!(COMMIT);
         gauge!(BUILD, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
@@ -153,6 +159,11 @@ pub fn delivered(n: u64) {
 /// A subscriber was closed as slow.
 pub fn slow_close() {
     counter!(SLOW_CLOSES).increment(1);
+}
+
+/// A message on the cluster's bus was refused (A8).
+pub fn bus_rejected() {
+    counter!(BUS_REJECTED).increment(1);
 }
 
 /// A command took effect.

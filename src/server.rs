@@ -297,13 +297,21 @@ async fn join_cluster(
     let wake = Arc::new(tokio::sync::Notify::new());
     let nats = match &config.bus {
         Some(bus) => Some(
-            cluster::connect_nats(bus, wake.clone())
+            cluster::connect_nats(bus, config.bus_creds.as_deref(), wake.clone())
                 .await
                 .map_err(anyhow::Error::msg)?,
         ),
         None => None,
     };
-    let bus = ClusterBus::new(hub.clone(), name, &config.halls, nats.as_ref(), wake);
+    // Required with a bus (config checks it); without one nothing is said
+    // on a bus, and a key of this process alone seals nothing anyone reads.
+    let seal = crate::seal::Seal::new(
+        &config
+            .cluster_secret
+            .clone()
+            .unwrap_or_else(crate::engine::new_token),
+    );
+    let bus = ClusterBus::new(hub.clone(), name, &config.halls, nats.as_ref(), wake, seal);
     let engine = Arc::new(engine.clustered().with_bus(bus.clone()));
     bus.start(&engine, nats, Postgres::lazy(url)?);
     tracing::info!(

@@ -775,6 +775,10 @@ async fn a_scalper_spread_over_three_nodes_gets_no_more_than_from_one() {
         "nats://127.0.0.1:4222".to_string(),
         "--cluster".to_string(),
         db.name.replace('_', "-"),
+        "--cluster-secret-file".to_string(),
+        common::cluster_secret_file(tmp.path())
+            .display()
+            .to_string(),
     ];
     let nodes: Vec<Server> = (0..3)
         .map(|i| Server::spawn_with(&tmp.path().join(format!("n{i}")), Some(&cfg), &[], &args))

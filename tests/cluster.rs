@@ -26,6 +26,7 @@ struct Cluster {
 impl Cluster {
     fn start(db: &Db, bus: &str, n: usize) -> Cluster {
         let tmp = tempfile::tempdir().unwrap();
+        let secret = common::cluster_secret_file(tmp.path());
         let args = vec![
             "--store".to_string(),
             db.url(),
@@ -33,6 +34,8 @@ impl Cluster {
             bus.to_string(),
             "--cluster".to_string(),
             db.name.replace('_', "-"),
+            "--cluster-secret-file".to_string(),
+            secret.display().to_string(),
         ];
         let nodes = (0..n)
             .map(|i| Server::spawn_with(&tmp.path().join(format!("node{i}")), None, &[], &args))
@@ -263,16 +266,26 @@ async fn kill_9_of_a_node_under_load_loses_no_call_on_any_screen() {
 struct OwnNats {
     port: u16,
     child: Option<Child>,
+    /// Further arguments of the server (`--user`, `--pass`).
+    args: Vec<String>,
 }
 
 impl OwnNats {
     fn start() -> OwnNats {
+        OwnNats::start_with(&[])
+    }
+
+    fn start_with(args: &[&str]) -> OwnNats {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let mut n = OwnNats { port, child: None };
+        let mut n = OwnNats {
+            port,
+            child: None,
+            args: args.iter().map(|a| a.to_string()).collect(),
+        };
         n.resume();
         n
     }
@@ -284,6 +297,7 @@ impl OwnNats {
     fn resume(&mut self) {
         let child = Command::new("nats-server")
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -382,6 +396,168 @@ async fn a_bad_cluster_name_or_store_url_is_refused_at_start() {
     let (code, err) = run(&["--bus", NATS]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("store"), "{err}");
+    // A8: a bus needs the cluster's secret, of 32 characters or more.
+    let (code, err) = run(&[
+        "--store",
+        "postgres://postgres@127.0.0.1/test",
+        "--bus",
+        NATS,
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cluster_secret"), "{err}");
+    let short = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(short.path(), "too-short\n").unwrap();
+    let (code, err) = run(&[
+        "--store",
+        "postgres://postgres@127.0.0.1/test",
+        "--bus",
+        NATS,
+        "--cluster-secret-file",
+        short.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("32"), "{err}");
+    // A URL with a password is never echoed.
+    let (code, err) = run(&[
+        "--store",
+        "postgres://postgres@127.0.0.1/test",
+        "--bus",
+        "http://node:hunter2-secret@127.0.0.1:4222",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("***@127.0.0.1:4222"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+/// A8: the bus is a hint, never the truth. Made-up events on the
+/// cluster's subject (the name is guessable), a version near `u64::MAX`,
+/// and a message sealed with another secret change nothing any node
+/// shows or does; each is counted, and logged once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rogue_publisher_on_nats_changes_nothing_a_node_shows() {
+    let db = Db::new("rogue");
+    let c = Cluster::start(&db, NATS, 2);
+    let subject = format!("hallcast.{}.events.demo", db.name.replace('_', "-"));
+    let (mut ws, after) = screen(&c.nodes[1]).await;
+    let rogue = async_nats::connect(NATS).await.unwrap();
+    let called = serde_json::json!({"type": "called", "seq": after + 1,
+        "at": "2026-12-08T10:00:00.000+08:00", "number": "A999",
+        "window": {"id": "3-01", "label": "1"}, "recall": 0,
+        "announcement": "/api/v1/announcements/demo.3.A999.3-01.zh-en.wav"});
+    for i in 0..20u64 {
+        // The wire of before A8: events carried whole, a version taken as is.
+        let msg = serde_json::json!({"node": "rogue", "hall": "demo", "version": u64::MAX - i,
+            "events": [{"floor": 3, "floor_seq": after + 1 + i, "hall_seq": 1 + i,
+                        "at_ms": 1_796_700_000_000i64, "floor_msg": called.to_string(),
+                        "hall_msg": called.to_string()}]});
+        rogue
+            .publish(subject.clone(), msg.to_string().into())
+            .await
+            .unwrap();
+    }
+    let other = hallcast::seal::Seal::new("another-cluster-secret-32-chars-long");
+    let msg = serde_json::json!({"node": "rogue", "hall": "demo", "version": u64::MAX});
+    rogue
+        .publish(
+            subject.clone(),
+            other.seal(&subject, msg.to_string().as_bytes()).into(),
+        )
+        .await
+        .unwrap();
+    rogue.flush().await.unwrap();
+    assert!(
+        ws.silent_for(Duration::from_millis(1500)).await,
+        "nothing made up reaches a screen"
+    );
+    let wav = c
+        .client(1)
+        .get("/api/v1/announcements/demo.3.A999.3-01.zh-en.wav")
+        .await;
+    assert_eq!(wav.status, 404, "a made-up call is not composed");
+    // Reads stay reads: no node reloads the hall for a version it was
+    // told of by anyone but PostgreSQL.
+    let reloads = |s: &Server| {
+        s.logs().matches("took in other nodes' changes").count()
+            + s.logs().matches("hall reloaded from the cluster").count()
+    };
+    let before = reloads(&c.nodes[1]);
+    for _ in 0..30 {
+        assert_eq!(
+            c.client(1).get("/api/v1/halls/demo/floors/3").await.status,
+            200
+        );
+    }
+    assert_eq!(reloads(&c.nodes[1]), before, "GETs reloaded the hall");
+    // A real call still reaches the screen, next in seq.
+    c.client(0).issue("business").await;
+    let r = c.client(0).window("3-02", "call", "{}").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let got = calls(&mut ws, 1).await;
+    assert_gapless(&got, after);
+    assert_eq!(numbers(&got), ["A001"]);
+    // Counted and logged at most once a minute.
+    for node in &c.nodes {
+        let m = Client::new(node).get("/metrics").await.text;
+        let n: f64 = m
+            .lines()
+            .find_map(|l| l.strip_prefix("hallcast_bus_rejected_total "))
+            .expect("the counter")
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(n >= 21.0, "{n} rejected");
+        assert_eq!(
+            node.logs()
+                .matches("not sealed with this cluster's secret")
+                .count(),
+            1
+        );
+    }
+}
+
+/// A8: NATS with a user and a password (in the URL): the nodes talk over
+/// it, and the password is never in a log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_with_a_password_carries_the_calls_and_the_password_is_never_logged() {
+    let db = Db::new("natsauth");
+    let nats = OwnNats::start_with(&["--user", "node", "--pass", "s3cret-nats-pass"]);
+    let url = format!("nats://node:s3cret-nats-pass@127.0.0.1:{}", nats.port);
+    let c = Cluster::start(&db, &url, 2);
+    let (mut ws, after) = screen(&c.nodes[1]).await;
+    c.client(0).issue("business").await;
+    c.client(0).window("3-01", "call", "{}").await;
+    let got = calls(&mut ws, 1).await;
+    assert_gapless(&got, after);
+    for n in &c.nodes {
+        let logs = n.logs();
+        assert!(logs.contains("connected to NATS"), "{logs}");
+        assert!(!logs.contains("s3cret-nats-pass"), "{logs}");
+    }
+    // A wrong password: the node says so without the password.
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = common::cluster_secret_file(tmp.path());
+    let wrong = format!("nats://node:wr0ng-pass@127.0.0.1:{}", nats.port);
+    let s = Server::spawn_with(
+        &tmp.path().join("n"),
+        None,
+        &[],
+        &[
+            "--store".into(),
+            db.url(),
+            "--bus".into(),
+            wrong,
+            "--cluster".into(),
+            db.name.replace('_', "-"),
+            "--cluster-secret-file".into(),
+            secret.display().to_string(),
+        ],
+    );
+    eventually(10, "the refusal logged", || async {
+        let l = s.logs();
+        (l.contains("NATS refused") || l.contains("authorization")).then_some(())
+    })
+    .await;
+    assert!(!s.logs().contains("wr0ng-pass"), "{}", s.logs());
 }
 
 /// A PostgreSQL server of the test's own (Debian's binaries, a fresh data

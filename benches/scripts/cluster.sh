@@ -11,5 +11,7 @@ set -eu
 bench=$1
 shift
 psql -qh 127.0.0.1 -U postgres -d postgres -c 'DROP DATABASE IF EXISTS hcbench' -c 'CREATE DATABASE hcbench'
-HALLCAST_BENCH_ARGS="--store postgres://postgres@127.0.0.1:5432/hcbench --bus nats://127.0.0.1:4222 --cluster bench-$$" \
+secret=$(mktemp)
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$secret"
+HALLCAST_BENCH_ARGS="--store postgres://postgres@127.0.0.1:5432/hcbench --bus nats://127.0.0.1:4222 --cluster bench-$$ --cluster-secret-file $secret" \
     exec cargo bench --bench "$bench" -- "$@"

@@ -665,6 +665,14 @@ impl Drop for Db {
     }
 }
 
+/// A cluster's shared secret in a file of `dir` (A8), for
+/// `--cluster-secret-file`: every node of one cluster is given the same.
+pub fn cluster_secret_file(dir: &Path) -> PathBuf {
+    let f = dir.join("cluster-secret");
+    std::fs::write(&f, "a-cluster-secret-of-at-least-32-characters\n").unwrap();
+    f
+}
+
 /// Proves a phone to a hall the way a citizen does (A2): asks for a code,
 /// reads it from the `verify` message the receiver got, and trades it for
 /// a phone token.
