@@ -326,7 +326,17 @@ pub struct Engine {
     /// In a cluster: the last look at PostgreSQL failed (contract §14:
     /// `/readyz` is 503 while it is unreachable, commands or not).
     store_unreachable: std::sync::atomic::AtomicBool,
+    /// Turns for report reads (A7): public summaries, statistics, exports
+    /// and listings together never hold more than this node's share of the
+    /// store, and never starve each other past a 503.
+    report_turns: Arc<tokio::sync::Semaphore>,
 }
+
+/// Report reads that run at once in a node (A7).
+pub const REPORT_READS_AT_ONCE: usize = 4;
+
+/// A report read waits this long for its turn, then is answered 503.
+pub const REPORT_TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Idempotency records as the engine looks them up: by caller and key.
 fn idempotency_map(
@@ -435,6 +445,7 @@ impl Engine {
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             announcer,
             store_unreachable: std::sync::atomic::AtomicBool::new(false),
+            report_turns: Arc::new(tokio::sync::Semaphore::new(REPORT_READS_AT_ONCE)),
         })
     }
 
@@ -595,27 +606,59 @@ impl Engine {
         self.read_reports_on(0, what, read).await
     }
 
-    /// [`Engine::read_reports`] on report connection `i` (modulo their
-    /// number).
+    /// [`Engine::read_reports`] preferring report connection `i` (modulo
+    /// their number): it waits for a turn ([`REPORT_READS_AT_ONCE`], 503
+    /// after [`REPORT_TURN_WAIT`]), then takes the first free connection
+    /// from `i` on, so a public summary does not queue behind an admin's
+    /// year of statistics while another connection idles.
     pub async fn read_reports_on<T: Send + 'static>(
         &self,
         i: usize,
         what: &'static str,
         read: impl FnOnce(&mut dyn Backend) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let reports = self.reports[i % self.reports.len()].clone();
+        let turn = self.report_turn(what).await?;
+        let n = self.reports.len();
+        let reports: Vec<_> = (0..n).map(|k| self.reports[(i + k) % n].clone()).collect();
         tokio::task::spawn_blocking(move || {
-            let mut b = reports.lock().unwrap_or_else(|p| p.into_inner());
+            let _turn = turn;
+            let free = reports.iter().find_map(|r| r.try_lock().ok());
+            let mut b = match free {
+                Some(b) => b,
+                None => reports[0].lock().unwrap_or_else(|p| p.into_inner()),
+            };
             read(&mut **b)
         })
         .await
         .map_err(|e| StoreError::unavailable(format!("{what} read failed: {e}")))?
     }
 
-    /// The reports' connection, for a reader that takes it in turns (an
-    /// export, a day at a time). Blocking: call it off the async threads.
+    /// A turn for a report read, or 503 after [`REPORT_TURN_WAIT`].
+    pub async fn report_turn(
+        &self,
+        what: &str,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, StoreError> {
+        match tokio::time::timeout(REPORT_TURN_WAIT, self.report_turns.clone().acquire_owned())
+            .await
+        {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(StoreError::unavailable(format!(
+                "{what}: every report reader is busy; retry in a moment"
+            ))),
+        }
+    }
+
+    /// The turns of report reads, for a reader that takes them a piece at
+    /// a time (an export, a day at a time).
+    pub fn report_turns(&self) -> Arc<tokio::sync::Semaphore> {
+        self.report_turns.clone()
+    }
+
+    /// The reports' last connection, for a reader that takes it in turns
+    /// (an export, a day at a time): the first ones serve the summaries
+    /// and statistics first. Blocking: call it off the async threads.
     pub fn reports(&self) -> Arc<Mutex<Box<dyn Backend>>> {
-        self.reports[0].clone()
+        self.reports[self.reports.len() - 1].clone()
     }
 
     /// Pending outbox messages due by `now`.

@@ -458,6 +458,19 @@ async fn the_public_summary_counts_ratings_of_its_dates_and_nothing_personal() {
         .get("/api/v1/halls/demo/ratings?from=2026-12-01&to=2026-12-02")
         .await;
     assert_eq!(both.json["count"], 6);
+    // A7: a public route reads a year at most.
+    let year = c
+        .get("/api/v1/halls/demo/ratings?from=2025-12-02&to=2026-12-02")
+        .await;
+    assert_eq!(year.status, 200, "366 dates: {}", year.text);
+    for range in [
+        "from=2025-12-01&to=2026-12-02",
+        "from=1900-01-01&to=2999-12-31",
+    ] {
+        let r = c.get(&format!("/api/v1/halls/demo/ratings?{range}")).await;
+        assert_eq!(r.status, 400, "{range}: {}", r.text);
+        assert!(r.text.contains("366"), "{}", r.text);
+    }
     let svc = both.json["by_service"]
         .as_array()
         .unwrap()

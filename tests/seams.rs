@@ -231,3 +231,93 @@ async fn committed_batches_reach_the_bus_in_order_and_nothing_else_does() {
         .collect();
     assert_eq!(floors, (1..=floors.len() as u64).collect::<Vec<_>>());
 }
+
+/// A report connection whose rating reads take a while and count how many
+/// run at once.
+struct SlowReports {
+    running: Arc<std::sync::atomic::AtomicUsize>,
+    most: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Backend for SlowReports {
+    fn load(&mut self, _: &HallSpec, _: DateTime<Utc>) -> Result<Loaded, StoreError> {
+        Ok(Loaded::default())
+    }
+    fn commit(&mut self, _: &[&Batch]) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn maintain(&mut self, _: DateTime<Utc>) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn events_after(
+        &mut self,
+        _: &str,
+        _: Option<i32>,
+        _: u64,
+        _: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        Ok(Vec::new())
+    }
+    fn rating_counts(
+        &mut self,
+        _: &str,
+        _: DateTime<Utc>,
+        _: DateTime<Utc>,
+    ) -> Result<Vec<hallcast::store::RatingCount>, StoreError> {
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        std::thread::sleep(std::time::Duration::from_millis(
+            (hallcast::engine::REPORT_TURN_WAIT.as_millis() + 2_000) as u64,
+        ));
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        Ok(Vec::new())
+    }
+}
+
+/// A7: at most four report reads run at once in a node, each on a free
+/// connection, and one that waits longer than its turn allows is 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_reads_take_turns_and_a_long_wait_is_unavailable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (e, _w) = engine(tmp.path(), Box::new(Sqlite::open(tmp.path()).unwrap()));
+    let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let reports: Vec<Box<dyn Backend>> = (0..6)
+        .map(|_| {
+            Box::new(SlowReports {
+                running: running.clone(),
+                most: most.clone(),
+            }) as Box<dyn Backend>
+        })
+        .collect();
+    let e = Arc::new(Arc::try_unwrap(e).ok().unwrap().with_reports(reports));
+    let started = std::time::Instant::now();
+    let reads: Vec<_> = (0..5)
+        .map(|_| {
+            let e = e.clone();
+            tokio::spawn(async move {
+                let now = Utc::now();
+                e.read_reports("ratings", move |b| b.rating_counts("demo", now, now))
+                    .await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    let mut unavailable = 0;
+    for r in reads {
+        match r.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(e) => {
+                assert!(e.message.contains("busy"), "{}", e.message);
+                unavailable += 1;
+            }
+        }
+    }
+    assert_eq!((ok, unavailable), (4, 1));
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        4,
+        "four at once, each on its own connection"
+    );
+    assert!(started.elapsed() >= hallcast::engine::REPORT_TURN_WAIT);
+}

@@ -82,6 +82,8 @@ async fn a_floor_stream_starts_with_the_snapshot_then_every_event_with_its_seq()
     let first = sse.next().await.unwrap();
     assert_eq!(first.data["type"], "snapshot");
     assert_eq!(first.data["seq"], 0);
+    // A9: the snapshot has its id too, also at seq 0.
+    assert_eq!(first.id, Some(0), "the snapshot's id is its seq");
     c.issue("business").await;
     assert_eq!(c.window("3-01", "call", "{}").await.status, 200);
     let mut seqs = Vec::new();
@@ -98,6 +100,14 @@ async fn a_floor_stream_starts_with_the_snapshot_then_every_event_with_its_seq()
     }
     assert_eq!(seqs, [1, 2, 3], "one event per message, in order");
     assert!(types.contains(&"called".to_string()), "{types:?}");
+    // A later snapshot carries the seq it stands at.
+    let mut again = Sse::open(&c, "/sse/v1/halls/demo/floors/3", &[]).await;
+    let snap = again.next().await.unwrap();
+    assert_eq!(snap.data["type"], "snapshot");
+    assert_eq!(snap.id, Some(3));
+    let mut hall = Sse::open(&c, "/sse/v1/halls/demo", &[]).await;
+    let snap = hall.next().await.unwrap();
+    assert_eq!(snap.id, snap.data["seq"].as_u64());
 }
 
 #[tokio::test]

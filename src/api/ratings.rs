@@ -81,7 +81,8 @@ pub async fn by_pad(
 /// 好评率), counts only.
 pub async fn summary(api: &Api, req: &Request<'_>, hall: &str) -> Result<Answer, ApiError> {
     let h = super::known_hall(&api.engine, hall)?;
-    let dates = super::reports::dates(h, req.query, &[], None)?.0;
+    // A year at most (A7): a public route must not make a century's read.
+    let dates = super::reports::dates(h, req.query, &[], Some(366))?.0;
     let (from, to) = dates
         .instants(h.spec.timezone)
         .ok_or_else(|| ApiError::bad_request("the dates are out of range"))?;

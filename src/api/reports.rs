@@ -169,6 +169,8 @@ fn export(
     let (dates, _) = dates(h, query, &[], Some(MAX_DATES))?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
     let reports = api.engine.reports();
+    let turns = api.engine.report_turns();
+    let rt = tokio::runtime::Handle::current();
     let spec = h.spec.clone();
     tokio::task::spawn_blocking(move || {
         if tx
@@ -180,12 +182,23 @@ fn export(
         for day in dates.days() {
             let d = day.to_string();
             let mut rows = String::new();
+            // A turn per date (A7): a long export shares the store.
+            let wait = tokio::time::timeout(
+                crate::engine::REPORT_TURN_WAIT,
+                turns.clone().acquire_owned(),
+            );
+            let Ok(Ok(turn)) = rt.block_on(wait) else {
+                tracing::warn!(hall = %spec.id, "statistics export waited too long for a report reader; ended short");
+                return;
+            };
             let read = {
                 let mut b = reports.lock().unwrap_or_else(|p| p.into_inner());
                 b.visit_tickets(&spec.id, &d, &d, true, &mut |t| {
                     csv::row(&mut rows, spec.timezone, t)
                 })
             };
+            // Sending waits on the client: not with a turn held.
+            drop(turn);
             if let Err(e) = read {
                 // The status line is gone: end the body short, so the
                 // client sees a broken download, not a short file.

@@ -196,9 +196,13 @@ async fn send(
 ) -> Option<()> {
     // Ticket messages carry the hall seq, which is no resume point.
     let ids = !matches!(ch, Channel::Ticket { .. });
-    let event = |seq: u64, text: &[u8]| {
+    let event = |seq: u64, text: &[u8], first: bool| {
         let e = Event::default().data(String::from_utf8_lossy(text));
-        if ids && seq > 0 {
+        // A9: every message of a floor or hall has its id, the snapshot
+        // too (its seq, 0 on a channel that has had no event yet: a
+        // resume from 0 replays everything). A live message of seq 0 is
+        // no event of the channel's.
+        if ids && (seq > 0 || first) {
             e.id(seq.to_string())
         } else {
             e
@@ -207,7 +211,7 @@ async fn send(
     let start = channel::subscribe(engine, ch, after, member).await?;
     let skip = start.skip_through;
     for (seq, p) in &start.first {
-        out.send(event(*seq, p.as_bytes())).await.ok()?;
+        out.send(event(*seq, p.as_bytes(), true)).await.ok()?;
     }
     let pager = Pager::new(engine, ch);
     let mut rest = start.rest;
@@ -219,14 +223,14 @@ async fn send(
         }
         let last = page.last().map_or(next, |(s, _)| *s);
         for (seq, p) in &page {
-            out.send(event(*seq, p.as_bytes())).await.ok()?;
+            out.send(event(*seq, p.as_bytes(), false)).await.ok()?;
         }
         rest = (last < through).then_some((last + 1, through));
     }
     while let Some(batch) = live.recv().await {
         for (seq, text) in batch.messages() {
             if seq == 0 || seq > skip {
-                out.send(event(seq, text)).await.ok()?;
+                out.send(event(seq, text, false)).await.ok()?;
             }
         }
     }
