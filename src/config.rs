@@ -242,6 +242,7 @@ struct RawLimits {
     public_per_ip_per_second: Option<u32>,
     staff_per_second: Option<u32>,
     streams_per_ip: Option<u32>,
+    connections_per_ip: Option<u32>,
     trusted_proxies: Option<Vec<String>>,
 }
 
@@ -578,6 +579,7 @@ fn validate_limits(raw: RawLimits) -> Result<LimitsConfig, Rule> {
             .unwrap_or(d.public_per_ip_per_second),
         staff_per_second: raw.staff_per_second.unwrap_or(d.staff_per_second),
         streams_per_ip: raw.streams_per_ip.unwrap_or(d.streams_per_ip),
+        connections_per_ip: raw.connections_per_ip.unwrap_or(d.connections_per_ip),
         trusted_proxies: trusted,
     })
 }

@@ -561,6 +561,7 @@ impl Engine {
     /// State is loaded and the store takes writes.
     pub fn is_ready(&self) -> bool {
         !self.writer.is_failed()
+            && !self.writer.is_refusing()
             && !self
                 .store_unreachable
                 .load(std::sync::atomic::Ordering::Acquire)
@@ -1061,6 +1062,10 @@ impl Engine {
     /// §7). Called about every second, so a stepped clock is noticed
     /// within the contract's 5 s; a hall with nothing due costs a lock.
     pub async fn tick(self: &Arc<Self>) {
+        if self.writer.is_refusing() {
+            // Learn when the store takes writes again, commands or not.
+            self.writer.probe();
+        }
         if self.writer.is_failed() {
             let engine = self.clone();
             match tokio::task::spawn_blocking(move || engine.recover(Utc::now())).await {

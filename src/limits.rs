@@ -19,6 +19,10 @@ pub struct LimitsConfig {
     pub public_per_ip_per_second: u32,
     pub staff_per_second: u32,
     pub streams_per_ip: u32,
+    /// Open TCP connections of one address, streams included (A7); a
+    /// trusted proxy's own connections are not capped (its clients are,
+    /// by their streams).
+    pub connections_per_ip: u32,
     /// Peers whose right-most `X-Forwarded-For` entry is the client.
     pub trusted_proxies: Vec<IpAddr>,
 }
@@ -29,7 +33,8 @@ impl Default for LimitsConfig {
             citizen_per_second: 5,
             public_per_ip_per_second: 50,
             staff_per_second: 0,
-            streams_per_ip: 5000,
+            streams_per_ip: 1000,
+            connections_per_ip: 2000,
             trusted_proxies: Vec::new(),
         }
     }
@@ -77,7 +82,14 @@ pub fn address_key(ip: IpAddr) -> IpAddr {
 pub struct Limits {
     config: LimitsConfig,
     buckets: Mutex<LruCache<Poster, Bucket>>,
-    streams: Arc<Mutex<HashMap<IpAddr, u32>>>,
+    open: Arc<Mutex<HashMap<IpAddr, Open>>>,
+}
+
+/// What one address has open.
+#[derive(Clone, Copy, Debug, Default)]
+struct Open {
+    streams: u32,
+    connections: u32,
 }
 
 /// A refusal: retry after this many whole seconds.
@@ -93,20 +105,43 @@ impl RetryAfter {
     }
 }
 
-/// An open stream counted against its address; uncounted when dropped.
+/// An open stream (and, for a WebSocket, the connection it took over
+/// from HTTP) counted against its address; uncounted when dropped.
 pub struct StreamGuard {
     ip: IpAddr,
-    streams: Arc<Mutex<HashMap<IpAddr, u32>>>,
+    connection: bool,
+    open: Arc<Mutex<HashMap<IpAddr, Open>>>,
 }
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        let mut s = self.streams.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = s.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                s.remove(&self.ip);
+        uncount(&self.open, self.ip, |o| {
+            o.streams -= 1;
+            if self.connection {
+                o.connections -= 1;
             }
+        });
+    }
+}
+
+/// An open HTTP connection counted against its address (A7).
+pub struct ConnectionGuard {
+    ip: IpAddr,
+    open: Arc<Mutex<HashMap<IpAddr, Open>>>,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        uncount(&self.open, self.ip, |o| o.connections -= 1);
+    }
+}
+
+fn uncount(open: &Mutex<HashMap<IpAddr, Open>>, ip: IpAddr, f: impl FnOnce(&mut Open)) {
+    let mut m = open.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(o) = m.get_mut(&ip) {
+        f(o);
+        if o.streams == 0 && o.connections == 0 {
+            m.remove(&ip);
         }
     }
 }
@@ -118,7 +153,7 @@ impl Limits {
             buckets: Mutex::new(LruCache::new(
                 NonZeroUsize::new(BUCKETS).expect("bucket count is not zero"),
             )),
-            streams: Arc::new(Mutex::new(HashMap::new())),
+            open: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -174,20 +209,54 @@ impl Limits {
         }
     }
 
-    /// Counts a new stream from `ip`; `None` when it has too many open.
-    pub fn open_stream(&self, ip: Option<IpAddr>) -> Result<Option<StreamGuard>, RetryAfter> {
+    /// Counts a new stream from `ip`, or says to retry when it has too
+    /// many open. A WebSocket (`connection`) also counts as a connection
+    /// from here on: its HTTP connection's count ends at the upgrade.
+    pub fn open_stream(
+        &self,
+        ip: Option<IpAddr>,
+        connection: bool,
+    ) -> Result<Option<StreamGuard>, RetryAfter> {
         let (Some(ip), max) = (ip.map(address_key), self.config.streams_per_ip) else {
             return Ok(None);
         };
-        let mut s = self.streams.lock().unwrap_or_else(|p| p.into_inner());
-        let n = s.entry(ip).or_insert(0);
-        if max != 0 && *n >= max {
+        let mut m = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let o = m.entry(ip).or_default();
+        if max != 0 && o.streams >= max {
             return Err(RetryAfter(1));
         }
-        *n += 1;
+        o.streams += 1;
+        if connection {
+            o.connections += 1;
+        }
         Ok(Some(StreamGuard {
             ip,
-            streams: self.streams.clone(),
+            connection,
+            open: self.open.clone(),
+        }))
+    }
+
+    /// Counts a new TCP connection from `peer` (A7): `Err` when its
+    /// address has `connections_per_ip` open, and it must be closed at
+    /// once. A trusted proxy's connections are not counted.
+    pub fn open_connection(&self, peer: IpAddr) -> Result<Option<ConnectionGuard>, ()> {
+        let max = self.config.connections_per_ip;
+        if max == 0 || self.config.trusted_proxies.contains(&peer) {
+            return Ok(None);
+        }
+        let ip = address_key(peer);
+        let mut m = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let o = m.entry(ip).or_default();
+        if o.connections >= max {
+            if o.streams == 0 && o.connections == 0 {
+                m.remove(&ip);
+            }
+            return Err(());
+        }
+        o.connections += 1;
+        Ok(Some(ConnectionGuard {
+            ip,
+            open: self.open.clone(),
         }))
     }
 }
@@ -254,12 +323,38 @@ mod tests {
         });
         let a: IpAddr = "10.1.1.1".parse().unwrap();
         let b: IpAddr = "10.1.1.2".parse().unwrap();
-        let g1 = l.open_stream(Some(a)).unwrap();
-        let _g2 = l.open_stream(Some(a)).unwrap();
-        assert!(l.open_stream(Some(a)).is_err());
-        assert!(l.open_stream(Some(b)).is_ok());
+        let g1 = l.open_stream(Some(a), false).unwrap();
+        let _g2 = l.open_stream(Some(a), false).unwrap();
+        assert!(l.open_stream(Some(a), false).is_err());
+        assert!(l.open_stream(Some(b), false).is_ok());
         drop(g1);
-        assert!(l.open_stream(Some(a)).is_ok());
+        assert!(l.open_stream(Some(a), false).is_ok());
+    }
+
+    #[test]
+    fn connections_are_counted_per_address_with_websockets_and_not_for_a_proxy() {
+        let l = Limits::new(LimitsConfig {
+            connections_per_ip: 2,
+            trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+            ..LimitsConfig::default()
+        });
+        let a: IpAddr = "10.1.1.1".parse().unwrap();
+        let c1 = l.open_connection(a).unwrap();
+        // A WebSocket keeps its connection counted after the upgrade.
+        let ws = l.open_stream(Some(a), true).unwrap();
+        drop(c1);
+        let _c2 = l.open_connection(a).unwrap();
+        assert!(l.open_connection(a).is_err(), "two open: the stream and c2");
+        drop(ws);
+        let _c3 = l.open_connection(a).unwrap();
+        let proxy: IpAddr = "127.0.0.1".parse().unwrap();
+        for _ in 0..5 {
+            assert!(l.open_connection(proxy).unwrap().is_none());
+        }
+        assert!(
+            l.open.lock().unwrap().len() == 1,
+            "nothing kept for the proxy"
+        );
     }
 
     #[test]

@@ -123,7 +123,7 @@ pub async fn serve(
         streams_stop.clone(),
         config.ping_every,
     );
-    let routes = gateway::routes(engine.clone(), tasks.clone(), limits, peers)
+    let routes = gateway::routes(engine.clone(), tasks.clone(), limits.clone(), peers)
         .or(api::routes(api.clone()))
         .unify()
         .map(warp::Reply::into_response);
@@ -210,7 +210,7 @@ pub async fn serve(
         shutdown.await;
         streams_stop.cancel();
     };
-    listener::serve(listener, service, shutdown).await;
+    listener::serve(listener, service, limits, shutdown).await;
     tracing::info!("stopped accepting; closing channels and flushing the store");
     maintenance.abort();
     days.abort();

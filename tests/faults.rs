@@ -138,3 +138,83 @@ async fn a_full_disk_refuses_commands_then_the_server_reloads_and_serves_again()
     assert_eq!(c.issue("business").await["number"], "A003");
     drop(s);
 }
+
+/// A7: with the disk full, a delivery whose outcome cannot be recorded is
+/// not tried again before its backoff (no tight loop of POSTs or of log
+/// lines), `/readyz` says the store refuses writes, and once there is
+/// room again every message is delivered and recorded.
+#[tokio::test]
+async fn a_full_disk_does_not_make_the_outbox_send_in_a_loop_and_readyz_says_so() {
+    use common::receiver::{Mode, Receiver};
+    let disk = SmallDisk::mount(16);
+    let rx = Receiver::start(Mode::Fail500).await;
+    let cfg = disk.at.join("hallcast.toml");
+    std::fs::write(
+        &cfg,
+        hallcast::demo::CONFIG.replacen(
+            "  [[halls.floors]]",
+            &format!(
+                "  [halls.notify]\n  webhook_url = \"{}\"\n  secret = \"a-test-secret-of-32-characters!!\"\n  remind_ahead = 0\n\n  [[halls.floors]]",
+                rx.url
+            ),
+            1,
+        ),
+    )
+    .unwrap();
+    let s = Server::spawn(&data_of(&disk.at), Some(&cfg), &[]);
+    let c = Client::new(&s);
+    for i in 0..5 {
+        let r = c
+            .post(
+                "/api/v1/halls/demo/tickets",
+                KIOSK,
+                &format!(r#"{{"service":"business","notify":{{"phone":"1381234567{i}"}}}}"#),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    // Each tried once, refused by the receiver: pending, with a backoff.
+    eventually(10, "five first tries", || async {
+        (rx.got().len() >= 5).then_some(())
+    })
+    .await;
+    let filler = disk.fill();
+    *rx.mode.lock().unwrap() = Mode::Ok;
+    let before = rx.got().len();
+    eventually(10, "not ready while the store refuses writes", || async {
+        (readyz(&c).await == 503).then_some(())
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    let posts = rx.got().len() - before;
+    // Each message at most once per backoff (about 2, then 4 s): a few
+    // tries each, never thousands.
+    assert!(posts <= 25, "{posts} POSTs in about 10 s for 5 messages");
+    // The server logs at debug here: count the warnings a hall's people see.
+    let warnings = s
+        .logs()
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("recording outbox deliveries failed"))
+        .count();
+    assert!(warnings <= 2, "{warnings} warnings");
+    assert_eq!(readyz(&c).await, 503, "still full");
+
+    std::fs::remove_file(filler).unwrap();
+    eventually(10, "ready again without a command", || async {
+        (readyz(&c).await == 200).then_some(())
+    })
+    .await;
+    eventually(30, "all five delivered and recorded", || async {
+        let r = c
+            .get_as("/api/v1/halls/demo/outbox?status=delivered", common::ADMIN)
+            .await;
+        (r.json.as_array().map_or(0, |a| a.len()) == 5).then_some(())
+    })
+    .await;
+    let ids: std::collections::HashSet<String> = rx
+        .got()
+        .iter()
+        .map(|g| g.json()["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 5);
+}

@@ -432,3 +432,137 @@ async fn unsolicited_pongs_do_not_keep_a_silent_peer_alive() {
     let got = honest.await.expect("the honest screen stayed open");
     assert_eq!(got.last().unwrap()["count"], 1);
 }
+
+/// A socket to the server whose receive buffer is as small as the kernel
+/// allows, so a client that does not read fills it at once.
+async fn deaf(s: &Server) -> tokio::net::TcpStream {
+    let addr: std::net::SocketAddr = s.base.trim_start_matches("http://").parse().unwrap();
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(1024).unwrap();
+    sock.connect(&addr.into()).unwrap();
+    sock.set_nonblocking(true).unwrap();
+    tokio::net::TcpStream::from_std(sock.into()).unwrap()
+}
+
+/// Reads what a connection still gives until it ends (the server closed
+/// it) or stays silent for 3 s: the bytes, and whether it ended.
+async fn drain(stream: &mut tokio::net::TcpStream) -> (usize, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut got = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(3), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (got, true),
+            Ok(Ok(n)) => got += n,
+            Err(_) => return (got, false),
+        }
+    }
+}
+
+fn gauge(metrics: &str, line: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(line))
+        .unwrap_or("0")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A7: an answer or an SSE stream the client takes nothing of is closed
+/// after 30 s, and its descriptor and memory freed; others are served
+/// meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_or_a_stream_never_read_is_closed_after_30_s() {
+    use tokio::io::AsyncWriteExt;
+    let s = Server::start();
+    let c = Client::new(&s);
+    // Five large answers asked for at once, none read.
+    let mut answers = deaf(&s).await;
+    let ask = "GET /api/v1/openapi.json HTTP/1.1\r\nHost: x\r\n\r\n".repeat(5);
+    answers.write_all(ask.as_bytes()).await.unwrap();
+    // Three hall streams, never read.
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let mut sse = deaf(&s).await;
+        sse.write_all(b"GET /sse/v1/halls/demo HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        streams.push(sse);
+    }
+    let hall_streams = "hallcast_connections{channel=\"hall\"} ";
+    common::eventually(10, "three streams open", || async {
+        let m = c.get("/metrics").await.text;
+        (gauge(&m, hall_streams) == 3.0).then_some(())
+    })
+    .await;
+    // Events enough to fill what the kernel holds for each stream.
+    let started = std::time::Instant::now();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                for _ in 0..80 {
+                    c.issue("business").await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // Still served meanwhile.
+    assert_eq!(c.get("/readyz").await.status, 200);
+    common::eventually(60, "the unread streams closed", || async {
+        let m = c.get("/metrics").await.text;
+        (gauge(&m, hall_streams) == 0.0).then_some(())
+    })
+    .await;
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(25),
+        "not before they stalled for 30 s"
+    );
+    for mut sse in streams {
+        assert!(drain(&mut sse).await.1, "the stream's connection ended");
+    }
+    let (got, ended) = drain(&mut answers).await;
+    assert!(ended, "the unread answers' connection ended");
+    assert!(
+        got < 5 * 149_000 / 2,
+        "closed mid-answer, not served whole: {got} bytes"
+    );
+}
+
+/// A7: one address holds at most `connections_per_ip` connections, a
+/// WebSocket among them; beyond it a new one is closed at once.
+#[tokio::test]
+async fn one_address_holds_at_most_connections_per_ip() {
+    use tokio::io::AsyncReadExt;
+    let s = Server::start_config(&hallcast::demo::CONFIG.replacen(
+        "[server]\n",
+        "[server.limits]\nconnections_per_ip = 3\n\n[server]\n",
+        1,
+    ));
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut ws = common::Ws::connect(&s.ws("/ws/v1/halls/demo/floors/3")).await;
+    ws.next().await;
+    let idle1 = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let _idle2 = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // The fourth is closed unanswered, at once.
+    let mut over = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut b = [0u8; 16];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), over.read(&mut b))
+        .await
+        .expect("closed at once")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed without an answer");
+    // One closed: room for the next, which is served.
+    drop(idle1);
+    common::eventually(10, "room again", || async {
+        let r = reqwest::get(s.url("/healthz")).await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    // The WebSocket kept its place all along.
+    assert!(ws.silent_for(std::time::Duration::from_millis(100)).await);
+}

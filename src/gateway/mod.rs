@@ -82,7 +82,7 @@ pub fn routes(
                     ));
                 };
                 // Counted from before the upgrade until the task ends.
-                let stream = match stream_slot(&limits, peer, &headers) {
+                let stream = match stream_slot(&limits, peer, &headers, true) {
                     Ok(g) => g,
                     Err(r) => return *r,
                 };
@@ -133,11 +133,11 @@ async fn open(
     // `listener` gives hyper the plain TcpStream, so that is what the
     // upgrade hands back; the fan-out needs the socket itself to write to
     // it from its threads.
-    let Ok(parts) = upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() else {
+    let Ok(parts) = upgraded.downcast::<TokioIo<crate::listener::Watched>>() else {
         tracing::error!("upgraded connection is not a TCP socket");
         return None;
     };
-    let peer = Peer::new(&peers, parts.io.into_inner());
+    let peer = Peer::new(&peers, parts.io.into_inner().into_stream());
     // What hyper read past the handshake (usually nothing); copied and
     // dropped now, because it pins hyper's whole read buffer.
     let prefix = Bytes::copy_from_slice(&parts.read_buf);
@@ -158,9 +158,14 @@ pub(crate) fn stream_slot(
     limits: &Limits,
     peer: Option<PeerAddr>,
     headers: &HeaderMap,
+    websocket: bool,
 ) -> Result<Option<crate::limits::StreamGuard>, Box<Response<Bytes>>> {
     let ip = limits.client_ip(peer.map(|p| p.0), headers);
-    limits.open_stream(ip).map_err(|wait| {
+    // A WebSocket's connection leaves HTTP (and its count there) at the
+    // upgrade, so its stream counts it from here; an SSE stream stays an
+    // HTTP connection, counted as one.
+    let direct = peer.is_some_and(|p| Some(p.0.ip()) == ip);
+    limits.open_stream(ip, websocket && direct).map_err(|wait| {
         let mut r = error(ApiError::rate_limited(
             "too many open streams from this address; close some first",
         ));

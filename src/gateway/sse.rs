@@ -118,7 +118,7 @@ pub fn routes(
                     Ok(a) => a,
                     Err(m) => return error(ApiError::bad_request(m)),
                 };
-                let guard = match super::stream_slot(&limits, peer, &headers) {
+                let guard = match super::stream_slot(&limits, peer, &headers, false) {
                     Ok(g) => g,
                     Err(r) => return r.into_response(),
                 };

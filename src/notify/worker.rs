@@ -90,6 +90,11 @@ async fn deliver_until_stopped(engine: Arc<Engine>, client: Arc<Sender>, stop: C
     // began before a delivery was recorded may still return its message
     // as pending; only reads that began after it may forget it.
     let taken: Arc<Mutex<HashMap<String, Option<u64>>>> = Arc::default();
+    // Tried, but the store refused the record (A7: a full disk): not
+    // tried again before this, though the store still says pending —
+    // else it would be sent again in a tight loop.
+    let held: Arc<Mutex<HashMap<String, chrono::DateTime<Utc>>>> = Arc::default();
+    let unrecorded = Arc::new(Unrecorded::default());
     let reads = Arc::new(AtomicU64::new(0));
     let running = Arc::new(AtomicUsize::new(0));
     // Read but not yet handed to a delivery: the store is read again only
@@ -109,8 +114,11 @@ async fn deliver_until_stopped(engine: Arc<Engine>, client: Arc<Sender>, stop: C
                     let mut map = lock(&taken);
                     // Recorded before this read began: it saw them as they are.
                     map.retain(|_, s| s.is_none_or(|done| done >= read));
+                    let now = Utc::now();
+                    let mut held = lock(&held);
+                    held.retain(|_, until| *until > now);
                     for m in due {
-                        if !map.contains_key(&m.id) {
+                        if !map.contains_key(&m.id) && !held.contains_key(&m.id) {
                             map.insert(m.id.clone(), None);
                             queue.push_back(m);
                         }
@@ -122,18 +130,26 @@ async fn deliver_until_stopped(engine: Arc<Engine>, client: Arc<Sender>, stop: C
         while running.load(Ordering::SeqCst) < IN_FLIGHT {
             let Some(m) = queue.pop_front() else { break };
             running.fetch_add(1, Ordering::SeqCst);
-            let (engine, client, taken, reads, running) = (
+            let (engine, client, taken, reads, running, held, unrecorded) = (
                 engine.clone(),
                 client.clone(),
                 taken.clone(),
                 reads.clone(),
                 running.clone(),
+                held.clone(),
+                unrecorded.clone(),
             );
             tasks.spawn(async move {
                 let id = m.id.clone();
                 let update = deliver(&engine, &client, m).await;
+                // Its backoff, also for an outcome the store did not take
+                // (a delivered one included: it is sent again, once).
+                let until = update
+                    .next_attempt_at
+                    .max(Utc::now() + backoff_of(update.attempts));
                 if let Err(e) = engine.outbox_update(vec![update]).await {
-                    tracing::warn!(error = %e, "recording a delivery failed; it will be tried again");
+                    lock(&held).insert(id.clone(), until);
+                    unrecorded.failed(&e);
                 }
                 let now = reads.load(Ordering::SeqCst);
                 lock(&taken).insert(id, Some(now));
@@ -147,6 +163,29 @@ async fn deliver_until_stopped(engine: Arc<Engine>, client: Arc<Sender>, stop: C
     // What is in flight finishes (or times out) and is recorded.
     tasks.close();
     tasks.wait().await;
+}
+
+/// Records the store refused, logged at most once a minute with their
+/// count (a full disk must not fill the log too).
+#[derive(Default)]
+struct Unrecorded {
+    since_logged: Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl Unrecorded {
+    fn failed(&self, e: &crate::store::StoreError) {
+        let mut s = lock(&self.since_logged);
+        s.1 += 1;
+        if s.0.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+            tracing::warn!(error = %e, failed = s.1, "recording outbox deliveries failed; each is tried again after its backoff");
+            *s = (Some(std::time::Instant::now()), 0);
+        }
+    }
+}
+
+/// [`backoff`] as a time span.
+fn backoff_of(attempts: u32) -> chrono::Duration {
+    chrono::Duration::from_std(backoff(attempts.max(1))).unwrap_or_default()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

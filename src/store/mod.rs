@@ -113,6 +113,11 @@ pub trait Backend: Send + 'static {
     }
     /// Drops what is no longer needed (expired idempotency keys …).
     fn maintain(&mut self, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// A small durable write, to learn whether the store takes writes
+    /// (A7). Only the writer calls this.
+    fn probe(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Events of a hall (`floor` None) or a floor with sequence > `after`,
     /// oldest first, at most `limit`.
     fn events_after(

@@ -1528,6 +1528,17 @@ impl Backend for Postgres {
         })
     }
 
+    fn probe(&mut self) -> Result<(), StoreError> {
+        self.with(|c, _| {
+            c.execute(
+                "INSERT INTO meta(key, value) VALUES('probe', $1)
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                &[&Utc::now().timestamp_millis().to_string()],
+            )?;
+            Ok(())
+        })
+    }
+
     fn maintain(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
         self.with(|c, _| {
             let mut tx = c.transaction()?;

@@ -1376,6 +1376,19 @@ impl Backend for Sqlite {
         Ok(())
     }
 
+    fn probe(&mut self) -> Result<(), StoreError> {
+        // Through the journal and its fsync, as every commit: a full disk
+        // refuses it.
+        let tx = self.write_tx()?;
+        tx.execute(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES('probe', ?1)",
+            [Utc::now().timestamp_millis().to_string()],
+        )?;
+        tx.commit()?;
+        self.committed();
+        Ok(())
+    }
+
     fn maintain(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
         let tx = self.write_tx()?;
         let since = ms(now - Duration::hours(IDEMPOTENCY_HOURS));

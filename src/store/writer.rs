@@ -52,6 +52,9 @@ pub enum Job {
     /// this has been refused, and the engine has reloaded its memory
     /// from the store. Answered once the flag is cleared.
     Reset(std::sync::mpsc::SyncSender<()>),
+    /// Try a small write, to learn whether the store takes writes again
+    /// (A7: `/readyz` says so while it does not).
+    Probe,
 }
 
 /// Starts and owns the writer thread.
@@ -64,6 +67,10 @@ pub struct Writer {
 pub struct WriterHandle {
     tx: mpsc::Sender<Job>,
     failed: Arc<AtomicBool>,
+    /// The last write of any kind (a commit, deliveries, a probe) was
+    /// refused by the store for other reasons than another node's
+    /// conflict; cleared by the next that succeeds.
+    refusing: Arc<AtomicBool>,
 }
 
 impl Writer {
@@ -72,6 +79,8 @@ impl Writer {
         let (tx, mut rx) = mpsc::channel::<Job>(WRITE_QUEUE);
         let failed = Arc::new(AtomicBool::new(false));
         let flag = failed.clone();
+        let refusing = Arc::new(AtomicBool::new(false));
+        let refuses = refusing.clone();
         let thread = std::thread::Builder::new()
             .name("hallcast-writer".into())
             .spawn(move || {
@@ -99,6 +108,12 @@ impl Writer {
                                 let _ = ack.send(());
                             }
                             Job::Outbox(updates, done) => deliveries.push((updates, done)),
+                            Job::Probe => {
+                                let ok = backend.probe().is_ok();
+                                if ok && refuses.swap(false, Ordering::AcqRel) {
+                                    tracing::info!("the store takes writes again");
+                                }
+                            }
                             Job::Maintain(now) => {
                                 if let Err(e) = backend.maintain(now) {
                                     tracing::warn!(error = %e, "store maintenance failed");
@@ -110,7 +125,10 @@ impl Writer {
                         }
                     }
                     if !group.is_empty() || !deliveries.is_empty() {
-                        Self::commit(&mut *backend, &flag, &mut group, &mut deliveries);
+                        let wrote = Self::commit(&mut *backend, &flag, &mut group, &mut deliveries);
+                        if let Some(ok) = wrote {
+                            refuses.store(!ok, Ordering::Release);
+                        }
                     }
                     if stopping {
                         break;
@@ -118,18 +136,27 @@ impl Writer {
                 }
             })
             .expect("spawning the writer thread");
-        (Writer { thread }, WriterHandle { tx, failed })
+        (
+            Writer { thread },
+            WriterHandle {
+                tx,
+                failed,
+                refusing,
+            },
+        )
     }
 
     /// Commits a group and runs its continuations in order; with it, in
     /// the same transaction, the deliveries recorded meanwhile (a commit
-    /// of their own wrote the outbox's pages a second time).
+    /// of their own wrote the outbox's pages a second time). Says whether
+    /// the store took what was written (`None`: nothing was tried, or only
+    /// another node's conflict refused it).
     fn commit(
         backend: &mut dyn Backend,
         flag: &AtomicBool,
         group: &mut Vec<(Batch, Continuation)>,
         deliveries: &mut Vec<(Vec<super::OutboxUpdate>, OutboxDone)>,
-    ) {
+    ) -> Option<bool> {
         let updates: Vec<super::OutboxUpdate> = deliveries
             .iter()
             .flat_map(|(u, _)| u.iter().cloned())
@@ -222,14 +249,28 @@ impl Writer {
             result.clone()
         };
         if let (Err(e), false) = (&recorded, updates.is_empty()) {
-            tracing::warn!(error = %e, "recording outbox deliveries failed; they will be retried");
+            tracing::debug!(error = %e, "recording outbox deliveries failed; they will be retried after their backoff");
         }
+        let tried_commit = !group.is_empty() && !refused;
+        let refused_by_store = |r: &Result<(), StoreError>| {
+            r.as_ref()
+                .is_err_and(|e| e.kind != super::StoreErrorKind::Conflict)
+        };
+        let verdict = match (tried_commit, updates.is_empty()) {
+            (false, true) => None,
+            (true, _) if conflict_only => None,
+            (true, true) => Some(!refused_by_store(&result)),
+            (_, false) => {
+                Some(!refused_by_store(&recorded) && !(tried_commit && refused_by_store(&result)))
+            }
+        };
         for (_, k) in group.drain(..) {
             k(result.clone());
         }
         for (_, done) in deliveries.drain(..) {
             let _ = done.send(recorded.clone());
         }
+        verdict
     }
 
     /// After a conflict that names its hall, in a cluster's group that
@@ -317,6 +358,17 @@ impl WriterHandle {
     /// A commit failed and the state was not reloaded yet.
     pub fn is_failed(&self) -> bool {
         self.failed.load(Ordering::Acquire)
+    }
+
+    /// The store refused the last write (a full disk, say).
+    pub fn is_refusing(&self) -> bool {
+        self.refusing.load(Ordering::Acquire)
+    }
+
+    /// Queues a probe write; skipped when the queue is busy (then real
+    /// writes will tell).
+    pub fn probe(&self) {
+        let _ = self.tx.try_send(Job::Probe);
     }
 }
 
