@@ -726,6 +726,171 @@ async fn postgres_down_means_not_ready_and_503_and_back_means_serving_without_a_
     assert_eq!(t["number"], "A003");
 }
 
+/// A PostgreSQL restarted while a node was idle: the node's connections
+/// are dead and it does not know yet. The first command after `/readyz`
+/// says 200 again must work, not meet the dead connection (it met it in 3
+/// runs of 4 before), and every command after too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_command_after_postgres_came_back_works() {
+    let pg = OwnPostgres::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Server::spawn_with(
+        &tmp.path().join("node"),
+        None,
+        &[],
+        &["--store".into(), pg.url()],
+    );
+    let client = Client::new(&node);
+    assert_eq!(client.issue("business").await["number"], "A001");
+    for round in 0..3 {
+        common::blocking(|| {
+            pg.stop();
+            pg.resume();
+        });
+        eventually(10, "/readyz 200 with PostgreSQL back", || async {
+            (client.get("/readyz").await.status == 200).then_some(())
+        })
+        .await;
+        let r = client
+            .post(
+                "/api/v1/halls/demo/tickets",
+                "demo-kiosk-lobby-1-token",
+                r#"{"service":"business"}"#,
+            )
+            .await;
+        assert_eq!(r.status, 201, "round {round}: {}", r.text);
+        assert_eq!(r.json["number"], format!("A{:03}", round + 2));
+        let r = client.window("3-01", "call", "{}").await;
+        assert_eq!(r.status, 200, "round {round}: {}", r.text);
+    }
+}
+
+/// A TCP proxy in front of PostgreSQL that, once armed, lets the next
+/// `COMMIT` through to the database and then cuts that connection before
+/// the answer comes back: the commit happened, the node cannot know.
+struct CommitCutter {
+    port: u16,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+    cut: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CommitCutter {
+    async fn start(upstream: u16) -> CommitCutter {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cut = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (a, k) = (armed.clone(), cut.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    continue;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let stop = Arc::new(tokio::sync::Notify::new());
+                let (a, k, stop2) = (a.clone(), k.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match cr.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let commit = buf[..n].windows(7).any(|w| w == b"COMMIT\0");
+                        let cut = commit && a.swap(false, Ordering::SeqCst);
+                        if cut {
+                            // No answer goes back from here on.
+                            k.fetch_add(1, Ordering::SeqCst);
+                            stop2.notify_one();
+                        }
+                        if sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        if cut {
+                            // Let the database take it, then cut the node off.
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            break;
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        tokio::select! {
+                            biased;
+                            () = stop.notified() => break,
+                            r = sr.read(&mut buf) => match r {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => if cw.write_all(&buf[..n]).await.is_err() { break },
+                            },
+                        }
+                    }
+                    // Dropping both halves closes the node's side.
+                });
+            }
+        });
+        CommitCutter { port, armed, cut }
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+/// A commit whose answer is lost (the connection cut after PostgreSQL took
+/// the COMMIT) is answered as what happened, not as a failure: the node
+/// tries again, finds its own commit, and answers 201; the command is
+/// applied once. Before, it answered 503 for a ticket that existed (or,
+/// with a retry, 409 for its own effect).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_whose_answer_is_lost_is_answered_as_what_happened() {
+    use std::sync::atomic::Ordering;
+    let pg = OwnPostgres::start();
+    let proxy = CommitCutter::start(pg.port).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Server::spawn_with(
+        &tmp.path().join("node"),
+        None,
+        &[],
+        &["--store".into(), proxy.url()],
+    );
+    let c = Client::new(&node);
+    assert_eq!(c.issue("business").await["number"], "A001");
+    for (i, action) in ["issue", "call", "start", "complete"].iter().enumerate() {
+        proxy.armed.store(true, Ordering::SeqCst);
+        let r = match *action {
+            "issue" => {
+                c.post(
+                    "/api/v1/halls/demo/tickets",
+                    "demo-kiosk-lobby-1-token",
+                    r#"{"service":"business"}"#,
+                )
+                .await
+            }
+            a => c.window("3-01", a, "{}").await,
+        };
+        assert!(
+            r.status == 200 || r.status == 201,
+            "{action}: answered {} {}",
+            r.status,
+            r.text
+        );
+        assert_eq!(proxy.cut.load(Ordering::SeqCst), i + 1, "the cut happened");
+    }
+    // Applied once each: A002 was issued once, A001 served once.
+    let next = c.issue("business").await;
+    assert_eq!(next["number"], "A003");
+    let floor = c.floor(3).await;
+    assert_eq!(
+        floor["waiting"][0]["count"], 2,
+        "A002 and A003 wait: {floor}"
+    );
+}
+
 /// A phone follows its ticket on node 1 while node 1 is busy with its own
 /// commands on the hall and node 0 calls: each phone gets its "called"
 /// (node 1's memory, counting its own batches in flight, can be at node

@@ -68,6 +68,9 @@ pub struct Batch {
     pub outbox: Vec<OutboxRecord>,
     /// Citizens' marks (phones, addresses, phone tokens) by key (A2–A4).
     pub marks: Vec<(String, Mark)>,
+    /// Names this batch's commit, whatever tries it takes: a store that
+    /// lost the answer to a commit finds out whether it happened (A8).
+    pub commit_id: i64,
 }
 
 impl Batch {
@@ -89,6 +92,7 @@ impl Batch {
             idempotency: None,
             outbox: Vec::new(),
             marks: Vec::new(),
+            commit_id: rand::random::<i64>(),
         }
     }
 

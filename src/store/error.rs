@@ -27,6 +27,11 @@ pub struct StoreError {
     /// A conflict's hall: the one another node moved first (the others of
     /// the group can still be written).
     pub hall: Option<String>,
+    /// The connection broke while the commit was sent: it may have taken
+    /// effect or not. Retried until the store says which (the commit can
+    /// recognise itself, `pg_backend`), never answered as a refusal while
+    /// it may have happened.
+    pub ambiguous: bool,
 }
 
 impl StoreError {
@@ -35,6 +40,7 @@ impl StoreError {
             kind,
             message: message.into(),
             hall: None,
+            ambiguous: false,
         }
     }
 

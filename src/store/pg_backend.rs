@@ -50,6 +50,43 @@ const OUTBOX_LEASE: Duration = Duration::seconds(60);
 /// The scope of the row in `sequences` that holds a hall's version.
 const VERSION_SCOPE: &str = "version";
 
+/// The scope of the row in `sequences` that holds the commit id of the
+/// last batch that moved the hall's version.
+const COMMIT_SCOPE: &str = "commit";
+
+/// The halls among `batches` that a lost-answer try of this same group
+/// committed already: the hall stands at the version its last batch here
+/// would make, with that batch's commit id.
+fn already_committed<'a>(
+    tx: &mut Transaction<'_>,
+    cache: &mut HashMap<String, Statement>,
+    batches: &[&'a Batch],
+    versions: &BTreeMap<&str, u64>,
+) -> Result<std::collections::HashSet<&'a str>, StoreError> {
+    let mut last: BTreeMap<&'a str, &'a Batch> = BTreeMap::new();
+    for b in batches.iter().filter(|b| !b.is_empty()) {
+        last.insert(b.hall.id.as_str(), b);
+    }
+    let mut done = std::collections::HashSet::new();
+    let read = prepared(
+        tx,
+        cache,
+        "SELECT seq FROM sequences WHERE hall=$1 AND scope='commit'",
+    )?;
+    for (hall, b) in last {
+        let at = versions.get(hall).copied().unwrap_or(0);
+        // Only a hall already past what this group expects can be done.
+        if at != b.version + 1 {
+            continue;
+        }
+        let id: Option<i64> = tx.query_opt(&read, &[&hall])?.map(|r| r.get(0));
+        if id == Some(b.commit_id) {
+            done.insert(hall);
+        }
+    }
+    Ok(done)
+}
+
 /// One connection to the cluster's database.
 pub struct Postgres {
     url: String,
@@ -148,7 +185,10 @@ impl Postgres {
     }
 
     /// Runs `f` on the connection; a failure that broke the connection
-    /// drops it, so the next call connects afresh.
+    /// drops it, so the next call connects afresh, and is transient: a
+    /// database that restarted since the last use is met here first, and
+    /// the writer's next try works on a new connection instead of failing
+    /// the command.
     fn with<T>(
         &mut self,
         f: impl FnOnce(&mut Client, &mut HashMap<String, Statement>) -> Result<T, StoreError>,
@@ -158,6 +198,12 @@ impl Postgres {
         let r = f(client, &mut self.statements);
         if r.is_err() && self.client.as_ref().is_some_and(|c| c.is_closed()) {
             self.client = None;
+            return r.map_err(|mut e| {
+                if e.kind != StoreErrorKind::Conflict {
+                    e.kind = StoreErrorKind::Transient;
+                }
+                e
+            });
         }
         r
     }
@@ -1264,8 +1310,18 @@ impl Backend for Postgres {
                     }
                 };
             }
+            // A hall whose batches this very group already wrote: a try
+            // whose COMMIT's answer was lost (the connection broke) did
+            // commit, and the hall is now at their last version with
+            // their last commit id. Written once, never again, and never
+            // mistaken for another node's conflict.
+            let done = already_committed(&mut tx, cache, batches, &versions)?;
             let mut group = Group::new();
+            let mut last_ids: BTreeMap<&str, i64> = BTreeMap::new();
             for b in batches.iter().filter(|b| !b.is_empty()) {
+                if done.contains(b.hall.id.as_str()) {
+                    continue;
+                }
                 let v = versions
                     .get_mut(b.hall.id.as_str())
                     .expect("every hall's version was read");
@@ -1278,19 +1334,32 @@ impl Backend for Postgres {
                     .in_hall(&b.hall.id));
                 }
                 *v += 1;
+                last_ids.insert(b.hall.id.as_str(), b.commit_id);
                 group.add(b);
             }
-            // The new versions ride with the sequences' rows.
-            for (hall, v) in &versions {
+            // The new versions ride with the sequences' rows, and so does
+            // the id of each hall's last batch.
+            for (hall, v) in versions.iter().filter(|(h, _)| !done.contains(*h)) {
                 group.tables[SEQUENCES].push(vec![
                     text(*hall),
                     text(VERSION_SCOPE),
                     int(*v as i64),
                 ]);
+                group.tables[SEQUENCES].push(vec![
+                    text(*hall),
+                    text(COMMIT_SCOPE),
+                    int(last_ids[hall]),
+                ]);
             }
             group.write(&mut tx, cache)?;
             record_deliveries(&mut tx, cache, deliveries)?;
-            tx.commit()?;
+            if let Err(e) = tx.commit() {
+                // The answer to COMMIT is lost: it may have happened.
+                let mut e = StoreError::from(e);
+                e.kind = StoreErrorKind::Transient;
+                e.ambiguous = true;
+                return Err(e);
+            }
             Ok(())
         })
     }

@@ -32,6 +32,13 @@ const COMMIT_TRIES: u32 = 4;
 /// 80 ms: 140 ms in all, within a screen's patience and a command's).
 const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
+/// A commit whose answer was lost (`StoreError::ambiguous`) is tried again
+/// this long, the pauses growing to [`AMBIGUOUS_PAUSE_MAX`]: until then the
+/// store may come back and say whether it happened, which the command's
+/// answer must tell truly.
+const AMBIGUOUS_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+const AMBIGUOUS_PAUSE_MAX: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Told once an outbox update is recorded.
 type OutboxDone = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
 
@@ -191,10 +198,14 @@ impl Writer {
                         crate::metrics::commit(started);
                         break Ok(());
                     }
-                    Err(e) if e.is_transient() && tries < COMMIT_TRIES => {
-                        tracing::warn!(error = %e, tries, "store commit failed; retrying");
+                    Err(e)
+                        if e.is_transient()
+                            && (tries < COMMIT_TRIES
+                                || (e.ambiguous && started.elapsed() < AMBIGUOUS_BUDGET)) =>
+                    {
+                        tracing::warn!(error = %e, tries, ambiguous = e.ambiguous, "store commit failed; retrying");
                         std::thread::sleep(pause);
-                        pause *= 2;
+                        pause = (pause * 2).min(AMBIGUOUS_PAUSE_MAX);
                         tries += 1;
                     }
                     Err(e) => match Self::without_conflicted(group, &e) {
