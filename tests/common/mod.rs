@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod openapi;
+pub mod own;
+pub mod proxy;
 pub mod receiver;
 
 pub const KIOSK: &str = "demo-kiosk-lobby-1-token";
