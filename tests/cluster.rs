@@ -605,6 +605,64 @@ async fn the_first_command_after_postgres_came_back_works() {
     }
 }
 
+/// A screen that resumes on a node that has not delivered yet what the
+/// screen saw on another node (it reads it from PostgreSQL within a
+/// second) gets what follows, not a snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_screen_resumes_on_a_node_that_lags_without_a_snapshot() {
+    let db = Db::new("lagging");
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = common::cluster_secret_file(tmp.path());
+    let cluster = db.name.replace('_', "-");
+    let fast = Server::spawn_with(
+        &tmp.path().join("fast"),
+        None,
+        &[],
+        &[
+            "--store".into(),
+            db.url(),
+            "--bus".into(),
+            NATS.into(),
+            "--cluster".into(),
+            cluster.clone(),
+            "--cluster-secret-file".into(),
+            secret.display().to_string(),
+        ],
+    );
+    // No bus: it learns of the other node's commits by the poll alone.
+    let slow = Server::spawn_with(
+        &tmp.path().join("slow"),
+        None,
+        &[],
+        &["--store".into(), db.url(), "--cluster".into(), cluster],
+    );
+    let c = Client::new(&fast);
+    for _ in 0..3 {
+        c.issue("business").await;
+    }
+    let mut snapshots = 0;
+    for round in 0..5 {
+        let (mut ws, _) = screen(&fast).await;
+        let r = c.window("3-01", "call", "{}").await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let got = calls(&mut ws, 1).await;
+        let seen = got.last().unwrap()["seq"].as_u64().unwrap();
+        // At once to the other node, which most likely lags.
+        let mut resumed = Ws::connect(&slow.ws(&format!("{FLOOR_3}?after={seen}"))).await;
+        c.issue("business").await;
+        let next = resumed.next().await;
+        if next["type"] == "snapshot" {
+            snapshots += 1;
+        }
+        assert_eq!(
+            next["seq"].as_u64(),
+            Some(seen + 1),
+            "round {round}: {next}"
+        );
+    }
+    assert_eq!(snapshots, 0);
+}
+
 /// A TCP proxy in front of PostgreSQL that, once armed, lets the next
 /// `COMMIT` through to the database and then cuts that connection before
 /// the answer comes back: the commit happened, the node cannot know.

@@ -126,6 +126,25 @@ async fn start(
 ) -> Option<Catchup> {
     let topic = pager.topic()?;
     if let Some(after) = after {
+        // In a cluster a screen may resume here with a seq another node
+        // committed and showed it, which this node has not delivered yet
+        // (it reads it from PostgreSQL within a second): when the store
+        // holds that seq, what follows it comes live, nothing is sent
+        // first. A seq the store never had still gets a snapshot.
+        let behind = lock(topic).last_seq() < after;
+        if behind
+            && pager
+                .stored_page(after, after)
+                .await
+                .is_some_and(|p| p.first().is_some_and(|(s, _)| *s == after))
+        {
+            let mut t = lock(topic);
+            if t.last_seq() <= after {
+                t.subscribe(sub);
+                return Some(Catchup::whole(Vec::new(), after));
+            }
+            // It caught up meanwhile: replayed from the ring below.
+        }
         let (first_kept, last) = {
             let t = lock(topic);
             (t.first_seq(), t.last_seq())
