@@ -491,7 +491,7 @@ pub async fn connect_nats(
                         tracing::warn!("NATS disconnected; reading other nodes' calls from PostgreSQL every second until it is back")
                     }
                     async_nats::Event::ClientError(e) => {
-                        tracing::warn!(error = %e, "NATS refused this node (its credentials?); reading other nodes' calls from PostgreSQL every second")
+                        tracing::warn!(error = %e, "cannot use NATS (unreachable, or these credentials are refused); reading other nodes' calls from PostgreSQL every second")
                     }
                     _ => {}
                 }

@@ -488,7 +488,7 @@ async fn nats_with_a_password_carries_the_calls_and_the_password_is_never_logged
     );
     eventually(10, "the refusal logged", || async {
         let l = s.logs();
-        (l.contains("NATS refused") || l.contains("authorization")).then_some(())
+        (l.contains("cannot use NATS") || l.contains("authorization")).then_some(())
     })
     .await;
     assert!(!s.logs().contains("wr0ng-pass"), "{}", s.logs());

@@ -19,6 +19,8 @@
 //!
 //! It prints the schedule and the counts; a failing run keeps its history
 //! (a JSON file under the target dir, named in the failure).
+//! `CLUSTER_FAULTS_LOGS=DIR` also writes every node's log and the commands
+//! there, for a look at a passing run.
 
 mod common;
 
@@ -431,6 +433,17 @@ async fn the_cluster_tells_the_truth_under_faults() {
     let _ = watcher.await;
 
     let anomalies = check(&history, &pg.url(), &schedule, final_seq);
+    if let Ok(dir) = std::env::var("CLUSTER_FAULTS_LOGS") {
+        for (i, n) in nodes.iter().enumerate() {
+            std::fs::write(format!("{dir}/node{i}.log"), n.server.logs()).unwrap();
+        }
+        let ops = history.ops.lock().unwrap().clone();
+        std::fs::write(
+            format!("{dir}/ops.json"),
+            serde_json::to_vec(&json!({"schedule": schedule, "ops": ops})).unwrap(),
+        )
+        .unwrap();
+    }
     let ops = history.ops.lock().unwrap().clone();
     let count = |f: &dyn Fn(&Op) -> bool| ops.iter().filter(|o| f(o)).count();
     println!("schedule (s since start):");
