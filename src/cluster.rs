@@ -8,11 +8,12 @@
 //!   node, and announced on NATS (`hallcast.{cluster}.events.{hall}`)
 //!   from a task of their own, so the writer never waits for the network;
 //! - the bus is a hint, never the truth (A8): an announcement sealed with
-//!   the cluster's secret (`seal.rs`) only wakes the poll, which reads
-//!   the hall's head and its new events from PostgreSQL and delivers
-//!   those. Nothing read from NATS is delivered, and no version is taken
-//!   from it: a rogue publisher, or a node whose secret leaked, can at
-//!   most make the others read PostgreSQL sooner;
+//!   the cluster's secret (`seal.rs`) only makes the node read that
+//!   hall's new events from PostgreSQL (on a connection of its own, so
+//!   it does not queue behind the poll) and deliver those. Nothing read
+//!   from NATS is delivered, and no version is taken from it: a rogue
+//!   publisher, or a node whose secret leaked, can at most make the
+//!   others read PostgreSQL sooner;
 //! - every hall has an [`Order`]: the hall seq delivered so far and what
 //!   arrived ahead of a gap. Events are delivered to the hub only in
 //!   order; one ahead of a gap waits while the gap is read from
@@ -160,6 +161,7 @@ impl ClusterBus {
         engine: &Arc<Engine>,
         nats: Option<async_nats::Client>,
         store: Postgres,
+        hints: Postgres,
     ) {
         let _ = self.engine.set(Arc::downgrade(engine));
         for h in engine.halls() {
@@ -169,7 +171,7 @@ impl ClusterBus {
         }
         if let Some(client) = nats {
             let bus = self.clone();
-            tokio::spawn(async move { bus.listen(client).await });
+            tokio::spawn(async move { bus.listen(client, hints).await });
         }
         if let Some(mut rx) = lock(&self.released_rx).take() {
             let bus = self.clone();
@@ -313,7 +315,8 @@ impl ClusterBus {
     /// Hears other nodes' announcements on NATS until the process ends
     /// (the client reconnects by itself). Each sealed one wakes the poll;
     /// anything else is counted and dropped.
-    async fn listen(self: Arc<Self>, client: async_nats::Client) {
+    async fn listen(self: Arc<Self>, client: async_nats::Client, store: Postgres) {
+        let store = Arc::new(Mutex::new(store));
         let subject = format!("{}.*", self.subjects);
         let mut sub = match client.subscribe(subject.clone()).await {
             Ok(s) => s,
@@ -332,9 +335,17 @@ impl ClusterBus {
                 self.rejected(msg.subject.as_str());
                 continue;
             };
-            if w.node != self.node {
-                // A hint: the poll reads what PostgreSQL holds, now.
-                self.wake.notify_one();
+            if w.node != self.node && self.orders.contains_key(&w.hall) {
+                // A hint: what PostgreSQL holds of that hall, now.
+                let (bus, store) = (self.clone(), store.clone());
+                let read = tokio::task::spawn_blocking(move || {
+                    bus.catch_up_hall(&mut lock(&store), &w.hall)
+                })
+                .await;
+                if !matches!(read, Ok(Ok(()))) {
+                    // The poll will, within a second.
+                    self.wake.notify_one();
+                }
             }
         }
     }
@@ -371,6 +382,35 @@ impl ClusterBus {
             }
             if let Some(engine) = self.engine() {
                 engine.store_reachable(reachable);
+            }
+        }
+    }
+
+    /// Delivers what PostgreSQL holds of `hall` beyond what this node
+    /// delivered, and marks the hall at the store's version (blocking).
+    fn catch_up_hall(
+        &self,
+        store: &mut Postgres,
+        hall: &str,
+    ) -> Result<(), crate::store::StoreError> {
+        let Some(o) = self.orders.get(hall) else {
+            return Ok(());
+        };
+        // Read first: the events below are then at least as new.
+        let version = store.version_of(hall)?;
+        if let Some(h) = self.engine().as_ref().and_then(|e| e.hall(hall)) {
+            h.saw_version(version);
+        }
+        loop {
+            let last = lock(o).last;
+            let events = store.events_after(hall, None, last, FILL_PAGE)?;
+            if events.is_empty() {
+                return Ok(());
+            }
+            let delivered = self.deliver(hall, &events, &[]);
+            self.tell(hall, &delivered);
+            if lock(o).last == last || events.len() < FILL_PAGE {
+                return Ok(());
             }
         }
     }

@@ -313,7 +313,7 @@ async fn join_cluster(
     );
     let bus = ClusterBus::new(hub.clone(), name, &config.halls, nats.as_ref(), wake, seal);
     let engine = Arc::new(engine.clustered().with_bus(bus.clone()));
-    bus.start(&engine, nats, Postgres::lazy(url)?);
+    bus.start(&engine, nats, Postgres::lazy(url)?, Postgres::lazy(url)?);
     tracing::info!(
         cluster = name,
         nats = config.bus.is_some(),

@@ -208,6 +208,18 @@ impl Postgres {
         r
     }
 
+    /// One hall's version as the database has it now (0 before its first
+    /// commit).
+    pub fn version_of(&mut self, hall: &str) -> Result<u64, StoreError> {
+        self.with(|c, _| {
+            Ok(c.query_opt(
+                "SELECT seq FROM sequences WHERE hall=$1 AND scope='version'",
+                &[&hall],
+            )?
+            .map_or(0, |r| r.get::<_, i64>(0) as u64))
+        })
+    }
+
     /// Every hall's version and hall seq as the database has them now
     /// (the cluster's poll: one cheap query for all halls).
     pub fn heads(&mut self) -> Result<Vec<(String, u64, u64)>, StoreError> {
