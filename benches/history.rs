@@ -95,6 +95,7 @@ fn fill(spec: &Arc<HallSpec>, dir: &std::path::Path, days: u64, per_day: u64) ->
                 level: [5, 5, 5, 4, 4, 3, 2, 1][rng.below(8) as usize],
                 comment: None,
                 at: finished + chrono::Duration::seconds(30),
+                source: hallcast::queue::rating::RatingSource::Phone,
             });
             batch.tickets.push(Ticket {
                 id,

@@ -124,6 +124,10 @@ impl Drop for StreamGuard {
     }
 }
 
+/// An address already has `connections_per_ip` open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooMany;
+
 /// An open HTTP connection counted against its address (A7).
 pub struct ConnectionGuard {
     ip: IpAddr,
@@ -239,7 +243,7 @@ impl Limits {
     /// Counts a new TCP connection from `peer` (A7): `Err` when its
     /// address has `connections_per_ip` open, and it must be closed at
     /// once. A trusted proxy's connections are not counted.
-    pub fn open_connection(&self, peer: IpAddr) -> Result<Option<ConnectionGuard>, ()> {
+    pub fn open_connection(&self, peer: IpAddr) -> Result<Option<ConnectionGuard>, TooMany> {
         let max = self.config.connections_per_ip;
         if max == 0 || self.config.trusted_proxies.contains(&peer) {
             return Ok(None);
@@ -251,7 +255,7 @@ impl Limits {
             if o.streams == 0 && o.connections == 0 {
                 m.remove(&ip);
             }
-            return Err(());
+            return Err(TooMany);
         }
         o.connections += 1;
         Ok(Some(ConnectionGuard {

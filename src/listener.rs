@@ -180,7 +180,7 @@ pub async fn serve<S, B>(
         };
         let counted = match limits.open_connection(addr.ip()) {
             Ok(c) => c,
-            Err(()) => {
+            Err(crate::limits::TooMany) => {
                 // Closed unanswered: one client cannot take the
                 // descriptors every screen needs.
                 tracing::debug!(peer = %addr.ip(), "too many connections from this address; closed");

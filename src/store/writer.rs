@@ -272,7 +272,7 @@ impl Writer {
             (true, _) if conflict_only => None,
             (true, true) => Some(!refused_by_store(&result)),
             (_, false) => {
-                Some(!refused_by_store(&recorded) && !(tried_commit && refused_by_store(&result)))
+                Some(!(refused_by_store(&recorded) || tried_commit && refused_by_store(&result)))
             }
         };
         for (_, k) in group.drain(..) {
