@@ -104,6 +104,16 @@ async fn from(c: &Client, addr: &str, path: &str, body: &str) -> Resp {
     .await
 }
 
+/// The hall of [`config`] on a stepped clock standing at `at`, with its
+/// webhook receiver and a client.
+async fn hall(at: &str, citizens: &str) -> (Receiver, Clock, Server, Client) {
+    let rx = Receiver::start(Mode::Ok).await;
+    let clock = Clock::at(at);
+    let s = Server::start_on_clock(Some(&config(&rx.url, citizens)), &clock);
+    let c = Client::new(&s);
+    (rx, clock, s, c)
+}
+
 fn mobile(token: Option<&str>) -> String {
     match token {
         Some(t) => format!(
@@ -115,6 +125,11 @@ fn mobile(token: Option<&str>) -> String {
 
 fn booking(service: &str, start: &str, token: &str) -> String {
     format!(r#"{{"service":"{service}","start":"{start}","notify":{{"phone_token":"{token}"}}}}"#)
+}
+
+/// A booking from client address `addr` with a verified phone's token.
+async fn book(c: &Client, addr: &str, service: &str, start: &str, token: &str) -> Resp {
+    from(c, addr, "/appointments", &booking(service, start, token)).await
 }
 
 fn limit(r: &Resp, cap: &str) {
@@ -139,10 +154,7 @@ fn on_postgres() -> bool {
 
 #[tokio::test]
 async fn a_phone_proves_itself_with_a_code_sent_through_the_outbox() {
-    let rx = Receiver::start(Mode::Ok).await;
-    let clock = Clock::at(TUE_10);
-    let mut s = Server::start_on_clock(Some(&config(&rx.url, "")), &clock);
-    let c = Client::new(&s);
+    let (rx, clock, mut s, c) = hall(TUE_10, "").await;
     assert_eq!(c.get(HALL).await.json["verify_phones"], true);
 
     for bad in ["12345", "23812345678", "+8613812345678", "1381234567x"] {
@@ -347,10 +359,7 @@ async fn a_phone_proves_itself_with_a_code_sent_through_the_outbox() {
 
 #[tokio::test]
 async fn one_script_cannot_book_out_a_day_with_one_phone_or_many() {
-    let rx = Receiver::start(Mode::Ok).await;
-    let clock = Clock::at("2026-12-01T08:00:00+08:00");
-    let mut s = Server::start_on_clock(Some(&config(&rx.url, "")), &clock);
-    let c = Client::new(&s);
+    let (rx, clock, mut s, c) = hall("2026-12-01T08:00:00+08:00", "").await;
     let slot = |day: u32, hh: u32, mm: u32| format!("2026-12-{day:02}T{hh:02}:{mm:02}:00+08:00");
 
     // A booking without a token needs a verified phone.
@@ -370,38 +379,14 @@ async fn one_script_cannot_book_out_a_day_with_one_phone_or_many() {
 
     // One script, one phone.
     let t = verify_phone(&c, &rx, "laoshan", PHONE).await;
-    let r = from(
-        &c,
-        "10.0.0.1",
-        "/appointments",
-        &booking("property", &slot(1, 9, 0), &t),
-    )
-    .await;
+    let r = book(&c, "10.0.0.1", "property", &slot(1, 9, 0), &t).await;
     assert_eq!(r.status, 201, "{}", r.text);
     let first = r.json["token"].as_str().unwrap().to_string();
-    let r = from(
-        &c,
-        "10.0.0.1",
-        "/appointments",
-        &booking("property", &slot(1, 9, 30), &t),
-    )
-    .await;
+    let r = book(&c, "10.0.0.1", "property", &slot(1, 9, 30), &t).await;
     limit(&r, "bookings_per_phone_per_date");
-    let r = from(
-        &c,
-        "10.0.0.1",
-        "/appointments",
-        &booking("property", &slot(2, 9, 0), &t),
-    )
-    .await;
+    let r = book(&c, "10.0.0.1", "property", &slot(2, 9, 0), &t).await;
     assert_eq!(r.status, 201, "{}", r.text);
-    let r = from(
-        &c,
-        "10.0.0.1",
-        "/appointments",
-        &booking("property", &slot(3, 9, 0), &t),
-    )
-    .await;
+    let r = book(&c, "10.0.0.1", "property", &slot(3, 9, 0), &t).await;
     limit(&r, "open_bookings_per_phone");
     // Cancelling one frees it.
     let r = c
@@ -414,13 +399,7 @@ async fn one_script_cannot_book_out_a_day_with_one_phone_or_many() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let r = from(
-        &c,
-        "10.0.0.1",
-        "/appointments",
-        &booking("property", &slot(3, 9, 0), &t),
-    )
-    .await;
+    let r = book(&c, "10.0.0.1", "property", &slot(3, 9, 0), &t).await;
     assert_eq!(r.status, 201, "{}", r.text);
 
     // Many phones from one address: 20 bookings a day, whoever's phone.
@@ -432,56 +411,26 @@ async fn one_script_cannot_book_out_a_day_with_one_phone_or_many() {
         // Thursday to the next Tuesday's weekdays, a slot each.
         let day = [3, 4, 7, 8][n as usize % 4];
         let start = slot(day, 9 + n / 8, if (n / 4) % 2 == 0 { 0 } else { 30 });
-        let r = from(
-            &c,
-            "10.0.0.1",
-            "/appointments",
-            &booking("property", &start, &t),
-        )
-        .await;
+        let r = book(&c, "10.0.0.1", "property", &start, &t).await;
         assert_eq!(r.status, 201, "booking {made}: {}", r.text);
         made += 1;
         n += 1;
     }
     let last = verify_phone(&c, &rx, "laoshan", "13600000000").await;
-    let r = from(
-        &c,
-        "10.0.0.1",
-        "/appointments",
-        &booking("property", &slot(8, 14, 0), &last),
-    )
-    .await;
+    let r = book(&c, "10.0.0.1", "property", &slot(8, 14, 0), &last).await;
     limit(&r, "bookings_per_address_per_day");
     // The caps are the hall's: they hold across a restart.
     s.stop_and_restart();
     let c = Client::new(&s);
-    let r = from(
-        &c,
-        "10.0.0.1",
-        "/appointments",
-        &booking("property", &slot(8, 14, 0), &last),
-    )
-    .await;
+    let r = book(&c, "10.0.0.1", "property", &slot(8, 14, 0), &last).await;
     limit(&r, "bookings_per_address_per_day");
     // Another address books.
-    let r = from(
-        &c,
-        "10.0.0.2",
-        "/appointments",
-        &booking("property", &slot(8, 14, 0), &last),
-    )
-    .await;
+    let r = book(&c, "10.0.0.2", "property", &slot(8, 14, 0), &last).await;
     assert_eq!(r.status, 201, "{}", r.text);
     // Tomorrow the address may book again.
     clock.set("2026-12-02T08:00:00+08:00");
     let t2 = verify_phone(&c, &rx, "laoshan", "13600000001").await;
-    let r = from(
-        &c,
-        "10.0.0.1",
-        "/appointments",
-        &booking("property", &slot(8, 14, 30), &t2),
-    )
-    .await;
+    let r = book(&c, "10.0.0.1", "property", &slot(8, 14, 30), &t2).await;
     assert_eq!(r.status, 201, "{}", r.text);
     // Most of the week is still free for everyone else.
     let free: u64 = c
@@ -537,10 +486,7 @@ async fn an_ipv6_client_is_one_address_per_64() {
 
 #[tokio::test]
 async fn one_waiting_mobile_ticket_per_phone_and_service() {
-    let rx = Receiver::start(Mode::Ok).await;
-    let clock = Clock::at(TUE_10);
-    let s = Server::start_on_clock(Some(&config(&rx.url, "")), &clock);
-    let c = Client::new(&s);
+    let (rx, _clock, _s, c) = hall(TUE_10, "").await;
     let t = verify_phone(&c, &rx, "laoshan", PHONE).await;
     let r = from(&c, "10.0.0.1", "/tickets", &mobile(Some(&t))).await;
     assert_eq!(r.status, 201, "{}", r.text);
@@ -609,10 +555,7 @@ async fn messages_to_one_phone_are_capped_per_day_and_the_rest_dropped() {
 
 #[tokio::test]
 async fn a_real_name_booking_keeps_the_id_number_only_hashed_and_masked() {
-    let rx = Receiver::start(Mode::Ok).await;
-    let clock = Clock::at("2026-12-01T08:00:00+08:00");
-    let s = Server::start_on_clock(Some(&config(&rx.url, "")), &clock);
-    let c = Client::new(&s);
+    let (rx, _clock, s, c) = hall("2026-12-01T08:00:00+08:00", "").await;
     let id = "11010519491231002X";
     let t = verify_phone(&c, &rx, "laoshan", PHONE).await;
     let start = "2026-12-01T09:00:00+08:00";
@@ -716,18 +659,9 @@ async fn a_real_name_booking_keeps_the_id_number_only_hashed_and_masked() {
 
 #[tokio::test]
 async fn check_in_codes_are_not_guessed() {
-    let rx = Receiver::start(Mode::Ok).await;
-    let clock = Clock::at("2026-12-01T08:50:00+08:00");
-    let s = Server::start_on_clock(Some(&config(&rx.url, "")), &clock);
-    let c = Client::new(&s);
+    let (rx, clock, _s, c) = hall("2026-12-01T08:50:00+08:00", "").await;
     let t = verify_phone(&c, &rx, "laoshan", PHONE).await;
-    let r = from(
-        &c,
-        "10.0.0.1",
-        "/appointments",
-        &booking("property", "2026-12-01T09:00:00+08:00", &t),
-    )
-    .await;
+    let r = book(&c, "10.0.0.1", "property", "2026-12-01T09:00:00+08:00", &t).await;
     assert_eq!(r.status, 201, "{}", r.text);
     let code = r.json["code"].as_str().unwrap().to_string();
     let check_in = |token: &'static str, code: String| {
@@ -810,13 +744,7 @@ async fn a_scalper_spread_over_three_nodes_gets_no_more_than_from_one() {
     let t = verify_phone(&clients[0], &rx, "laoshan", PHONE).await;
     let mut ok = 0;
     for (i, start) in firsts.iter().take(4).enumerate() {
-        let r = from(
-            &clients[i % 3],
-            "10.0.0.1",
-            "/appointments",
-            &booking("property", start, &t),
-        )
-        .await;
+        let r = book(&clients[i % 3], "10.0.0.1", "property", start, &t).await;
         if r.status == 201 {
             ok += 1;
         } else {
@@ -828,13 +756,7 @@ async fn a_scalper_spread_over_three_nodes_gets_no_more_than_from_one() {
     let mut ok_addr = 0;
     for (i, start) in starts.iter().chain(&firsts[1..]).take(6).enumerate() {
         let t = verify_phone(&clients[i % 3], &rx, "laoshan", &format!("1350000000{i}")).await;
-        let r = from(
-            &clients[(i + 1) % 3],
-            "10.0.0.7",
-            "/appointments",
-            &booking("property", start, &t),
-        )
-        .await;
+        let r = book(&clients[(i + 1) % 3], "10.0.0.7", "property", start, &t).await;
         if r.status == 201 {
             ok_addr += 1;
         } else {

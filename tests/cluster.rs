@@ -494,8 +494,8 @@ async fn nats_with_a_password_carries_the_calls_and_the_password_is_never_logged
     assert!(!s.logs().contains("wr0ng-pass"), "{}", s.logs());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_down_means_not_ready_and_503_and_back_means_serving_without_a_restart() {
+/// One node on a PostgreSQL of the test's own (no bus), and its dir.
+fn node_on_own_postgres() -> (OwnPostgres, tempfile::TempDir, Server) {
     let pg = OwnPostgres::start();
     let tmp = tempfile::tempdir().unwrap();
     let node = Server::spawn_with(
@@ -504,6 +504,12 @@ async fn postgres_down_means_not_ready_and_503_and_back_means_serving_without_a_
         &[],
         &["--store".into(), pg.url()],
     );
+    (pg, tmp, node)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_means_not_ready_and_503_and_back_means_serving_without_a_restart() {
+    let (pg, tmp, node) = node_on_own_postgres();
     let client = Client::new(&node);
     assert_eq!(client.issue("business").await["number"], "A001");
     common::blocking(|| pg.stop());
@@ -572,14 +578,7 @@ async fn postgres_down_means_not_ready_and_503_and_back_means_serving_without_a_
 /// runs of 4 before), and every command after too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_command_after_postgres_came_back_works() {
-    let pg = OwnPostgres::start();
-    let tmp = tempfile::tempdir().unwrap();
-    let node = Server::spawn_with(
-        &tmp.path().join("node"),
-        None,
-        &[],
-        &["--store".into(), pg.url()],
-    );
+    let (pg, _tmp, node) = node_on_own_postgres();
     let client = Client::new(&node);
     assert_eq!(client.issue("business").await["number"], "A001");
     for round in 0..3 {

@@ -47,20 +47,8 @@ pub fn messages(
     };
     let remind = n.remind_ahead as usize;
     let mut msgs = Vec::new();
-    let record = |kind: &str, phone: &str, id: String, body| OutboxRecord {
-        id,
-        hall: spec.id.clone(),
-        kind: kind.to_string(),
-        phone: phone.to_string(),
-        ticket: None,
-        appointment: None,
-        body,
-        status: OutboxStatus::Pending,
-        attempts: 0,
-        last_error: None,
-        created_at: now,
-        next_attempt_at: now,
-    };
+    let record =
+        |kind: &str, phone: &str, id: String, body| pending(&spec.id, kind, phone, id, body, now);
     for (a, notice) in &out.notices {
         let Some(a) = hall.appointment(*a) else {
             continue;
@@ -145,6 +133,31 @@ pub fn messages(
     msgs
 }
 
+/// A new message, pending from `now`, about no ticket or booking yet.
+fn pending(
+    hall: &str,
+    kind: &str,
+    phone: &str,
+    id: String,
+    body: bytes::Bytes,
+    now: DateTime<Utc>,
+) -> OutboxRecord {
+    OutboxRecord {
+        id,
+        hall: hall.to_string(),
+        kind: kind.to_string(),
+        phone: phone.to_string(),
+        ticket: None,
+        appointment: None,
+        body,
+        status: OutboxStatus::Pending,
+        attempts: 0,
+        last_error: None,
+        created_at: now,
+        next_attempt_at: now,
+    }
+}
+
 /// Counts each message to a phone against its hall-local day (A2:
 /// `messages_per_phone_per_day`); those over the cap are kept as
 /// `dropped`, with the reason, and never sent.
@@ -170,20 +183,7 @@ pub fn cap_per_phone(
 pub fn verify_message(spec: &HallSpec, code: &SentCode, now: DateTime<Utc>) -> OutboxRecord {
     let id = message_id(now);
     let body = wire::verify_body(spec, &id, code, now);
-    OutboxRecord {
-        id,
-        hall: spec.id.clone(),
-        kind: "verify".to_string(),
-        phone: code.phone.clone(),
-        ticket: None,
-        appointment: None,
-        body,
-        status: OutboxStatus::Pending,
-        attempts: 0,
-        last_error: None,
-        created_at: now,
-        next_attempt_at: now,
-    }
+    pending(&spec.id, "verify", &code.phone, id, body, now)
 }
 
 #[cfg(test)]
