@@ -105,7 +105,7 @@ fn fill(spec: &Arc<HallSpec>, dir: &std::path::Path, days: u64, per_day: u64) ->
                 service,
                 issued_service: service,
                 priority: if rng.below(20) == 0 {
-                    Priority::Priority
+                    Priority::Green
                 } else {
                     Priority::Normal
                 },

@@ -9,20 +9,9 @@
 //! events where the subscriber is, so it works when the command ran on
 //! another node. A bus must keep each hall's batches in order.
 
-use bytes::Bytes;
-
 use crate::hub::Hub;
+pub use crate::hub::TicketMessage;
 use crate::store::StoredEvent;
-
-/// A ticket channel's message, for whoever follows `token`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TicketMessage {
-    pub token: String,
-    /// The hall seq the message reflects: a phone that connected later
-    /// has it in its first message and skips it.
-    pub seq: u64,
-    pub msg: Bytes,
-}
 
 /// What one committed command publishes.
 #[derive(Clone, Debug, Default)]

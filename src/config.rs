@@ -57,6 +57,12 @@ pub fn read_secret_file(path: &Path) -> Result<String, ConfigError> {
     Ok(text.trim_end_matches(['\n', '\r']).to_string())
 }
 
+/// The server pings every WebSocket this often unless `[server]
+/// ping_seconds` says otherwise (the contract asks for at least every
+/// 30 s); a peer that has not answered by the next ping is dead and is
+/// dropped (`gateway::pinger`).
+pub const PING_EVERY: std::time::Duration = std::time::Duration::from_secs(25);
+
 /// The whole validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -495,10 +501,7 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
             ));
         }
     }
-    let ping_seconds = raw
-        .server
-        .ping_seconds
-        .unwrap_or(crate::gateway::connection::PING_EVERY.as_secs());
+    let ping_seconds = raw.server.ping_seconds.unwrap_or(PING_EVERY.as_secs());
     if !(1..=30).contains(&ping_seconds) {
         return Err(err(
             "[server] ping_seconds".into(),

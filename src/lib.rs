@@ -16,12 +16,18 @@
 //! - [`hub`]: topic fan-out with per-floor rings for catch-up.
 //! - [`wire`]: the contract's shapes — every JSON body and message, the
 //!   error body, the HTTP reply; [`api`] and [`gateway`] build on it.
-//! - [`gateway`]: WebSocket channels.
+//! - [`gateway`]: WebSocket and server-sent event channels.
 //! - [`api`]: HTTP routes.
+//! - [`listener`]: the accept loop, and the socket hyper serves (bounded).
+//! - [`limits`]: what one caller may do (rates, streams, connections).
+//! - [`notify`]: messages to citizens' phones and their delivery.
+//! - [`report`]: statistics, the export, the public ratings summary.
+//! - [`metrics`]: the Prometheus text of `GET /metrics`.
+//! - [`seal`]: what the nodes say on the bus, sealed with their secret.
 //! - [`announcer`]: spoken announcements.
 //! - [`pages`]: the screens, phone page, console and kiosk (from `displays/`).
-//! - [`server`]: wiring and shutdown order; [`admin`]: `migrate` and
-//!   `import`.
+//! - [`cli`]: the command line; [`server`]: wiring and shutdown order;
+//!   [`admin`]: `migrate` and `import`.
 #![forbid(unsafe_code)]
 
 pub mod admin;

@@ -224,19 +224,3 @@ pub fn command_of(route: &str) -> &'static str {
         },
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_post_route_has_a_command_of_its_own() {
-        for (method, route) in crate::api::ROUTES {
-            if *method == "POST" {
-                let c = command_of(route);
-                assert_ne!(c, "other", "{route} has no command name");
-                assert!(COMMANDS_KNOWN.contains(&c), "{c} is not registered");
-            }
-        }
-    }
-}

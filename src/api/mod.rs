@@ -655,6 +655,18 @@ mod tests {
     use super::route_of;
 
     #[test]
+    fn every_post_route_has_a_command_name_of_its_own() {
+        use crate::metrics::{command_of, COMMANDS_KNOWN};
+        for (method, route) in super::ROUTES {
+            if *method == "POST" {
+                let c = command_of(route);
+                assert_ne!(c, "other", "{route} has no command name");
+                assert!(COMMANDS_KNOWN.contains(&c), "{c} is not registered");
+            }
+        }
+    }
+
+    #[test]
     fn a_path_finds_its_template_and_a_literal_wins() {
         assert_eq!(
             route_of("/api/v1/halls/demo/windows/3-01/no-show"),

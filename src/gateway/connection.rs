@@ -27,11 +27,6 @@ use super::inbound::{Frame, Inbound, Refusal};
 use super::peer::Peer;
 use crate::hub::Closed;
 
-/// The server pings this often unless `[server] ping_seconds` says
-/// otherwise (the contract asks for at least every 30 s); a peer that has
-/// not answered by the next ping is dead and is dropped.
-pub const PING_EVERY: Duration = Duration::from_secs(25);
-
 /// Pings a client may send per ping period before it is closed as a flood.
 pub const MAX_CLIENT_PINGS: u32 = 60;
 

@@ -31,7 +31,6 @@ pub fn payload(bytes: &bytes::Bytes) -> Payload {
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::bus::TicketMessage;
 use crate::queue::HallSpec;
 use crate::store::StoredEvent;
 
@@ -45,6 +44,16 @@ pub const SUBSCRIBER_QUEUE: usize = 1024;
 /// kernel already took does not count: the socket's send buffer is fixed
 /// (`server::SEND_BUFFER`).
 pub const SUBSCRIBER_QUEUE_BYTES: usize = 1 << 20;
+
+/// A ticket channel's message, for whoever follows `token`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TicketMessage {
+    pub token: String,
+    /// The hall seq the message reflects: a phone that connected later
+    /// has it in its first message and skips it.
+    pub seq: u64,
+    pub msg: bytes::Bytes,
+}
 
 /// The topics of one hall.
 pub struct HallTopics {

@@ -296,7 +296,7 @@ fn a_started_slot_goes_ahead_of_walk_ins_but_after_the_green_channel() {
     d.hall.advance(at(10, 5));
     // Checked in before its slot: waits like anyone, by age.
     assert_eq!(d.check_in(&a, at(10, 6)).unwrap(), "A003");
-    assert_eq!(d.walk_in(Priority::Priority, at(10, 7)), "A004");
+    assert_eq!(d.walk_in(Priority::Green, at(10, 7)), "A004");
     assert_eq!(d.line(), ["A004", "A001", "A002", "A003"]);
     // 10:30: A003's slot started.
     let out = d.hall.advance(at(10, 30));
@@ -388,7 +388,7 @@ fn a_reminder_is_taken_once_when_a_ticket_comes_within_remind_ahead() {
     assert!(d.hall.take_reminders(&[0]).is_empty(), "once");
     // A green-channel arrival pushes it back; falling again is not a
     // second reminder.
-    d.walk_in(Priority::Priority, at(10, 11));
+    d.walk_in(Priority::Green, at(10, 11));
     d.hall.call(WA, None, at(10, 12)).unwrap();
     d.hall.call(WA, None, at(10, 13)).unwrap();
     assert_eq!(d.hall.take_reminders(&[0]), vec![ids[5]]);

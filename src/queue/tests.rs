@@ -224,7 +224,7 @@ fn call_order_table() {
         let mut f = Fixture::new();
         for (s, green) in issued.iter() {
             let p = if *green {
-                Priority::Priority
+                Priority::Green
             } else {
                 Priority::Normal
             };
@@ -454,7 +454,7 @@ fn ahead_and_eta_follow_the_line_and_open_windows() {
     let t = f.find("C004", day).clone();
     assert_eq!(f.hall.ahead(&t), 2);
     // Green channel goes ahead of everyone normal.
-    f.issue_p("c", Priority::Priority);
+    f.issue_p("c", Priority::Green);
     let t = f.find("C004", day).clone();
     assert_eq!(f.hall.ahead(&t), 3);
     let green = f.find("C005", day).clone();
@@ -912,7 +912,7 @@ mod properties {
                         tokens += 1;
                         let req = IssueRequest {
                             service: services[s].into(),
-                            priority: if green { Priority::Priority } else { Priority::Normal },
+                            priority: if green { Priority::Green } else { Priority::Normal },
                             channel: Channel::Kiosk,
                             notify_phone: None,
                             phone_token: None,
@@ -1043,7 +1043,7 @@ fn a_hall_that_absorbs_another_nodes_writes_is_that_node_s_hall() {
     };
     step(&mut a, &mut b, &issue("a", Priority::Normal, "t1"));
     step(&mut a, &mut b, &issue("b", Priority::Normal, "t2"));
-    step(&mut a, &mut b, &issue("a", Priority::Priority, "t3"));
+    step(&mut a, &mut b, &issue("a", Priority::Green, "t3"));
     step(&mut a, &mut b, &issue("c", Priority::Normal, "t4"));
     step(&mut a, &mut b, &|h, now| h.call(W1, None, now));
     step(&mut a, &mut b, &|h, now| h.start(W1, now));

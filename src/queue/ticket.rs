@@ -64,8 +64,10 @@ impl Status {
 /// Green channel (elderly, disabled, veterans) or normal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Priority {
-    /// Sorts first: called before every normal ticket a window serves.
-    Priority,
+    /// The green channel (绿色通道: the elderly, the disabled, veterans),
+    /// spelled "priority" on the wire. Sorts first: called before every
+    /// normal ticket a window serves.
+    Green,
     Normal,
 }
 
@@ -73,7 +75,7 @@ impl Priority {
     /// The wire and store spelling.
     pub fn as_str(self) -> &'static str {
         match self {
-            Priority::Priority => "priority",
+            Priority::Green => "priority",
             Priority::Normal => "normal",
         }
     }
@@ -81,7 +83,7 @@ impl Priority {
     /// Parses the wire spelling.
     pub fn parse(s: &str) -> Option<Priority> {
         match s {
-            "priority" => Some(Priority::Priority),
+            "priority" => Some(Priority::Green),
             "normal" => Some(Priority::Normal),
             _ => None,
         }

@@ -7,7 +7,9 @@
 //! or answered before it is durable, and events leave in sequence order.
 //!
 //! [`Backend`] is the narrow interface a store implements: SQLite for one
-//! machine now; PostgreSQL for a cluster later implements the same trait.
+//! machine (`sqlite.rs`), PostgreSQL for a cluster (`pg_backend.rs`, its
+//! schema in `postgres.rs`). `digests.rs` keeps settled days' statistics
+//! in a cache file of their own; `report.rs` holds the rows reports read.
 
 mod batch;
 mod checkpointer;

@@ -535,7 +535,7 @@ impl Hall {
             return 0;
         }
         let line = &self.lines[t.service];
-        if t.priority == Priority::Priority {
+        if t.priority == Priority::Green {
             return line.range(..t.line_key()).count();
         }
         let green = line.range(..(Priority::Normal, 0)).count();
@@ -1092,7 +1092,7 @@ impl Hall {
     fn order_key(&self, t: &Ticket, pref: usize) -> OrderKey {
         let never = DateTime::<Utc>::MIN_UTC;
         match (t.priority, t.slot) {
-            (Priority::Priority, _) => (0, never, pref, t.line_pos),
+            (Priority::Green, _) => (0, never, pref, t.line_pos),
             (_, Some(slot)) if self.slot_started(t) => (1, slot, pref, t.line_pos),
             _ => (2, never, pref, t.line_pos),
         }
