@@ -19,7 +19,7 @@ use bytes::{Buf, Bytes};
 use tokio::net::TcpStream;
 
 use crate::hub::{
-    Batch, Closed, Member, MemberId, Payload, SubscriberGroup, SUBSCRIBER_QUEUE,
+    Closed, Frames, Member, MemberId, Payload, SubscriberGroup, SUBSCRIBER_QUEUE,
     SUBSCRIBER_QUEUE_BYTES,
 };
 
@@ -81,7 +81,7 @@ struct State {
     /// Until the connection has queued what it sends first (snapshot or
     /// replay), live batches wait here whole: those it covers are then
     /// left out by seq.
-    held: Option<Vec<Arc<Batch>>>,
+    held: Option<Vec<Arc<Frames>>>,
     /// Messages with seq ≤ this are covered by what was sent first.
     skip_through: u64,
     /// The page of the catch-up being sent, with each message's seq;
@@ -726,7 +726,7 @@ fn send_now(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
 }
 
 impl SubscriberGroup for Chunk {
-    fn deliver(&self, id: MemberId, batch: &Arc<Batch>) -> bool {
+    fn deliver(&self, id: MemberId, batch: &Arc<Frames>) -> bool {
         let slot = &self.slots[id.index];
         if slot.closed.load(Ordering::Acquire) {
             return false;
@@ -792,7 +792,7 @@ mod tests {
     }
 
     /// Messages whose text is their seq, zero-padded to `size` bytes.
-    fn batch(seqs: std::ops::RangeInclusive<u64>, size: usize) -> Arc<Batch> {
+    fn batch(seqs: std::ops::RangeInclusive<u64>, size: usize) -> Arc<Frames> {
         let msgs: Vec<(u64, Payload)> = seqs
             .map(|s| {
                 let digits = s.to_string();
@@ -800,7 +800,7 @@ mod tests {
                 (s, Payload::from(pad + &digits))
             })
             .collect();
-        Arc::new(Batch::new(&msgs))
+        Arc::new(Frames::new(&msgs))
     }
 
     /// The seqs of the whole frames in `bytes`; panics on a torn frame.

@@ -25,7 +25,7 @@ use warp::{Filter, Reply};
 
 use super::channel::{self, Channel, Pager};
 use crate::engine::Engine;
-use crate::hub::{Batch, Closed, Member, MemberId, SubscriberGroup};
+use crate::hub::{Closed, Frames, Member, MemberId, SubscriberGroup};
 use crate::limits::Limits;
 use crate::listener::PeerAddr;
 use crate::wire::ApiError;
@@ -40,7 +40,7 @@ const OUT_QUEUE: usize = 64;
 /// One SSE client as the topics see it: a queue of shared batches.
 struct Sink {
     /// Taken (and so the queue closed) when the subscriber is closed.
-    tx: Mutex<Option<mpsc::Sender<Arc<Batch>>>>,
+    tx: Mutex<Option<mpsc::Sender<Arc<Frames>>>>,
     closed: AtomicBool,
 }
 
@@ -52,7 +52,7 @@ impl Sink {
 }
 
 impl SubscriberGroup for Sink {
-    fn deliver(&self, _: MemberId, batch: &Arc<Batch>) -> bool {
+    fn deliver(&self, _: MemberId, batch: &Arc<Frames>) -> bool {
         if self.closed.load(Ordering::Acquire) {
             return false;
         }
@@ -191,7 +191,7 @@ async fn send(
     ch: &Channel,
     after: Option<u64>,
     member: Member,
-    mut live: mpsc::Receiver<Arc<Batch>>,
+    mut live: mpsc::Receiver<Arc<Frames>>,
     out: &mpsc::Sender<Event>,
 ) -> Option<()> {
     // Ticket messages carry the hall seq, which is no resume point.

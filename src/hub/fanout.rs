@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
-use super::frames::Batch;
+use super::frames::Frames;
 use super::topic::{Delivery, Subscribers};
 
 /// Publishes taken per pass at most, so one pass's buffers stay small.
@@ -105,7 +105,7 @@ pub fn coalesce(pass: Vec<Delivery>) -> Vec<Delivery> {
     if pass.len() < 2 {
         return pass;
     }
-    let mut groups: Vec<(Subscribers, Vec<Arc<Batch>>)> = Vec::new();
+    let mut groups: Vec<(Subscribers, Vec<Arc<Frames>>)> = Vec::new();
     // A pass can hold hundreds of ticket topics: find groups by address
     // (every list is alive until the pass ends, so an address names one).
     let mut index: HashMap<*const (), usize> = HashMap::new();
@@ -121,7 +121,7 @@ pub fn coalesce(pass: Vec<Delivery>) -> Vec<Delivery> {
     }
     let mut out = Vec::new();
     for (subs, batches) in groups {
-        let mut run: Vec<Arc<Batch>> = Vec::new();
+        let mut run: Vec<Arc<Frames>> = Vec::new();
         let mut size = 0;
         for b in batches {
             if !run.is_empty() && size + b.size() > MAX_MERGED_BYTES {
@@ -138,11 +138,13 @@ pub fn coalesce(pass: Vec<Delivery>) -> Vec<Delivery> {
     out
 }
 
-fn merged(subs: &Subscribers, mut run: Vec<Arc<Batch>>) -> Delivery {
+fn merged(subs: &Subscribers, mut run: Vec<Arc<Frames>>) -> Delivery {
     let batch = if run.len() == 1 {
         run.pop().expect("one batch")
     } else {
-        Arc::new(Batch::concat(&run.iter().map(|b| &**b).collect::<Vec<_>>()))
+        Arc::new(Frames::concat(
+            &run.iter().map(|b| &**b).collect::<Vec<_>>(),
+        ))
     };
     Delivery {
         subs: subs.clone(),
@@ -159,7 +161,7 @@ mod tests {
 
     struct Nobody;
     impl SubscriberGroup for Nobody {
-        fn deliver(&self, _: MemberId, _: &Arc<Batch>) -> bool {
+        fn deliver(&self, _: MemberId, _: &Arc<Frames>) -> bool {
             true
         }
         fn close(&self, _: MemberId, _: Closed) {}
@@ -173,8 +175,8 @@ mod tests {
         SubscriberList::new(vec![vec![s]])
     }
 
-    fn batch(seq: u64, bytes: usize) -> Arc<Batch> {
-        Arc::new(Batch::new(&[(seq, Payload::from("x".repeat(bytes)))]))
+    fn batch(seq: u64, bytes: usize) -> Arc<Frames> {
+        Arc::new(Frames::new(&[(seq, Payload::from("x".repeat(bytes)))]))
     }
 
     fn seqs(d: &Delivery) -> (u64, usize) {

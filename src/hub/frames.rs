@@ -45,22 +45,22 @@ pub fn text_frames<'a>(payloads: impl IntoIterator<Item = &'a Payload>) -> Bytes
 /// of the command that made it (tickets); seq 0 means "not covered by any
 /// snapshot" and is never skipped.
 #[derive(Debug)]
-pub struct Batch {
+pub struct Frames {
     /// Each message's seq and the end of its frame in `bytes`.
     ends: Vec<(u64, usize)>,
     bytes: Bytes,
 }
 
-impl Batch {
+impl Frames {
     /// Frames `msgs` (in seq order).
-    pub fn new(msgs: &[(u64, Payload)]) -> Batch {
+    pub fn new(msgs: &[(u64, Payload)]) -> Frames {
         let mut out = BytesMut::new();
         let mut ends = Vec::with_capacity(msgs.len());
         for (seq, m) in msgs {
             put_text_frame(&mut out, m.as_bytes());
             ends.push((*seq, out.len()));
         }
-        Batch {
+        Frames {
             ends,
             bytes: out.freeze(),
         }
@@ -68,7 +68,7 @@ impl Batch {
 
     /// Several publishes of one topic as one, so a subscriber gets them in
     /// one write. Copies the frames once for all subscribers.
-    pub fn concat(parts: &[&Batch]) -> Batch {
+    pub fn concat(parts: &[&Frames]) -> Frames {
         let mut out = BytesMut::with_capacity(parts.iter().map(|b| b.bytes.len()).sum());
         let mut ends = Vec::with_capacity(parts.iter().map(|b| b.ends.len()).sum());
         for b in parts {
@@ -76,7 +76,7 @@ impl Batch {
             out.extend_from_slice(&b.bytes);
             ends.extend(b.ends.iter().map(|&(s, e)| (s, base + e)));
         }
-        Batch {
+        Frames {
             ends,
             bytes: out.freeze(),
         }
@@ -182,7 +182,7 @@ mod tests {
     #[test]
     fn messages_are_the_frames_payloads_with_their_seqs() {
         let long = "x".repeat(70_000);
-        let b = Batch::new(&[(1, msg("a")), (0, msg(&"y".repeat(300))), (3, msg(&long))]);
+        let b = Frames::new(&[(1, msg("a")), (0, msg(&"y".repeat(300))), (3, msg(&long))]);
         let got: Vec<(u64, usize)> = b.messages().map(|(s, m)| (s, m.len())).collect();
         assert_eq!(got, [(1, 1), (0, 300), (3, 70_000)]);
         assert_eq!(b.messages().next().unwrap().1, b"a");
@@ -198,30 +198,30 @@ mod tests {
     fn frames_decode_at_every_length_class() {
         for n in [0, 1, 125, 126, 127, 65535, 65536, 70000] {
             let body = "x".repeat(n);
-            let b = Batch::new(&[(1, msg(&body)), (2, msg("tail"))]);
+            let b = Frames::new(&[(1, msg(&body)), (2, msg("tail"))]);
             assert_eq!(decode(&b.after(0).0), vec![body, "tail".to_string()]);
         }
     }
 
     #[test]
     fn after_leaves_out_what_the_first_messages_covered() {
-        let b = Batch::new(&[(4, msg("d")), (5, msg("e")), (6, msg("f"))]);
+        let b = Frames::new(&[(4, msg("d")), (5, msg("e")), (6, msg("f"))]);
         assert_eq!(decode(&b.after(0).0), ["d", "e", "f"]);
         assert_eq!(decode(&b.after(4).0), ["e", "f"]);
         assert_eq!(b.after(5).1, 1);
         assert_eq!(b.after(6), (Bytes::new(), 0));
-        let unsequenced = Batch::new(&[(3, msg("a")), (0, msg("z")), (7, msg("b"))]);
+        let unsequenced = Frames::new(&[(3, msg("a")), (0, msg("z")), (7, msg("b"))]);
         assert_eq!(decode(&unsequenced.after(5).0), ["z", "b"]);
         assert_eq!(decode(&unsequenced.after(9).0), ["z"]);
-        let gap = Batch::new(&[(0, msg("z")), (3, msg("a")), (8, msg("b"))]);
+        let gap = Frames::new(&[(0, msg("z")), (3, msg("a")), (8, msg("b"))]);
         assert_eq!(decode(&gap.after(5).0), ["z", "b"]);
     }
 
     #[test]
     fn concat_keeps_order_and_seqs() {
-        let a = Batch::new(&[(1, msg("a"))]);
-        let b = Batch::new(&[(2, msg("b")), (3, msg("c"))]);
-        let c = Batch::concat(&[&a, &b]);
+        let a = Frames::new(&[(1, msg("a"))]);
+        let b = Frames::new(&[(2, msg("b")), (3, msg("c"))]);
+        let c = Frames::concat(&[&a, &b]);
         assert_eq!((c.len(), c.last_seq()), (3, 3));
         assert_eq!(decode(&c.after(1).0), ["b", "c"]);
     }

@@ -15,7 +15,7 @@ mod subscriber;
 mod topic;
 
 pub use fanout::Fanout;
-pub use frames::Batch;
+pub use frames::Frames;
 pub use subscriber::{Closed, Member, MemberId, SubscriberGroup};
 pub use topic::{Delivery, Sequenced, Spread, Topic};
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::frames::Batch;
+use super::frames::Frames;
 
 /// Why a subscriber stopped taking messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,7 +35,7 @@ pub trait SubscriberGroup: Send + Sync {
     /// Takes one publish, in seq order after the previous one. `false` when
     /// the subscriber is closed (now or before, or long gone) and should be
     /// dropped.
-    fn deliver(&self, id: MemberId, batch: &Arc<Batch>) -> bool;
+    fn deliver(&self, id: MemberId, batch: &Arc<Frames>) -> bool;
 
     /// Stops taking messages for `why`; the first reason given wins.
     fn close(&self, id: MemberId, why: Closed);
@@ -65,7 +65,7 @@ impl Member {
     }
 
     /// See [`SubscriberGroup::deliver`].
-    pub fn deliver(&self, batch: &Arc<Batch>) -> bool {
+    pub fn deliver(&self, batch: &Arc<Frames>) -> bool {
         self.group.deliver(self.id, batch)
     }
 

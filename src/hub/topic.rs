@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::frames::Batch;
+use super::frames::Frames;
 use super::subscriber::{Closed, Member};
 use super::Payload;
 use crate::store::EVENT_RING;
@@ -40,7 +40,7 @@ impl SubscriberList {
 
     /// Offers `batch` to fan-out thread `shard`'s subscribers.
     /// Returns how many subscribers took it.
-    pub fn deliver(&self, shard: usize, batch: &Arc<Batch>) -> u64 {
+    pub fn deliver(&self, shard: usize, batch: &Arc<Frames>) -> u64 {
         let mut refused = false;
         let mut took = 0;
         for s in self.shard(shard) {
@@ -96,7 +96,7 @@ impl Spread {
 #[derive(Clone)]
 pub struct Delivery {
     pub subs: Subscribers,
-    pub batch: Arc<Batch>,
+    pub batch: Arc<Frames>,
 }
 
 /// A topic's ring and subscribers.
@@ -224,7 +224,7 @@ impl Topic {
             .clone();
         Some(Delivery {
             subs,
-            batch: Arc::new(Batch::new(fresh)),
+            batch: Arc::new(Frames::new(fresh)),
         })
     }
 
@@ -277,7 +277,7 @@ mod tests {
     }
 
     impl SubscriberGroup for Recorder {
-        fn deliver(&self, _: MemberId, batch: &Arc<Batch>) -> bool {
+        fn deliver(&self, _: MemberId, batch: &Arc<Frames>) -> bool {
             if self.closed.lock().unwrap().is_some() {
                 return false;
             }
@@ -374,7 +374,7 @@ mod tests {
         late.close(MemberId::default(), Closed::Gone);
         deliver(Some(Delivery {
             subs: c,
-            batch: Arc::new(Batch::new(&[(3, msg(3))])),
+            batch: Arc::new(Frames::new(&[(3, msg(3))])),
         }));
         let d = t.publish(4, &msg(4)).unwrap().subs;
         assert_eq!(count(&d), 1, "the refused delivery dropped it");
@@ -401,7 +401,7 @@ mod tests {
         assert_eq!(asked(), 4, "one prune");
         deliver(Some(Delivery {
             subs: next,
-            batch: Arc::new(Batch::new(&[(7, msg(7))])),
+            batch: Arc::new(Frames::new(&[(7, msg(7))])),
         }));
         deliver(t.publish(8, &msg(8)));
         assert_eq!(asked(), 4, "nobody refused since");
