@@ -256,11 +256,29 @@ pub struct Hall {
     marks: HashMap<String, Mark>,
 }
 
-/// Where a waiting ticket stands in the call order, smallest first: the
-/// green channel; then checked-in bookings whose slot has started, oldest
-/// slot first; then everything else — each by the window's order of
-/// services, then age.
-type OrderKey = (u8, DateTime<Utc>, usize, u64);
+/// Where a waiting ticket stands in the call order, smallest first, field
+/// by field as declared: the green channel; then checked-in bookings whose
+/// slot has started, oldest slot first; then everything else — each by the
+/// window's order of services, then age.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct OrderKey {
+    class: Class,
+    /// The booked slot's start (started bookings); the earliest instant
+    /// for the others, so it never decides between them.
+    slot: DateTime<Utc>,
+    /// The service's place in the window's order of services.
+    preference: usize,
+    /// The ticket's place in the order tickets joined lines.
+    line_pos: u64,
+}
+
+/// The three classes of the call order, first called first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Class {
+    Green,
+    StartedBooking,
+    Other,
+}
 
 impl Hall {
     /// An empty hall.
@@ -1090,11 +1108,16 @@ impl Hall {
     /// A ticket's place in the call order of a window that serves its
     /// service as its `pref`-th.
     fn order_key(&self, t: &Ticket, pref: usize) -> OrderKey {
-        let never = DateTime::<Utc>::MIN_UTC;
-        match (t.priority, t.slot) {
-            (Priority::Green, _) => (0, never, pref, t.line_pos),
-            (_, Some(slot)) if self.slot_started(t) => (1, slot, pref, t.line_pos),
-            _ => (2, never, pref, t.line_pos),
+        let (class, slot) = match (t.priority, t.slot) {
+            (Priority::Green, _) => (Class::Green, DateTime::<Utc>::MIN_UTC),
+            (_, Some(slot)) if self.slot_started(t) => (Class::StartedBooking, slot),
+            _ => (Class::Other, DateTime::<Utc>::MIN_UTC),
+        };
+        OrderKey {
+            class,
+            slot,
+            preference: pref,
+            line_pos: t.line_pos,
         }
     }
 
