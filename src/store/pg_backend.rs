@@ -1366,10 +1366,14 @@ impl Backend for Postgres {
             group.write(&mut tx, cache)?;
             record_deliveries(&mut tx, cache, deliveries)?;
             if let Err(e) = tx.commit() {
-                // The answer to COMMIT is lost: it may have happened.
+                // The server's own refusal says it did not happen; no answer
+                // at all (the connection broke) says nothing: it may have.
+                let answered = e.code().is_some();
                 let mut e = StoreError::from(e);
-                e.kind = StoreErrorKind::Transient;
-                e.ambiguous = true;
+                if !answered {
+                    e.kind = StoreErrorKind::Transient;
+                    e.ambiguous = true;
+                }
                 return Err(e);
             }
             Ok(())
