@@ -252,9 +252,6 @@ impl Limits {
         let mut m = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let o = m.entry(ip).or_default();
         if o.connections >= max {
-            if o.streams == 0 && o.connections == 0 {
-                m.remove(&ip);
-            }
             return Err(TooMany);
         }
         o.connections += 1;

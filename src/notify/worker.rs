@@ -47,11 +47,7 @@ pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::queue::citizen::hex(&mac.finalize().into_bytes())
 }
 
 /// Seconds before try `attempts + 1`: about 1, 2, 4 … capped, with ±20 %

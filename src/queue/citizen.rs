@@ -219,11 +219,18 @@ pub fn id_hash(key: &[u8], id: &str) -> String {
     let mut mac =
         hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
     mac.update(id.to_ascii_uppercase().as_bytes());
-    mac.finalize()
-        .into_bytes()
+    hex(&mac.finalize().into_bytes())
+}
+
+/// Bytes as lowercase hex, as digests and keys are kept and signed.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
         .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// A PRC resident ID number (GB 11643): 17 digits and a check character
@@ -247,10 +254,7 @@ pub fn valid_id_number(id: &str) -> bool {
 /// 128+ random bits, so a plain hash is enough).
 pub fn token_hash(token: &str) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&sha2::Sha256::digest(token.as_bytes()))
 }
 
 /// A mainland mobile number: 11 digits starting with 1 (A2).

@@ -65,7 +65,7 @@ pub fn encode(m: &Mark) -> String {
             expires: ms(t.expires),
         },
         Mark::Key(k) => Stored::Key {
-            hex: k.iter().map(|b| format!("{b:02x}")).collect(),
+            hex: crate::queue::citizen::hex(k),
         },
     };
     serde_json::to_string(&s).expect("a mark serializes")

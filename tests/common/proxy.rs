@@ -110,23 +110,13 @@ async fn pipe(
         match link {
             Link::Cut => return,
             Link::Slow(d) => tokio::time::sleep(d).await,
-            Link::Lossy if rand_quarter() => tokio::time::sleep(Duration::from_millis(300)).await,
+            Link::Lossy if rand::random_bool(0.25) => {
+                tokio::time::sleep(Duration::from_millis(300)).await
+            }
             _ => {}
         }
         if to.write_all(&buf[..n]).await.is_err() {
             return;
         }
     }
-}
-
-/// True about one time in four (no RNG crate needed for a test's noise).
-fn rand_quarter() -> bool {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64),
-    );
-    h.finish() % 4 == 0
 }
